@@ -1,0 +1,111 @@
+"""The model API: one base class, many providers.
+
+A backend receives *jobs*: one prompt with the sample indices still missing for it. Grouping by
+prompt lets engines that sample n answers in one call (vLLM, OpenAI-compatible servers) do so,
+while per-sample seeds keep every sample reproducible on its own.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+import os
+from typing import Any, ClassVar
+
+from monoculture.errors import UserError
+from monoculture.study import ModelSpec, Sampling
+
+
+def api_key_env(spec: ModelSpec, default: str | None) -> str | None:
+    """The variable that holds a model's API key: params.api_key_env, the backend's default, or
+    none when the spec says ``api_key_env: none`` (local servers that want no key)."""
+    var = spec.params.get("api_key_env", default)
+    if var is None or str(var).lower() in ("", "none", "null"):
+        return None
+    return str(var)
+
+
+@dataclass
+class Job:
+    """One prompt for one model, with the samples still to generate."""
+
+    messages: list[dict[str, str]]
+    sample_indices: list[int]
+    keys: list[str]
+    sampling: Sampling
+    prompt_key: str = ""
+
+    def seed_for(self, sample_index: int) -> int:
+        """Sample i uses seed + i, so that any subset of samples can be regenerated alone."""
+        return self.sampling.seed + sample_index
+
+
+@dataclass
+class Result:
+    """One generation, successful or not. A failure is data too: it is stored with its error
+    and retried on the next run."""
+
+    key: str
+    sample_index: int
+    text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    error: str | None = None
+    n_mode: str = "single"  # "native" (engine sampled n at once), "emulated" (k requests), "single"
+    logprobs: dict[str, float] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+class Backend(ABC):
+    """Base class of every model backend.
+
+    Subclasses set ``name`` and implement :meth:`generate`. ``generate`` yields results as they
+    complete (in any order): the runner writes them in batches, so a kill loses at most one
+    batch. Heavy imports (torch, vllm, llama_cpp) belong inside ``__init__`` so that optional
+    extras stay optional.
+    """
+
+    name: ClassVar[str]
+    supports_logprobs: ClassVar[bool] = False
+    #: Environment variable that holds the API key when the spec names none (None: no key).
+    default_api_key_env: ClassVar[str | None] = None
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    @classmethod
+    def preflight(cls, spec: ModelSpec) -> None:
+        """Checks that need no model loaded (credentials, files), run for every model before
+        anything is written, so that a study that cannot finish fails before it starts."""
+        var = api_key_env(spec, cls.default_api_key_env)
+        if var and not os.environ.get(var):
+            raise UserError(f"model {spec.name!r} needs an API key in the environment variable {var}, which is not set")
+
+    @abstractmethod
+    def generate(self, jobs: Iterable[Job]) -> Iterator[Result]:
+        """Generate every missing sample of every job; never raise for one failed request."""
+
+    def first_token_logprobs(
+        self, messages: list[dict[str, str]], candidates: list[str], *, assistant_prefix: str = ""
+    ) -> dict[str, float]:
+        """Log-probabilities of each candidate string as the first token of the answer.
+
+        Used to read a model's answer distribution over multiple-choice options without
+        sampling. Backends that cannot expose logprobs raise NotImplementedError."""
+        raise NotImplementedError(f"backend {self.name!r} does not expose first-token log-probabilities")
+
+    def close(self) -> None:
+        """Release engines, sessions and memory."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

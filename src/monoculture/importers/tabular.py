@@ -1,0 +1,329 @@
+"""Generic tables of outputs: JSONL, CSV and Parquet.
+
+Columns (our names): ``prompt``, ``model``, ``text`` (required); ``prompt_id``, ``sample_index``,
+``category``, ``language`` (optional). ``mapping`` renames: ``{"text": "output", "model":
+"generator"}`` reads our ``text`` from their column ``output`` (the CLI's ``--map text=output``).
+Without ``sample_index`` a row gets the running count of rows seen so far for its (model, prompt),
+so a file with one answer per prompt gets 0 everywhere. Without ``prompt_id`` the id is derived
+from the prompt text (prompts are matched by text anyway).
+
+This module also holds the small parsing helpers that the other importers share: decoding that
+reports the line of a bad byte, JSONL with line numbers, finding files in a folder, option checks,
+and the duplicate check that names both places.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from monoculture.errors import UserError
+from monoculture.hashing import digest
+from monoculture.importers import Imported
+
+FIELDS = ("prompt_id", "prompt", "model", "sample_index", "text", "category", "language")
+REQUIRED = ("prompt", "model", "text")
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+def existing_path(path: str | Path) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError("no such file or folder", where=str(p))
+    return p
+
+
+def check_options(options: dict[str, Any], allowed: Iterable[str], fmt: str) -> None:
+    """Reject options this reader does not know (None values are ignored, so a caller may pass
+    the same keyword set to every reader)."""
+    allowed = set(allowed)
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in allowed)
+    if unknown:
+        raise UserError(
+            f"the {fmt} importer does not take option(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(sorted(allowed)) or 'none'}"
+        )
+
+
+def find_files(path: Path, patterns: Iterable[str], what: str) -> list[Path]:
+    """``path`` itself if it is a file; else the files in the folder matching ``patterns``
+    (looking one level down, then anywhere below if none are at the top)."""
+    if path.is_file():
+        return [path]
+    patterns = list(patterns)
+    for recursive in (False, True):
+        found = sorted({f for pat in patterns for f in (path.rglob(pat) if recursive else path.glob(pat)) if f.is_file()})
+        if found:
+            return found
+    raise UserError(f"no {what} found (looked for {', '.join(patterns)})", where=str(path))
+
+
+def read_text(path: Path) -> str:
+    """Decode a file as UTF-8 (a leading BOM is dropped); a bad byte or an empty file is a
+    UserError naming the line."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UserError("file is empty", where=str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise UserError(f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col}); re-save the file as UTF-8", where=f"{path}:{line}") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def jsonl_objects(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; any line that is not a JSON object is a
+    UserError naming the file and line."""
+    text = read_text(path)
+    out: list[tuple[int, dict]] = []
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"not valid JSON ({e.msg} at column {e.colno}); each line must be one JSON object", where=f"{path}:{n}") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"expected a JSON object on each line, got {json_type(obj)}", where=f"{path}:{n}")
+        out.append((n, obj))
+    if not out:
+        raise UserError("file is empty (no JSON lines)", where=str(path))
+    return out
+
+
+def json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+
+
+def require(obj: dict, field: str, where: str, kind: type | tuple = str, *, what: str = "field") -> Any:
+    """obj[field], which must be present and of ``kind``."""
+    if field not in obj:
+        have = ", ".join(map(repr, obj)) or "none"
+        raise UserError(f"missing {what} {field!r} (present: {have})", where=where)
+    v = obj[field]
+    if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise UserError(f"{what} {field!r} must be {names}, got {json_type(v)}", where=where)
+    return v
+
+
+def text_id(prefix: str, text: str) -> str:
+    return f"{prefix}-{digest(text.strip(), 12)}"
+
+
+def ensure_unique(records: list[Imported], places: list[str], hint: str = "") -> None:
+    """Two records with the same (model, prompt text, sample index) would be one row in the
+    store; say where both came from instead of letting the second silently win."""
+    seen: dict[tuple, int] = {}
+    for i, r in enumerate(records):
+        k = (r.model, r.prompt.strip(), int(r.sample_index))
+        j = seen.setdefault(k, i)
+        if j != i:
+            raise UserError(
+                f"two records for model {r.model!r}, prompt {r.prompt_id!r}, sample {r.sample_index}: "
+                f"{places[j]} and {places[i]}" + (f"; {hint}" if hint else "")
+            )
+
+
+# -- the tabular readers ---------------------------------------------------------------------------
+def _columns(mapping: Any) -> dict[str, str]:
+    """Our field -> their column. Accepts a dict or ["text=output", ...]."""
+    if mapping is None:
+        mapping = {}
+    if isinstance(mapping, (list, tuple)):
+        pairs = {}
+        for m in mapping:
+            ours, sep, theirs = str(m).partition("=")
+            if not sep or not ours.strip() or not theirs.strip():
+                raise UserError(f"bad --map {m!r}: write OUR_FIELD=THEIR_COLUMN, e.g. text=output")
+            pairs[ours.strip()] = theirs.strip()
+        mapping = pairs
+    if not isinstance(mapping, dict):
+        raise UserError(f"mapping must be field -> column pairs, got {type(mapping).__name__}")
+    bad = sorted(set(mapping) - set(FIELDS))
+    if bad:
+        raise UserError(f"cannot map unknown field(s) {', '.join(bad)}; fields are: {', '.join(FIELDS)}")
+    return {f: mapping.get(f, f) for f in FIELDS}
+
+
+def _missing(v: Any) -> bool:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return True
+    try:
+        import pandas as pd
+
+        return v is pd.NA or v is pd.NaT
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def _label(field: str, cols: dict[str, str]) -> str:
+    return repr(cols[field]) if cols[field] == field else f"{cols[field]!r} (for {field})"
+
+
+class _Builder:
+    """Turns rows (dicts keyed by their column names) into records with running sample counts."""
+
+    def __init__(self, cols: dict[str, str], model: str | None):
+        self.cols = cols
+        self.model = model
+        self.records: list[Imported] = []
+        self.places: list[str] = []
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def check_header(self, header: list[str], where: str) -> None:
+        for f in REQUIRED:
+            if f == "model" and self.model is not None and self.cols["model"] not in header:
+                continue
+            if self.cols[f] not in header:
+                raise UserError(f"no column {_label(f, self.cols)}; columns are: {', '.join(map(repr, header)) or 'none'} (rename with --map {f}=COLUMN)", where=where)
+
+    def add(self, row: dict[str, Any], where: str, rowname: str, *, strings: bool = False) -> None:
+        c = self.cols
+        pre = f"{rowname}: " if rowname else ""
+
+        def get(field: str, required: bool) -> Any:
+            col = c[field]
+            if col not in row:
+                if field == "model" and self.model is not None:
+                    return self.model
+                if required:
+                    raise UserError(f"{pre}missing column {_label(field, c)}; present: {', '.join(map(repr, row)) or 'none'} (rename with --map {field}=COLUMN)", where=where)
+                return None
+            v = row[col]
+            return None if _missing(v) or (strings and v == "" and field not in ("text",)) else v
+
+        vals = {}
+        for f in ("prompt", "model", "text"):
+            v = get(f, True)
+            if not isinstance(v, str):
+                got = ("an empty cell" if strings else "a missing value" if v is not None else "null") if _missing(v) else json_type(v)
+                raise UserError(f"{pre}{_label(f, c)} must be a string, got {got}", where=where)
+            if f != "text" and not v.strip():
+                raise UserError(f"{pre}{_label(f, c)} is empty", where=where)
+            vals[f] = v
+        pid = get("prompt_id", False)
+        if isinstance(pid, float) and pid.is_integer():
+            pid = int(pid)
+        if pid is not None and (not isinstance(pid, (str, int)) or isinstance(pid, bool)):
+            raise UserError(f"{pre}{_label('prompt_id', c)} must be a string or an integer, got {json_type(pid)}", where=where)
+        pid = text_id("p", vals["prompt"]) if pid is None or str(pid).strip() == "" else str(pid)
+        key = (vals["model"], vals["prompt"].strip())
+        si = get("sample_index", False)
+        if si is None:
+            si = self.counts.get(key, 0)
+        else:
+            si = self._int(si, pre + _label("sample_index", c), where)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        extra = {}
+        for f in ("category", "language"):
+            v = get(f, False)
+            if v is not None and not isinstance(v, str):
+                raise UserError(f"{pre}{_label(f, c)} must be a string, got {json_type(v)}", where=where)
+            extra[f] = v or None
+        self.records.append(Imported(model=vals["model"], prompt_id=pid, prompt=vals["prompt"], text=vals["text"], sample_index=si, **extra))
+        self.places.append(f"{where}" + (f" {rowname}" if rowname else ""))
+
+    @staticmethod
+    def _int(v: Any, label: str, where: str) -> int:
+        if isinstance(v, bool):
+            ok = False
+        elif isinstance(v, int):
+            ok, v = True, int(v)
+        elif isinstance(v, float) and v.is_integer():
+            ok, v = True, int(v)
+        elif isinstance(v, str) and v.strip().lstrip("-").isdigit():
+            ok, v = True, int(v.strip())
+        else:
+            ok = False
+        if not ok or v < 0:
+            raise UserError(f"{label} must be a whole number >= 0, got {v!r}", where=where)
+        return v
+
+    def finish(self, files: list[Path]) -> list[Imported]:
+        if not self.records:
+            raise UserError("no rows found", where=", ".join(map(str, files)))
+        ensure_unique(self.records, self.places, "add a sample_index column to tell them apart")
+        return self.records
+
+
+_TAB_OPTIONS = ("mapping", "model")
+
+
+def read_jsonl(path: str | Path, mapping: dict[str, str] | None = None, **options) -> list[Imported]:
+    """One JSON object per line. ``model=NAME`` names the model when there is no model column."""
+    check_options(options, _TAB_OPTIONS, "jsonl")
+    b = _Builder(_columns(mapping), options.get("model"))
+    files = find_files(existing_path(path), ["*.jsonl", "*.ndjson"], "JSONL files")
+    for f in files:
+        for n, obj in jsonl_objects(f):
+            b.add(obj, f"{f}:{n}", "")
+    return b.finish(files)
+
+
+
+def read_csv(path: str | Path, mapping: dict[str, str] | None = None, *, delimiter: str | None = None, **options) -> list[Imported]:
+    """A CSV file with a header row (``delimiter`` defaults to ``,``; ``.tsv`` files use tabs).
+    Errors name the data row (1 = first row under the header) and its line in the file."""
+    check_options(options, _TAB_OPTIONS, "csv")
+    b = _Builder(_columns(mapping), options.get("model"))
+    files = find_files(existing_path(path), ["*.csv", "*.tsv"], "CSV files")
+    csv.field_size_limit(2**31 - 1)
+    for f in files:
+        text = read_text(f)
+        delim = delimiter or ("\t" if f.suffix.lower() == ".tsv" else ",")
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+        try:
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise UserError("no header row", where=f"{f}:1")
+            header = [h.strip() for h in header]
+            b.check_header(header, f"{f}:1")
+            rowno = 0
+            for cells in reader:
+                if not cells or not any(x.strip() for x in cells):
+                    continue
+                rowno += 1
+                where = f"{f}:{reader.line_num}"
+                if len(cells) > len(header):
+                    raise UserError(f"row {rowno}: {len(cells)} fields but the header has {len(header)}", where=where)
+                row = dict(zip(header, cells))
+                b.add(row, where, f"row {rowno}", strings=True)
+        except csv.Error as e:
+            raise UserError(f"not valid CSV: {e}", where=f"{f}:{reader.line_num}") from None
+        if rowno == 0:
+            raise UserError("no data rows under the header", where=str(f))
+    return b.finish(files)
+
+
+def read_parquet(path: str | Path, mapping: dict[str, str] | None = None, **options) -> list[Imported]:
+    """A Parquet file (or a folder of them). Errors name the row (1 = first row)."""
+    import pandas as pd
+
+    check_options(options, _TAB_OPTIONS, "parquet")
+    b = _Builder(_columns(mapping), options.get("model"))
+    files = find_files(existing_path(path), ["*.parquet", "*.pq"], "Parquet files")
+    for f in files:
+        if f.stat().st_size == 0:
+            raise UserError("file is empty", where=str(f))
+        try:
+            df = pd.read_parquet(f)
+        except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+            raise UserError(f"not a readable Parquet file: {str(e).splitlines()[0] if str(e) else type(e).__name__}", where=str(f)) from None
+        header = [str(c) for c in df.columns]
+        b.check_header(header, str(f))
+        if len(df) == 0:
+            raise UserError("no rows", where=str(f))
+        cols = {str(c): df[c].tolist() for c in df.columns}
+        for i in range(len(df)):
+            b.add({k: v[i] for k, v in cols.items()}, str(f), f"row {i + 1}")
+    return b.finish(files)

@@ -1,0 +1,297 @@
+"""The DuckDB store: every prompt, model and generation, content-addressed.
+
+Phases talk only through the store: ``run`` and ``import`` write generations, ``measure``
+writes embeddings and results, ``report`` reads. Writes go in transactions of one batch, so a
+SIGKILL loses at most the batch in flight and a rerun ends with exactly the rows an
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from monoculture.errors import UserError
+
+DEFAULT_STORE = "monoculture.duckdb"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    name TEXT PRIMARY KEY,
+    path TEXT,
+    spec JSON,
+    created_at DOUBLE,
+    updated_at DOUBLE
+);
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT PRIMARY KEY,
+    backend TEXT,
+    model_id TEXT,
+    revision TEXT,
+    identity JSON,
+    attributes JSON,
+    source TEXT
+);
+CREATE TABLE IF NOT EXISTS prompts (
+    prompt_key TEXT PRIMARY KEY,
+    prompt_id TEXT,
+    suite TEXT,
+    text TEXT,
+    messages JSON,
+    language TEXT,
+    category TEXT,
+    tags JSON,
+    group_id TEXT,
+    options JSON,
+    ordered BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS study_models (study TEXT, model TEXT, PRIMARY KEY (study, model));
+CREATE TABLE IF NOT EXISTS study_prompts (study TEXT, prompt_key TEXT, position INTEGER, PRIMARY KEY (study, prompt_key));
+CREATE TABLE IF NOT EXISTS generations (
+    key TEXT PRIMARY KEY,
+    model TEXT,
+    prompt_key TEXT,
+    sample_index INTEGER,
+    text TEXT,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    latency_s DOUBLE,
+    error TEXT,
+    n_mode TEXT,
+    logprobs JSON,
+    params JSON,
+    source TEXT,
+    attempts INTEGER,
+    created_at DOUBLE
+);
+"""
+
+GEN_COLUMNS = [
+    "key", "model", "prompt_key", "sample_index", "text", "finish_reason", "prompt_tokens",
+    "completion_tokens", "latency_s", "error", "n_mode", "logprobs", "params", "source",
+    "attempts", "created_at",
+]
+
+
+def _json(v: Any) -> str | None:
+    return None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=True)
+
+
+class Store:
+    """A DuckDB file holding one or more studies.
+
+    Use as a context manager; one process writes at a time (DuckDB's rule)."""
+
+    def __init__(self, path: str | Path = DEFAULT_STORE, *, read_only: bool = False, create: bool = True):
+        self.path = Path(path)
+        if not self.path.exists():
+            if read_only or not create:
+                raise UserError(f"no store at {self.path} (run `monoculture run` or `monoculture import` first, or pass --store)")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as e:
+            raise UserError(f"cannot open store: {e}", where=str(self.path)) from None
+        if not read_only:
+            self.con.execute(SCHEMA)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def transaction(self):
+        return _Transaction(self.con)
+
+    # -- writes ----------------------------------------------------------------------
+    def upsert_models(self, rows: Iterable[dict]) -> None:
+        df = pd.DataFrame(
+            [
+                {
+                    "name": r["name"], "backend": r.get("backend"), "model_id": r.get("model_id"),
+                    "revision": r.get("revision"), "identity": _json(r.get("identity")),
+                    "attributes": _json(r.get("attributes") or {}), "source": r.get("source"),
+                }
+                for r in rows
+            ],
+            columns=["name", "backend", "model_id", "revision", "identity", "attributes", "source"],
+        )
+        if len(df):
+            self.con.execute("INSERT OR REPLACE INTO models SELECT * FROM df")
+
+    def upsert_prompts(self, prompts: Sequence) -> None:
+        """Add prompts; a prompt already present (same messages) keeps its first id."""
+        df = pd.DataFrame(
+            [
+                {
+                    "prompt_key": p.key, "prompt_id": p.id, "suite": p.suite, "text": p.text,
+                    "messages": _json(p.message_dicts()), "language": p.language,
+                    "category": p.category, "tags": _json(list(p.tags)), "group_id": p.group,
+                    "options": _json(list(p.options)) if p.options else None, "ordered": p.ordered,
+                }
+                for p in prompts
+            ],
+            columns=["prompt_key", "prompt_id", "suite", "text", "messages", "language", "category", "tags", "group_id", "options", "ordered"],
+        )
+        if len(df):
+            df = df.drop_duplicates("prompt_key")
+            self.con.execute("INSERT INTO prompts SELECT * FROM df ON CONFLICT DO NOTHING")
+
+    def register_study(self, name: str, path: str | None, spec: dict, models: list[str], prompt_keys: list[str]) -> None:
+        now = time.time()
+        with self.transaction():
+            old = self.con.execute("SELECT created_at FROM studies WHERE name = ?", [name]).fetchone()
+            self.con.execute(
+                "INSERT OR REPLACE INTO studies VALUES (?, ?, ?, ?, ?)",
+                [name, path, _json(spec), old[0] if old else now, now],
+            )
+            self.con.execute("DELETE FROM study_models WHERE study = ?", [name])
+            self.con.execute("DELETE FROM study_prompts WHERE study = ?", [name])
+            sm = pd.DataFrame({"study": name, "model": models})
+            sp = pd.DataFrame({"study": name, "prompt_key": prompt_keys, "position": range(len(prompt_keys))}).drop_duplicates("prompt_key")
+            self.con.execute("INSERT INTO study_models SELECT * FROM sm")
+            self.con.execute("INSERT INTO study_prompts SELECT * FROM sp")
+
+    def write_generations(self, rows: list[dict]) -> None:
+        """Write one batch in one transaction. A key seen before is replaced (a failed attempt
+        by its retry), and its attempt count carried on."""
+        if rows:
+            with self.transaction():
+                self.insert_generations(rows)
+
+    def insert_generations(self, rows: list[dict]) -> None:
+        """Insert inside the caller's transaction (see :meth:`write_generations`)."""
+        if not rows:
+            return
+        df = pd.DataFrame(
+            [{c: (_json(r.get(c)) if c in ("logprobs", "params") else r.get(c)) for c in GEN_COLUMNS} for r in rows],
+            columns=GEN_COLUMNS,
+        )
+        df["created_at"] = df["created_at"].fillna(time.time())
+        df["attempts"] = df["attempts"].fillna(1).astype("int64")
+        df = df.drop_duplicates("key", keep="last")
+        self.con.execute(
+            """
+            INSERT OR REPLACE INTO generations
+            SELECT df.* REPLACE (coalesce(g.attempts, 0) + df.attempts AS attempts)
+            FROM df LEFT JOIN generations g ON g.key = df.key
+            """
+        )
+
+    # -- reads -----------------------------------------------------------------------
+    def done_keys(self, keys: Sequence[str]) -> set[str]:
+        """Keys that already have a successful generation."""
+        if not keys:
+            return set()
+        kdf = pd.DataFrame({"key": list(keys)})
+        got = self.con.execute(
+            "SELECT g.key FROM generations g JOIN kdf USING (key) WHERE g.error IS NULL AND g.text IS NOT NULL"
+        ).fetchall()
+        return {k for (k,) in got}
+
+    def study_names(self) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT name FROM studies ORDER BY created_at").fetchall()]
+
+    def generations(self, study: str | None = None, *, models: Sequence[str] | None = None, include_failed: bool = False) -> pd.DataFrame:
+        """One row per generation, joined with its prompt and model; the notebook entry point."""
+        where, params = [], []
+        if study is not None:
+            if study not in self.study_names():
+                raise UserError(f"no study named {study!r} in {self.path}; studies: {', '.join(self.study_names()) or 'none'}")
+            where.append("g.model IN (SELECT model FROM study_models WHERE study = ?)")
+            where.append("g.prompt_key IN (SELECT prompt_key FROM study_prompts WHERE study = ?)")
+            params += [study, study]
+        if models:
+            where.append("g.model IN (SELECT unnest(?))")
+            params.append(list(models))
+        if not include_failed:
+            where.append("g.error IS NULL AND g.text IS NOT NULL")
+        sql = f"""
+            SELECT g.model, p.prompt_id, g.prompt_key, p.text AS prompt, g.sample_index, g.text,
+                   g.finish_reason, g.prompt_tokens, g.completion_tokens, g.latency_s, g.error,
+                   g.n_mode, g.logprobs, g.source, p.language, p.category, p.group_id, p.suite, g.key
+            FROM generations g LEFT JOIN prompts p USING (prompt_key)
+            {'WHERE ' + ' AND '.join(where) if where else ''}
+            ORDER BY g.model, p.prompt_id, g.prompt_key, g.sample_index
+        """
+        return self.con.execute(sql, params).df()
+
+    def models(self) -> pd.DataFrame:
+        df = self.con.execute("SELECT * FROM models ORDER BY name").df()
+        return df
+
+    def model_attributes(self) -> dict[str, dict]:
+        return {n: json.loads(a or "{}") for n, a in self.con.execute("SELECT name, attributes FROM models").fetchall()}
+
+    def prompts(self) -> pd.DataFrame:
+        return self.con.execute("SELECT * FROM prompts ORDER BY suite, prompt_id").df()
+
+    def summary(self) -> dict[str, Any]:
+        c = self.con
+        return {
+            "studies": c.execute(
+                """SELECT s.name, s.path,
+                          (SELECT count(*) FROM study_models m WHERE m.study = s.name) AS models,
+                          (SELECT count(*) FROM study_prompts p WHERE p.study = s.name) AS prompts
+                   FROM studies s ORDER BY s.created_at"""
+            ).df(),
+            "models": c.execute(
+                """SELECT m.name, m.backend, m.model_id, m.source,
+                          count(DISTINCT g.prompt_key) FILTER (WHERE g.error IS NULL) AS prompts,
+                          count(g.key) FILTER (WHERE g.error IS NULL) AS generations,
+                          count(g.key) FILTER (WHERE g.error IS NOT NULL) AS failed
+                   FROM models m LEFT JOIN generations g ON g.model = m.name
+                   GROUP BY ALL ORDER BY m.name"""
+            ).df(),
+            "prompts": c.execute("SELECT count(*) FROM prompts").fetchone()[0],
+            "generations": c.execute("SELECT count(*) FROM generations WHERE error IS NULL").fetchone()[0],
+            "failed": c.execute("SELECT count(*) FROM generations WHERE error IS NOT NULL").fetchone()[0],
+        }
+
+    def export(self, out: str | Path, fmt: str = "parquet", study: str | None = None) -> Path:
+        """Write one row per generation (model, prompt_id, prompt, sample_index, text, ...)."""
+        out = Path(out)
+        df = self.generations(study)
+        if fmt == "parquet":
+            target = out / "generations.parquet" if out.suffix != ".parquet" else out
+            target.parent.mkdir(parents=True, exist_ok=True)
+            df.to_parquet(target, index=False)
+        elif fmt == "jsonl":
+            target = out / "generations.jsonl" if out.suffix != ".jsonl" else out
+            target.parent.mkdir(parents=True, exist_ok=True)
+            df.to_json(target, orient="records", lines=True, force_ascii=False)
+        else:
+            raise UserError(f"unknown export format {fmt!r}; use parquet or jsonl")
+        return target
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def __enter__(self):
+        self.con.execute("BEGIN TRANSACTION")
+        return self.con
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.con.execute("COMMIT")
+        else:
+            self.con.execute("ROLLBACK")
+        return False
+
+
+def open_store(path: str | Path | None = None, *, read_only: bool = False, create: bool = True) -> Store:
+    return Store(path or DEFAULT_STORE, read_only=read_only, create=create)

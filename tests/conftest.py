@@ -1,0 +1,34 @@
+"""Shared fixtures. Helpers that several test modules use live in their own modules in this
+folder (importable because pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def shared_data_dir() -> Path | None:
+    """The real data in ../shared/data (or $MONOCULTURE_SHARED_DATA), if present."""
+    env = os.environ.get("MONOCULTURE_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve().parent.parent
+    candidates += [here.parent / "shared" / "data", here / "shared" / "data"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    d = shared_data_dir()
+    if d is None:
+        pytest.skip("real data not found: ../shared/data is absent (set MONOCULTURE_SHARED_DATA to point at it)")
+    return d
+
+
+@pytest.fixture
+def store_path(tmp_path) -> Path:
+    return tmp_path / "test.duckdb"
