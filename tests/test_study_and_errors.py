@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -31,7 +32,8 @@ sampling: {temperature: 0.5, max_tokens: 16}
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monoculture.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "monoculture.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:

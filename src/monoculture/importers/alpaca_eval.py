@@ -49,6 +49,7 @@ def json_array(path: Path) -> list[tuple[int, Any]]:
         raise UserError(f"expected a JSON array of outputs, got {json_type(top)}", where=f"{path}:{_line(text, i)}")
     i = _WS.match(text, i + 1).end()
     out: list[tuple[int, Any]] = []
+    at, line = 0, 1  # lines counted incrementally: counting from 0 each time is quadratic
     if i < len(text) and text[i] == "]":
         i += 1
     else:
@@ -57,7 +58,9 @@ def json_array(path: Path) -> list[tuple[int, Any]]:
                 obj, j = dec.raw_decode(text, i)
             except json.JSONDecodeError as e:
                 raise UserError(f"not valid JSON ({e.msg} at column {e.colno})", where=f"{path}:{e.lineno}") from None
-            out.append((_line(text, i), obj))
+            line += text.count("\n", at, i)
+            at = i
+            out.append((line, obj))
             i = _WS.match(text, j).end()
             if i < len(text) and text[i] == ",":
                 i = _WS.match(text, i + 1).end()

@@ -39,10 +39,10 @@ def existing_path(path: str | Path) -> Path:
 
 
 def check_options(options: dict[str, Any], allowed: Iterable[str], fmt: str) -> None:
-    """Reject options this reader does not know (None values are ignored, so a caller may pass
-    the same keyword set to every reader)."""
+    """Reject options this reader does not know (None and empty values are ignored, so a caller
+    may pass the same keywords, e.g. ``mapping={}``, to every reader)."""
     allowed = set(allowed)
-    unknown = sorted(k for k, v in options.items() if v is not None and k not in allowed)
+    unknown = sorted(k for k, v in options.items() if k not in allowed and not (v is None or isinstance(v, (dict, list, tuple)) and not v))
     if unknown:
         raise UserError(
             f"the {fmt} importer does not take option(s) {', '.join(unknown)}; "
@@ -197,7 +197,8 @@ class _Builder:
                 if field == "model" and self.model is not None:
                     return self.model
                 if required:
-                    raise UserError(f"{pre}missing column {_label(field, c)}; present: {', '.join(map(repr, row)) or 'none'} (rename with --map {field}=COLUMN)", where=where)
+                    unit = "column" if rowname else "field"
+                    raise UserError(f"{pre}missing {unit} {_label(field, c)}; present: {', '.join(map(repr, row)) or 'none'} (rename with --map {field}={unit.upper()})", where=where)
                 return None
             v = row[col]
             return None if _missing(v) or (strings and v == "" and field not in ("text",)) else v

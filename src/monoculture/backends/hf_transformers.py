@@ -1,0 +1,493 @@
+"""Local Hugging Face models through ``transformers``.
+
+Sampling is done here, not by ``generate``'s samplers: every sample draws from its own
+``torch.Generator`` seeded with ``job.seed_for(i)``, so a sample's text does not depend on which
+other samples shared its batch (rerunning only the failed samples, or changing ``batch_size``,
+gives the same text). ``generate`` still runs the batched, KV-cached decoding; a logits
+processor makes the per-row draw and hands ``generate`` a one-hot score that its greedy step
+picks up.
+
+The study's ``Sampling`` is the whole sampling specification. A checkpoint's own
+``generation_config`` defaults (Qwen ships top_k=20 and repetition_penalty=1.05, for example)
+are dropped, except its end-of-sequence tokens: applying them would make one model's answers
+depend on its vendor's taste, not on the study.
+
+Params: ``device`` ("auto": cuda if available, else cpu; or any torch device string),
+``dtype`` ("auto": the checkpoint's dtype on GPU, float32 on CPU; "float32", "bfloat16",
+"float16"), ``batch_size`` (8), ``trust_remote_code`` (False), ``n_threads`` (CPU threads, at
+most the cores this process may use), ``device_map`` (passed to ``from_pretrained`` for models
+that do not fit on one device; then ``device`` is ignored).
+
+A model that cannot be loaded (missing path, unknown id, broken files) raises
+:class:`~monoculture.errors.UserError` when the backend is created, before any generation:
+it is a configuration problem, and error results for every prompt would only hide it. Failures
+during generation become error results for the batch concerned.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from monoculture.backends.base import Backend, Job, Result
+from monoculture.errors import UserError
+
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+_WINDOW_BATCHES = 8  # rows are sorted by length within windows of this many batches
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared with the vLLM backend (no torch import here).
+
+
+def plain_render(messages: list[dict[str, str]]) -> str:
+    """For tokenizers without a chat template (base models): readable, and the same for every
+    such model, so that their answers stay comparable."""
+    lines = [f"{m['role']}: {m['content']}" for m in messages]
+    return "\n\n".join(lines) + "\n\nassistant:"
+
+
+def render_chat(tokenizer, messages: list[dict[str, str]]) -> tuple[str, str]:
+    """The prompt text, and how it was made ("chat_template", "chat_template+system_merged"
+    when the template refuses a system turn, or "plain")."""
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), "chat_template"
+        except Exception:
+            # Some templates (Gemma, early Mistral) raise on a system role; giving the system
+            # prompt to the first user turn is what their model cards recommend.
+            if not messages or messages[0].get("role") != "system" or len(messages) < 2:
+                raise
+            system, first, rest = messages[0], messages[1], messages[2:]
+            merged = [{**first, "content": f"{system['content']}\n\n{first['content']}"}, *rest]
+            text = tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+            return text, "chat_template+system_merged"
+    return plain_render(messages), "plain"
+
+
+def encode_prompt(tokenizer, text: str, prompt_format: str) -> list[int]:
+    """Chat templates write their own BOS; letting the tokenizer add another (Llama 3 does)
+    would put every model off its training distribution."""
+    add_special = prompt_format == "plain"
+    return list(tokenizer(text, add_special_tokens=add_special)["input_ids"])
+
+
+def candidate_token_ids(tokenizer, candidate: str) -> list[int]:
+    """First tokens under which a candidate answer can start: as written and after a space.
+
+    A variant whose first token carries no part of the candidate (a bare SentencePiece "▁", for
+    instance) is dropped: it would give every candidate the same score."""
+    if not candidate:
+        raise ValueError("empty candidate string")
+    want = candidate.strip()
+    ids: list[int] = []
+    for variant in (candidate, " " + candidate.lstrip()):
+        toks = tokenizer(variant, add_special_tokens=False)["input_ids"]
+        if not toks:
+            continue
+        piece = tokenizer.decode([toks[0]]).strip()
+        if piece and (want.startswith(piece) or piece.startswith(want)) and toks[0] not in ids:
+            ids.append(toks[0])
+    if not ids:
+        toks = tokenizer(candidate, add_special_tokens=False)["input_ids"]
+        if toks:
+            ids.append(toks[0])
+    return ids
+
+
+def apply_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """Cut at the earliest stop string, as OpenAI-compatible servers do (stop text excluded)."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def engine_seed(spec, job: Job, sample_index: int, bits: int = 63) -> int:
+    """The seed an engine gets for one sample: ``job.seed_for(i)`` mixed with the model's
+    identity and the prompt.
+
+    Engines sample with shared-noise tricks (an exponential race in vLLM and here, an inverse
+    CDF in llama.cpp): with the raw seed, two models given the same seed would draw the same
+    noise and agree far more often than independent samplers would, which inflates exactly
+    the similarity this project measures; two prompts would share their noise too. Mixing
+    keeps every sample reproducible on its own while making streams independent."""
+    import hashlib
+    import json
+
+    material = json.dumps(
+        [spec.identity(), job.messages, job.seed_for(sample_index)], sort_keys=True, ensure_ascii=False, default=str
+    )
+    digest = hashlib.blake2b(material.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> (64 - bits)
+
+
+def error_text(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg}"[:500] if msg else type(e).__name__
+
+
+def usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    """One sequence to decode: a sample, or under greedy decoding all samples of a prompt
+    (they would be identical, so they are decoded once)."""
+
+    job: Job
+    indices: list[int]
+    keys: list[str]
+    ids: list[int]
+    seed: int | None
+    prompt_format: str
+
+
+class TransformersBackend(Backend):
+    name = "transformers"
+    supports_logprobs = True
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        try:
+            import torch
+            import transformers
+        except ImportError as e:
+            raise UserError(
+                f"backend 'transformers' needs an optional dependency ({e.name or e}); "
+                "install it with: pip install 'monoculture[transformers]'"
+            ) from None
+        self._torch = torch
+        p = dict(spec.params)
+        where = f"model {spec.name!r}"
+
+        dtype = str(p.get("dtype", "auto"))
+        if dtype not in _DTYPES:
+            raise UserError(f"params.dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}", where=where)
+        try:
+            self.batch_size = int(p.get("batch_size", 8))
+        except (TypeError, ValueError):
+            raise UserError(f"params.batch_size must be an integer, not {p.get('batch_size')!r}", where=where) from None
+        if self.batch_size < 1:
+            raise UserError("params.batch_size must be at least 1", where=where)
+        trust = bool(p.get("trust_remote_code", False))
+        device_map = p.get("device_map")
+        device = str(p.get("device", "auto"))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+
+        if device == "cpu" and not device_map:
+            # One generation already uses every core it is given; more threads than cores
+            # only adds contention (and several backends may share the machine).
+            n = int(p.get("n_threads") or usable_cpus())
+            n = max(1, min(n, usable_cpus()))
+            if torch.get_num_threads() != n:
+                torch.set_num_threads(n)
+
+        if dtype == "auto":
+            torch_dtype: Any = "auto" if device != "cpu" or device_map else torch.float32
+        else:
+            torch_dtype = getattr(torch, dtype)
+
+        model_ref = spec.model
+        looks_local = model_ref.startswith(("/", "./", "../", "~")) or os.path.isabs(model_ref)
+        if looks_local and not os.path.exists(os.path.expanduser(model_ref)):
+            raise UserError(f"model path {model_ref!r} does not exist", where=where)
+        if looks_local:
+            model_ref = os.path.expanduser(model_ref)
+
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+        kw: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": trust}
+        dtype_kw = "dtype" if _version_at_least(transformers.__version__, (4, 56)) else "torch_dtype"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_ref, **kw)
+            model_kw = {**kw, dtype_kw: torch_dtype}
+            if device_map:
+                model_kw["device_map"] = device_map
+            model = AutoModelForCausalLM.from_pretrained(model_ref, **model_kw)
+        except (OSError, ValueError, KeyError) as e:  # missing files, unknown id/architecture
+            raise UserError(f"cannot load model {spec.model!r}: {error_text(e)}", where=where) from None
+        if not device_map:
+            model.to(device)
+        model.eval()
+
+        tokenizer.padding_side = "left"  # for anyone who pads with it; generate pads by hand
+        eos: list[int] = []
+        for src in (getattr(model.generation_config, "eos_token_id", None), model.config.eos_token_id, tokenizer.eos_token_id):
+            for t in src if isinstance(src, (list, tuple)) else [src]:
+                if t is not None and int(t) not in eos:
+                    eos.append(int(t))
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = eos[0] if eos else 0
+        self.eos_token_ids = eos
+        self.pad_token_id = int(pad)
+        self.model_generation_defaults = model.generation_config.to_dict()
+        model.generation_config = GenerationConfig(
+            eos_token_id=eos or None,
+            pad_token_id=self.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+        )
+        self.tokenizer = tokenizer
+        self.model = model
+        self.device = next(model.parameters()).device
+
+    # -----------------------------------------------------------------------------------------
+
+    def generate(self, jobs: Iterable[Job]) -> Iterator[Result]:
+        window: list[_Row] = []
+        for job in jobs:
+            try:
+                text, fmt = render_chat(self.tokenizer, job.messages)
+                ids = encode_prompt(self.tokenizer, text, fmt)
+            except Exception as e:
+                err = f"prompt rendering failed: {error_text(e)}"
+                for i, key in zip(job.sample_indices, job.keys):
+                    yield Result(key=key, sample_index=i, error=err)
+                continue
+            if job.sampling.temperature == 0:
+                window.append(_Row(job, list(job.sample_indices), list(job.keys), ids, None, fmt))
+            else:
+                for i, key in zip(job.sample_indices, job.keys):
+                    window.append(_Row(job, [i], [key], ids, engine_seed(self.spec, job, i), fmt))
+            if len(window) >= self.batch_size * _WINDOW_BATCHES:
+                yield from self._run_window(window)
+                window = []
+        if window:
+            yield from self._run_window(window)
+
+    def _run_window(self, rows: list[_Row]) -> Iterator[Result]:
+        """Batch rows that share sampling settings, longest first: left padding then wastes
+        little, and batch composition cannot change a sample's text anyway."""
+        groups: dict[tuple, list[_Row]] = {}
+        for r in rows:
+            s = r.job.sampling
+            groups.setdefault((s.temperature, s.top_p, s.max_tokens, tuple(s.stop)), []).append(r)
+        for group in groups.values():
+            group.sort(key=lambda r: -len(r.ids))
+            for start in range(0, len(group), self.batch_size):
+                yield from self._run_batch(group[start : start + self.batch_size])
+
+    def _run_batch(self, rows: list[_Row]) -> Iterator[Result]:
+        torch = self._torch
+        t0 = time.perf_counter()
+        try:
+            outputs = self._decode(rows)
+        except torch.cuda.OutOfMemoryError:
+            if len(rows) == 1:
+                outputs = None
+                err = "CUDA out of memory for a single sequence"
+            else:
+                gc.collect()
+                torch.cuda.empty_cache()
+                half = len(rows) // 2
+                yield from self._run_batch(rows[:half])
+                yield from self._run_batch(rows[half:])
+                return
+        except Exception as e:
+            outputs, err = None, error_text(e)
+        latency = time.perf_counter() - t0
+        for b, row in enumerate(rows):
+            if outputs is None:
+                for i, key in zip(row.indices, row.keys):
+                    yield Result(key=key, sample_index=i, error=err, latency_s=latency, meta={"prompt_format": row.prompt_format})
+                continue
+            text, reason, n_completion = outputs[b]
+            meta = {"prompt_format": row.prompt_format, "batch_rows": len(rows)}
+            if row.seed is None:
+                meta["greedy_shared"] = len(row.indices) > 1
+            else:
+                meta["engine_seed"] = row.seed
+            for i, key in zip(row.indices, row.keys):
+                yield Result(
+                    key=key,
+                    sample_index=i,
+                    text=text,
+                    finish_reason=reason,
+                    prompt_tokens=len(row.ids),
+                    completion_tokens=n_completion,
+                    latency_s=latency,
+                    n_mode="single",
+                    meta=dict(meta),
+                )
+
+    def _decode(self, rows: list[_Row]) -> list[tuple[str, str, int]]:
+        torch = self._torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        sampling = rows[0].job.sampling
+        width = max(len(r.ids) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, r in enumerate(rows):
+            input_ids[b, width - len(r.ids) :] = torch.tensor(r.ids, dtype=torch.long)
+            mask[b, width - len(r.ids) :] = 1
+
+        processors = LogitsProcessorList()
+        if sampling.temperature > 0:
+            processors.append(_SeededSampler([r.seed for r in rows], sampling.temperature, sampling.top_p))
+        stopper = _StopStrings(self.tokenizer, list(sampling.stop), width, len(rows)) if sampling.stop else None
+        config = GenerationConfig(
+            max_new_tokens=sampling.max_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=self.eos_token_ids or None,
+            pad_token_id=self.pad_token_id,
+        )
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                generation_config=config,
+                logits_processor=processors,
+                stopping_criteria=StoppingCriteriaList([stopper] if stopper else []),
+            )
+        new = out[:, width:].tolist()
+
+        eos = set(self.eos_token_ids)
+        results = []
+        for b, toks in enumerate(new):
+            cut, reason = len(toks), None
+            for j, t in enumerate(toks):
+                if t in eos:
+                    cut, reason = j + 1, "stop"
+                    break
+            if stopper is not None and stopper.stopped_at[b] is not None and stopper.stopped_at[b] < cut:
+                cut, reason = stopper.stopped_at[b], None
+            body = [t for t in toks[:cut] if t not in eos]
+            text = self.tokenizer.decode(body, skip_special_tokens=True)
+            text, hit = apply_stop(text, list(sampling.stop))
+            if hit:
+                reason = "stop"
+            if reason is None:
+                reason = "length" if cut >= sampling.max_tokens else "stop"
+            results.append((text, reason, cut))
+        return results
+
+    # -----------------------------------------------------------------------------------------
+
+    def first_token_logprobs(
+        self, messages: list[dict[str, str]], candidates: list[str], *, assistant_prefix: str = ""
+    ) -> dict[str, float]:
+        """One forward pass; each candidate scores the best of its first tokens with and
+        without a leading space, since where the space goes is the tokenizer's business, not
+        the model's choice. Candidates sharing a first token ("Paris", "Pari") score alike."""
+        torch = self._torch
+        text, fmt = render_chat(self.tokenizer, messages)
+        ids = encode_prompt(self.tokenizer, text + assistant_prefix, fmt)
+        with torch.inference_mode():
+            logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, -1]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        out: dict[str, float] = {}
+        for cand in candidates:
+            toks = candidate_token_ids(self.tokenizer, cand)
+            out[cand] = max((float(logprobs[t]) for t in toks), default=float("-inf"))
+        return out
+
+    def close(self) -> None:
+        if getattr(self, "model", None) is None:
+            return
+        on_cuda = self.device.type == "cuda"
+        self.model = None
+        gc.collect()
+        if on_cuda:
+            self._torch.cuda.empty_cache()
+
+
+def _version_at_least(version: str, wanted: tuple[int, ...]) -> bool:
+    parts = []
+    for piece in version.split(".")[: len(wanted)]:
+        digits = "".join(c for c in piece if c.isdigit()) or "0"
+        parts.append(int(digits))
+    return tuple(parts) >= wanted
+
+
+def _torch_classes():
+    """LogitsProcessor / StoppingCriteria subclasses need transformers at class-creation time;
+    built lazily so that importing this module stays cheap and torch-free."""
+    import torch
+    from transformers import LogitsProcessor, StoppingCriteria
+
+    class SeededSampler(LogitsProcessor):
+        """Temperature + nucleus sampling with one generator per row; returns a one-hot score
+        so that generate's greedy step takes the drawn token. Draws use the exponential-race
+        form of categorical sampling (argmax p/E), one vocabulary-sized draw per row and step,
+        so a row's random stream never depends on its neighbours."""
+
+        def __init__(self, seeds, temperature, top_p):
+            self.seeds = seeds
+            self.temperature = float(temperature)
+            self.top_p = float(top_p)
+            self.generators = None
+
+        def __call__(self, input_ids, scores):
+            if self.generators is None:
+                self.generators = [torch.Generator(device=scores.device).manual_seed(int(s)) for s in self.seeds]
+            probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+            if self.top_p < 1.0:
+                sorted_p, order = probs.sort(dim=-1, descending=True)
+                drop_sorted = (sorted_p.cumsum(dim=-1) - sorted_p) >= self.top_p  # the top token always stays
+                drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+                probs = probs.masked_fill(drop, 0.0)
+            race = torch.stack(
+                [
+                    torch.empty(probs.shape[-1], device=probs.device, dtype=torch.float32).exponential_(generator=g)
+                    for g in self.generators
+                ]
+            ).clamp_min_(1e-30)
+            choice = (probs / race).argmax(dim=-1)
+            out = torch.full_like(scores, float("-inf"))
+            out.scatter_(1, choice.unsqueeze(1), 0.0)
+            return out
+
+    class StopStrings(StoppingCriteria):
+        """Ends a row once its text contains a stop string (the text is cut afterwards). Only
+        the tail is decoded at each step, so the cost stays linear in the answer length."""
+
+        def __init__(self, tokenizer, stops, prompt_width, rows):
+            self.tokenizer = tokenizer
+            self.stops = [s for s in stops if s]
+            self.prompt_width = prompt_width
+            self.tail = max(len(s) for s in self.stops) + 8
+            self.stopped_at: list[int | None] = [None] * rows
+
+        def __call__(self, input_ids, scores, **kwargs):
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            n_new = input_ids.shape[1] - self.prompt_width
+            for b in range(input_ids.shape[0]):
+                if self.stopped_at[b] is not None:
+                    done[b] = True
+                    continue
+                tail = input_ids[b, max(self.prompt_width, input_ids.shape[1] - self.tail) :].tolist()
+                text = self.tokenizer.decode(tail, skip_special_tokens=True)
+                if any(s in text for s in self.stops):
+                    self.stopped_at[b] = n_new
+                    done[b] = True
+            return done
+
+    return SeededSampler, StopStrings
+
+
+_CLASSES = None
+
+
+def _SeededSampler(*args):
+    global _CLASSES
+    _CLASSES = _CLASSES or _torch_classes()
+    return _CLASSES[0](*args)
+
+
+def _StopStrings(*args):
+    global _CLASSES
+    _CLASSES = _CLASSES or _torch_classes()
+    return _CLASSES[1](*args)

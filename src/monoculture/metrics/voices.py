@@ -1,0 +1,169 @@
+"""Voices per prompt, each model's own range, and what the field loses without a model or group.
+
+All of these are Vendi scores of per-prompt pools that differ only in which models are in
+them. Weights w = 1 / (|M_p| k_{m,p}) depend on the pool only through |M_p|, so removing a set
+S of models is the same kernel with S's rows at weight 0, rescaled. Every scenario (the full
+pool, each model left out, each group left out, each random group) is therefore one weighting
+of one stack of per-prompt Gram matrices, and all are decomposed together by
+:func:`~monoculture.metrics.vendi.vendi_pools`. Results stay per prompt so the bootstrap is a
+matrix product.
+
+Where a removal is undefined the per-prompt value is NaN and the prompt does not count:
+V(p) needs at least 2 models at p; L for a set S at p needs at least one member of S to have
+answered p (otherwise the difference is 0 by construction, which would only dilute L) and at
+least one model left after the removal.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from itertools import combinations
+from math import comb
+
+import numpy as np
+
+from .responses import CellIndex
+from .vendi import vendi_pools
+
+_WEIGHT_BYTES = 128 * 2**20
+
+
+def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: float = 1.0) -> np.ndarray:
+    """(R, P) Vendi score of each prompt's pool restricted to the models in each row of include.
+
+    Each included model weighs 1 / |included models present at p|, split evenly over its k
+    responses. NaN where no included model answered the prompt.
+    """
+    include = np.atleast_2d(np.asarray(include, dtype=bool))
+    rows = index.pool_rows()
+    pm = index.pool_models()
+    valid = rows >= 0
+    k = index.counts.astype(np.float64)
+    present = index.counts > 0
+    P, width = rows.shape
+    R = include.shape[0]
+    out = np.full((R, P), np.nan)
+    if P == 0 or width == 0:
+        return out
+    pm0 = np.where(valid, pm, 0)
+    k_slot = np.where(valid, k[np.arange(P)[:, None], pm0], 1.0)
+    step = max(1, int(_WEIGHT_BYTES // max(1, 8 * P * width)))
+    for lo in range(0, R, step):
+        inc = include[lo: lo + step]
+        n_inc = (inc[:, None, :] & present[None]).sum(axis=2)  # (r, P)
+        slot_in = inc[:, pm0] & valid[None]  # (r, P, width)
+        w = np.where(slot_in, 1.0 / (np.maximum(n_inc, 1)[:, :, None] * k_slot[None]), 0.0)
+        v = vendi_pools(X, rows, w, q)
+        out[lo: lo + step] = np.where(n_inc > 0, v, np.nan)
+    return out
+
+
+def own_range(X: np.ndarray, index: CellIndex, q: float = 1.0) -> np.ndarray:
+    """(P, M) V_m(p): the Vendi score of m's own responses to p; NaN where k < 2."""
+    out = np.full((index.n_prompts, index.n_models), np.nan)
+    many = index.cell_size >= 2
+    if many.any():
+        rows = index.cell_rows()[many]
+        out[index.cell_prompt[many], index.cell_model[many]] = vendi_pools(X, rows, None, q)
+    return out
+
+
+def random_groups(n_models: int, size: int, n_draws: int, seed: int = 0) -> np.ndarray:
+    """(n, M) masks of random model groups of one size for the same-size baseline.
+
+    When there are no more distinct groups than draws, all of them are used, which makes the
+    baseline exact. The seed is combined with the size so one size's draws do not change when
+    groups of other sizes are added to a study.
+    """
+    if size <= 0 or size > n_models:
+        return np.zeros((0, n_models), dtype=bool)
+    total = comb(n_models, size)
+    if total <= n_draws:
+        members = np.array(list(combinations(range(n_models), size)), dtype=np.int64)
+    else:
+        rng = np.random.default_rng([seed, size])
+        members = np.argsort(rng.random((n_draws, n_models)), axis=1)[:, :size]
+    masks = np.zeros((len(members), n_models), dtype=bool)
+    np.put_along_axis(masks, members, True, axis=1)
+    return masks
+
+
+@dataclass
+class VoicesResult:
+    """Per-prompt arrays of every voices figure; means and intervals are taken from these."""
+
+    voices: np.ndarray  # (P,) V(p)
+    own_range: np.ndarray  # (P, M) V_m(p)
+    loo: np.ndarray  # (P, M) V(p) - V_{-m}(p)
+    group_loss: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
+    group_baseline: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (P,)
+    baseline_draws: dict[int, int] = field(default_factory=dict)  # group size -> draws used
+
+
+def voices_analysis(
+    X: np.ndarray,
+    index: CellIndex,
+    groups: dict[str, np.ndarray] | None = None,
+    q: float = 1.0,
+    n_random: int = 20,
+    seed: int = 0,
+) -> VoicesResult:
+    """V(p), V_m(p), L_m per prompt, and L_G per prompt with its random-group baseline.
+
+    ``groups`` maps a name to a (M,) boolean membership mask. All scenarios are deduplicated
+    and computed in one batched pass.
+    """
+    M = index.n_models
+    groups = groups or {}
+    present = index.counts > 0
+    multi = present.sum(axis=1) >= 2
+
+    scen = [np.ones((1, M), dtype=bool), ~np.eye(M, dtype=bool)]
+    group_names = list(groups)
+    group_masks = np.array([np.asarray(groups[g], dtype=bool) for g in group_names]).reshape(-1, M)
+    scen.append(~group_masks)
+    sizes = sorted({int(m.sum()) for m in group_masks if 1 < m.sum() < M})
+    draws = {s: random_groups(M, s, n_random, seed) for s in sizes}
+    for s in sizes:
+        scen.append(~draws[s])
+    allmasks = np.vstack(scen)
+    uniq, inverse = np.unique(allmasks, axis=0, return_inverse=True)
+    v_uniq = scenario_vendi(X, index, uniq, q)
+    v_all = v_uniq[inverse.ravel()]
+
+    V = np.where(multi, v_all[0], np.nan)
+
+    def loss(removed: np.ndarray, v_rest: np.ndarray) -> np.ndarray:
+        """V(p) - V_{-S}(p) over (n, M) removed masks and (n, P) rest scores."""
+        touched = (removed[:, None, :] & present[None]).any(axis=2)
+        left = (~removed[:, None, :] & present[None]).any(axis=2)
+        ok = touched & left & multi[None]
+        return np.where(ok, V[None] - v_rest, np.nan)
+
+    pos = 1
+    loo = loss(np.eye(M, dtype=bool), v_all[pos: pos + M]).T
+    pos += M
+    g_loss = loss(group_masks, v_all[pos: pos + len(group_names)]) if group_names else np.zeros((0, len(V)))
+    pos += len(group_names)
+    base_by_size: dict[int, np.ndarray] = {}
+    with warnings.catch_warnings():
+        # nanmean over a prompt no draw touched is a legitimate NaN, not something to warn about.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        base_by_size[1] = np.nanmean(loo, axis=1) if M else np.full(len(V), np.nan)
+        for s in sizes:
+            n = len(draws[s])
+            base_by_size[s] = np.nanmean(loss(draws[s], v_all[pos: pos + n]), axis=0)
+            pos += n
+    result = VoicesResult(
+        voices=V,
+        own_range=own_range(X, index, q),
+        loo=loo,
+        baseline_draws={1: M, **{s: len(draws[s]) for s in sizes}},
+    )
+    for i, name in enumerate(group_names):
+        s = int(group_masks[i].sum())
+        result.group_loss[name] = g_loss[i]
+        result.group_baseline[name] = base_by_size.get(s, np.full(len(V), np.nan))
+    return result
+
