@@ -107,6 +107,7 @@ def import_(
     store: Optional[Path] = StoreOpt,
     map_: list[str] = typer.Option([], "--map", help="field=column, e.g. --map text=output --map model=generator"),
     suite: Optional[str] = typer.Option(None, "--suite", help="name the imported prompts' suite (default: the format)"),
+    option: list[str] = typer.Option([], "--option", "-o", help="reader option KEY=VALUE: model_from=file (noveltybench), model=NAME (tabular without a model column), delimiter=';' (csv), questions=PATH (arena-hard)"),
 ):
     """Import outputs that already exist, without running a model."""
     from monoculture.importers import import_records, reader
@@ -120,8 +121,19 @@ def import_(
         mapping[k.strip()] = v.strip()
     if not path.exists():
         raise UserError("no such file or folder", where=str(path))
+    opts = {}
+    for o in option:
+        if "=" not in o:
+            raise UserError(f"--option {o!r}: expected KEY=VALUE")
+        k, v = o.split("=", 1)
+        opts[k.strip()] = v
+    if mapping:
+        opts["mapping"] = mapping
     read = reader(fmt)
-    records = read(path, mapping=mapping) if mapping else read(path)
+    try:
+        records = read(path, **opts)
+    except TypeError as e:
+        raise UserError(f"import {fmt}: {e}") from None
     target, _ = resolve_store(None, store)
     with Store(target) as st:
         counts = import_records(st, records, source=fmt, suite=suite)

