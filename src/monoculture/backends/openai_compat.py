@@ -470,7 +470,7 @@ class OpenAIBackend(Backend):
                 emit(self._failed(key, i, outcome, "native"))
             return True
         choices = sorted(outcome.response.choices or [], key=lambda c: getattr(c, "index", 0) or 0)
-        if False:
+        if len(choices) < n:
             # The server ignored n (Ollama does): the one answer it gave came from a request whose
             # n was never honoured, so redo the job the emulated way rather than mix modes.
             if self._native_ok is not False:
