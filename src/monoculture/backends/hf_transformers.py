@@ -330,8 +330,8 @@ class TransformersBackend(Backend):
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for b, r in enumerate(rows):
-            input_ids[b, width - len(r.ids) :] = torch.tensor(r.ids, dtype=torch.long)
-            mask[b, width - len(r.ids) :] = 1
+            input_ids[b, : len(r.ids)] = torch.tensor(r.ids, dtype=torch.long)
+            mask[b, : len(r.ids)] = 1
 
         processors = LogitsProcessorList()
         if sampling.temperature > 0:

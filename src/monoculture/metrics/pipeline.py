@@ -1,0 +1,600 @@
+"""Every metric of METRICS.md for one study, in one call.
+
+The pipeline cleans the input once (dropping, and counting, rows no metric can use), builds one
+cell index, and then computes each family of metrics as per-prompt arrays. All intervals come
+from one seeded (B x P) prompt-resampling matrix shared by every figure, so any two figures
+are resampled with the same prompts and their differences are paired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .lexical import lexical_table
+from .lineage import accent_retention, group_contrast, mantel_test
+from .partition import Equivalence, partition_responses
+from .responses import CellIndex, MetricsInputError, ResponseSet, calibrate, index_cells
+from .separability import Separability, nearest_peers, style_separability
+from .similarity import (
+    homogeneity_estimate,
+    off_prompt_floor,
+    pair_similarity,
+    per_prompt_homogeneity,
+    prompt_means,
+    reference_ratio,
+)
+from .stats import Estimate, PairedDifference, bootstrap_mean, bootstrap_means, paired_bootstrap, resample_counts
+from .voices import VoicesResult, voices_analysis
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN/inf become None, numpy scalars and arrays become Python values."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, Estimate):
+        return _clean(x.to_dict())
+    return x
+
+
+@dataclass
+class Group:
+    """One value of one attribute, e.g. family=llama."""
+
+    key: str
+    attribute: str
+    value: str
+    members: list[str]
+
+
+@dataclass
+class MeasureResult:
+    """Tables of every figure, the per-prompt arrays they came from, and what was skipped."""
+
+    models: list[str]
+    prompts: list[str]
+    per_model: pd.DataFrame
+    similarity: pd.DataFrame
+    similarity_prompts: pd.DataFrame
+    per_prompt: pd.DataFrame
+    loo_per_prompt: pd.DataFrame
+    groups: pd.DataFrame
+    headline: dict
+    skipped: dict
+    settings: dict
+    mu: np.ndarray | None = None
+    lexical: pd.DataFrame | None = None
+    separability: Separability | None = None
+    pairwise_auc: pd.DataFrame | None = None
+    lineage: pd.DataFrame | None = None
+    accent: pd.DataFrame | None = None
+    what_if_removed: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    voices_detail: VoicesResult | None = field(default=None, repr=False)
+    distinct_per_prompt: np.ndarray | None = field(default=None, repr=False)
+    pair_per_prompt: np.ndarray | None = field(default=None, repr=False)
+    counts: np.ndarray | None = field(default=None, repr=False)
+
+    def compare(self, a: str, b: str, metric: str = "leave_one_out") -> PairedDifference:
+        """Paired bootstrap over prompts of a model's (or group's) figure minus another's.
+
+        ``metric``: leave_one_out, own_range, within_model_similarity, distinct_k (models) or
+        group_loss (group keys).
+        """
+        vd = self.voices_detail
+        if metric == "group_loss":
+            arrays = vd.group_loss
+            if a not in arrays or b not in arrays:
+                raise MetricsInputError(f"unknown group {a if a not in arrays else b!r}; known: {sorted(arrays)}")
+            va, vb = arrays[a], arrays[b]
+        else:
+            source = {
+                "leave_one_out": vd.loo,
+                "own_range": vd.own_range,
+                "within_model_similarity": np.einsum("pmm->pm", self.pair_per_prompt),
+                "distinct_k": self.distinct_per_prompt,
+            }
+            if metric not in source or source[metric] is None:
+                raise MetricsInputError(f"cannot compare on {metric!r}; choose from {sorted(k for k, v in source.items() if v is not None)}")
+            for name in (a, b):
+                if name not in self.models:
+                    raise MetricsInputError(f"unknown model {name!r}")
+            va = source[metric][:, self.models.index(a)]
+            vb = source[metric][:, self.models.index(b)]
+        return paired_bootstrap(va, vb, counts=self.counts, level=self.settings["level"])
+
+    def to_json_dict(self) -> dict:
+        pm = self.per_model
+
+        def est(prefix: str, row: pd.Series) -> dict:
+            return {
+                "value": row[prefix],
+                "ci": [row[f"{prefix}_lo"], row[f"{prefix}_hi"]],
+                "prompts": row[f"{prefix}_prompts"],
+                "few_prompts": bool(row[f"{prefix}_prompts"] < 10),
+            }
+
+        out: dict[str, Any] = {
+            "models": self.models,
+            "n_prompts": len(self.prompts),
+            "settings": self.settings,
+            "similarity_matrix": self.similarity.to_numpy(),
+            "similarity_matrix_prompts": self.similarity_prompts.to_numpy(),
+            "within_model_similarity": {m: pm.at[m, "W"] for m in self.models},
+            "within_model_similarity_ci": {m: est("W", pm.loc[m]) for m in self.models},
+            "homogeneity": self.headline["homogeneity"],
+            "off_prompt_floor": self.headline["off_prompt_floor"],
+            "voices": self.headline["voices"],
+            "own_range": {m: est("own_range", pm.loc[m]) for m in self.models},
+            "leave_one_out": {m: est("loo", pm.loc[m]) for m in self.models},
+            "nearest_peer": {
+                m: {
+                    "peer": pm.at[m, "nearest_peer"],
+                    "similarity": pm.at[m, "nearest_peer_similarity"],
+                    "within": pm.at[m, "W"],
+                    "indistinguishable": pm.at[m, "indistinguishable"],
+                }
+                for m in self.models
+            },
+            "groups": {
+                key: {
+                    "attribute": r["attribute"],
+                    "group": r["group"],
+                    "members": r["members"],
+                    "value": r["loss"],
+                    "ci": [r["loss_lo"], r["loss_hi"]],
+                    "prompts": r["loss_prompts"],
+                    "baseline": r["baseline"],
+                    "baseline_ci": [r["baseline_lo"], r["baseline_hi"]],
+                    "baseline_draws": r["baseline_draws"],
+                    "excess": r["excess"],
+                    "excess_ci": [r["excess_lo"], r["excess_hi"]],
+                    "excess_p": r["excess_p"],
+                    "highlighted": r["highlighted"],
+                }
+                for key, r in self.groups.iterrows()
+            },
+            "what_if_removed": self.what_if_removed,
+            "skipped": self.skipped,
+            "notes": self.notes,
+            "mu": self.mu,
+        }
+        if "reference" in self.headline:
+            out["reference"] = self.headline["reference"]
+        if "distinct_k" in pm.columns:
+            out["distinct_k"] = {m: est("distinct_k", pm.loc[m]) for m in self.models}
+        if self.separability is not None:
+            s = self.separability
+            out["separability"] = {
+                **s.balanced_accuracy.to_dict(),
+                "chance": s.chance,
+                "folds": s.n_splits,
+                "fold_scores": s.fold_scores,
+                "pairwise_method": s.method,
+                "pairwise_auc": self.pairwise_auc.to_numpy() if self.pairwise_auc is not None else None,
+            }
+        if self.lineage is not None:
+            out["lineage"] = {a: r.to_dict() for a, r in self.lineage.iterrows()}
+        if self.accent is not None:
+            out["accent_retention"] = {d: r.to_dict() for d, r in self.accent.iterrows()}
+        if self.lexical is not None:
+            out["lexical"] = {m: r.to_dict() for m, r in self.lexical.iterrows()}
+        return _clean(out)
+
+
+def _prepare(rs: ResponseSet, center: bool | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict, np.ndarray | None]:
+    """Rows every metric can use, each dropped row counted under the first reason it fails."""
+    X = np.asarray(rs.X, dtype=np.float64)
+    model = np.asarray(rs.model, dtype=np.int64)
+    prompt = np.asarray(rs.prompt, dtype=np.int64)
+    n = len(model)
+    reasons: dict[str, int] = {}
+    keep = np.ones(n, dtype=bool)
+
+    def drop(name: str, bad: np.ndarray) -> None:
+        bad = bad & keep
+        reasons[name] = int(bad.sum())
+        keep[bad] = False
+
+    drop("invalid_code", (model < 0) | (model >= len(rs.model_names)) | (prompt < 0) | (prompt >= len(rs.prompt_ids)))
+    drop("nonfinite_embedding", ~np.isfinite(X).all(axis=1))
+    if rs.texts is not None:
+        drop("empty_text", np.fromiter((not isinstance(t, str) or not t.strip() for t in rs.texts), dtype=bool, count=n))
+    mu = None
+    if center is not False and center is not None:
+        cal = calibrate(np.where(keep[:, None], X, np.nan), None if center is True else center)
+        X, mu = cal.X, cal.mu
+        drop("zero_embedding", cal.zero)
+    else:
+        norm = np.linalg.norm(np.where(keep[:, None], X, 0.0), axis=1)
+        drop("zero_embedding", norm <= 1e-12)
+        X = X / np.where(norm > 1e-12, norm, 1.0)[:, None]
+    rows = np.flatnonzero(keep)
+    return X, model, prompt, rows, reasons, mu
+
+
+def measure_all(
+    rs: ResponseSet,
+    groups: dict[str, dict[str, str]] | None = None,
+    what_if_removed: Sequence[str] = (),
+    reference: str | None = None,
+    derivatives: dict[str, str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    q: float = 1.0,
+    tau: float | None = None,
+    equivalent: Equivalence | None = None,
+    *,
+    center: bool | np.ndarray = False,
+    family: str | None = None,
+    n_random: int = 20,
+    n_perm: int = 999,
+    floor_pairs: int = 10_000,
+    separability: bool = True,
+    pairwise: str | None = "multinomial",
+    lexical: bool = True,
+    level: float = 0.95,
+    n_jobs: int | None = None,
+) -> MeasureResult:
+    """Measure a study: similarity, voices, leave-one-out, groups, partition, lexical,
+    separability and lineage, each with its interval over prompts.
+
+    ``groups`` maps an attribute to {model: value}; every value becomes a group G with its
+    L_G and the random-group baseline of the same size. ``what_if_removed`` names groups
+    (value or "attribute=value") or models to highlight. ``reference`` names a model (its
+    members' H is its own W, e.g. human answers from different people) or a group. Rows are
+    used as given unless ``center`` is True (calibrate on this study) or an array (a mu from
+    another study). distinct_k needs ``tau`` or ``equivalent``: a threshold that has not been
+    calibrated for the embedder would give a number without meaning, so there is no default.
+    """
+    if n_boot < 1:
+        raise MetricsInputError(f"n_boot must be at least 1, got {n_boot}")
+    X_all, model_all, prompt_all, rows, reasons, mu = _prepare(rs, center)
+    notes: list[str] = []
+    skipped: dict[str, Any] = dict(reasons)
+
+    # Recode to the models and prompts that still have rows.
+    used_models = np.unique(model_all[rows])
+    used_prompts = np.unique(prompt_all[rows])
+    lost_models = [rs.model_names[i] for i in range(len(rs.model_names)) if i not in set(used_models.tolist())]
+    skipped["models_without_responses"] = lost_models
+    skipped["prompts_without_responses"] = int(len(rs.prompt_ids) - len(used_prompts))
+    if len(used_models) < 2:
+        present = ", ".join(rs.model_names[i] for i in used_models) or "none"
+        dropped = sum(reasons.values())
+        raise MetricsInputError(
+            f"need responses from at least 2 models to compare, got {len(used_models)} ({present})"
+            + (f" after dropping {dropped} unusable rows" if dropped else "")
+        )
+    models = [rs.model_names[i] for i in used_models]
+    prompts = [rs.prompt_ids[i] for i in used_prompts]
+    m_map = np.full(len(rs.model_names), -1, dtype=np.int64)
+    m_map[used_models] = np.arange(len(used_models))
+    p_map = np.full(len(rs.prompt_ids), -1, dtype=np.int64)
+    p_map[used_prompts] = np.arange(len(used_prompts))
+    X = X_all[rows]
+    model = m_map[model_all[rows]]
+    prompt = p_map[prompt_all[rows]]
+    texts = [rs.texts[i] for i in rows] if rs.texts is not None else None
+    sample = np.asarray(rs.sample)[rows] if rs.sample is not None else None
+    M, P = len(models), len(prompts)
+    index: CellIndex = index_cells(model, prompt, M, P, sample)
+    multi = index.models_per_prompt >= 2
+    skipped["prompts_single_model"] = int((~multi).sum())
+    if not multi.any():
+        raise MetricsInputError("no prompt was answered by at least 2 models, so no model can be compared with another")
+    no_repeat = [models[m] for m in range(M) if not (index.counts[:, m] >= 2).any()]
+    skipped["models_without_repeats"] = no_repeat
+    if no_repeat:
+        notes.append(f"within-model similarity and own range need k >= 2; undefined for {len(no_repeat)} model(s)")
+
+    counts = resample_counts(P, n_boot, seed)
+
+    # Similarity.
+    pair = pair_similarity(X, index)
+    C, C_n = prompt_means(pair)
+    W = np.diag(C).copy()
+    W_n = np.diag(C_n).copy()
+    H = homogeneity_estimate(pair, counts, level=level)
+    F = off_prompt_floor(X, index, floor_pairs, seed)
+    if abs(F["value"]) > 0.2 and mu is not None:
+        notes.append(f"off-prompt floor {F['value']:.3f} is far from 0 after calibration")
+
+    # Groups.
+    group_list = _resolve_groups(groups or {}, models, skipped)
+    highlight = _resolve_highlights(what_if_removed, group_list, models)
+    masks = {g.key: np.isin(models, g.members) for g in group_list}
+
+    vr = voices_analysis(X, index, masks, q=q, n_random=n_random, seed=seed)
+
+    # Partition.
+    distinct = None
+    if tau is not None or equivalent is not None:
+        part = partition_responses(X, index, tau=tau, texts=texts, equivalent=equivalent)
+        distinct = part.distinct
+    else:
+        notes.append("distinct_k not computed: give tau (calibrated for this embedder) or an equivalence function")
+
+    # One bootstrap pass for every per-prompt mean.
+    W_pp = np.einsum("pmm->pm", pair)
+    blocks = {"voices": vr.voices[:, None], "loo": vr.loo, "own_range": vr.own_range, "W": W_pp}
+    if distinct is not None:
+        blocks["distinct_k"] = distinct
+    keys = list(masks)
+    if keys:
+        loss = np.column_stack([vr.group_loss[k] for k in keys])
+        base = np.column_stack([vr.group_baseline[k] for k in keys])
+        blocks["group_loss"] = loss
+        blocks["group_base"] = base
+        blocks["group_excess"] = np.where(np.isfinite(loss) & np.isfinite(base), loss - base, np.nan)
+    stacked = np.column_stack(list(blocks.values()))
+    ests = bootstrap_means(stacked, counts, level)
+    split: dict[str, list[Estimate]] = {}
+    pos = 0
+    for name, arr in blocks.items():
+        split[name] = ests[pos: pos + arr.shape[1]]
+        pos += arr.shape[1]
+
+    per_model = pd.DataFrame(index=pd.Index(models, name="model"))
+    per_model["responses"] = index.counts.sum(axis=0)
+    per_model["prompts"] = (index.counts > 0).sum(axis=0)
+    per_model["mean_k"] = np.where(per_model["prompts"] > 0, per_model["responses"] / np.maximum(per_model["prompts"], 1), np.nan)
+    for name, col in (("W", "W"), ("own_range", "own_range"), ("loo", "loo"), ("distinct_k", "distinct_k")):
+        if name not in split:
+            continue
+        per_model[col] = [e.value for e in split[name]]
+        per_model[f"{col}_lo"] = [e.lo for e in split[name]]
+        per_model[f"{col}_hi"] = [e.hi for e in split[name]]
+        per_model[f"{col}_prompts"] = [e.prompts for e in split[name]]
+    peer, peer_sim, indist = nearest_peers(C, W)
+    per_model["nearest_peer"] = [models[p] if p >= 0 else None for p in peer]
+    per_model["nearest_peer_similarity"] = peer_sim
+    per_model["indistinguishable"] = indist
+
+    voices_est = split["voices"][0]
+    headline: dict[str, Any] = {
+        "homogeneity": H.to_dict(),
+        "off_prompt_floor": F,
+        "voices": voices_est.to_dict(),
+    }
+
+    if reference is not None:
+        headline["reference"] = _reference(reference, models, group_list, pair, counts, level)
+
+    groups_df = _groups_table(group_list, keys, split, vr, counts, level, highlight)
+    what_if = _what_if(highlight, groups_df, per_model)
+
+    result = MeasureResult(
+        models=models,
+        prompts=prompts,
+        per_model=per_model,
+        similarity=pd.DataFrame(C, index=models, columns=models),
+        similarity_prompts=pd.DataFrame(C_n, index=models, columns=models),
+        per_prompt=pd.DataFrame(
+            {
+                "models": index.models_per_prompt,
+                "responses": index.prompt_size,
+                "voices": vr.voices,
+                "homogeneity": per_prompt_homogeneity(pair),
+            },
+            index=pd.Index(prompts, name="prompt"),
+        ),
+        loo_per_prompt=pd.DataFrame(vr.loo, index=pd.Index(prompts, name="prompt"), columns=models),
+        groups=groups_df,
+        headline=headline,
+        skipped=skipped,
+        settings={
+            "n_boot": n_boot,
+            "seed": seed,
+            "q": q,
+            "tau": tau,
+            "equivalence": "cosine" if equivalent is None else getattr(equivalent, "__name__", "callable"),
+            "level": level,
+            "n_random": n_random,
+            "n_perm": n_perm,
+            "floor_pairs": floor_pairs,
+            "embeddings": "centred here" if mu is not None else "as given",
+        },
+        mu=mu,
+        what_if_removed=what_if,
+        notes=notes,
+        voices_detail=vr,
+        distinct_per_prompt=distinct,
+        pair_per_prompt=pair,
+        counts=counts,
+    )
+
+    if separability:
+        if P < 2:
+            notes.append("separability not computed: needs at least 2 prompts for prompt-grouped folds")
+        else:
+            sep = style_separability(
+                X, model, prompt, M, P, pairwise=pairwise, counts=counts, level=level, seed=seed, n_jobs=n_jobs
+            )
+            result.separability = sep
+            result.pairwise_auc = pd.DataFrame(sep.pairwise_auc, index=models, columns=models)
+            per_model["separability_recall"] = np.where(
+                sep.per_prompt_total.sum(axis=0) > 0,
+                sep.per_prompt_correct.sum(axis=0) / np.maximum(sep.per_prompt_total.sum(axis=0), 1),
+                np.nan,
+            )
+
+    if group_list:
+        result.lineage = _lineage(group_list, models, C, n_perm, seed)
+    if derivatives:
+        fam_attr = family if family is not None else ("family" if groups and "family" in groups else None)
+        result.accent = _accent(derivatives, models, groups or {}, fam_attr, pair, counts, level, notes)
+
+    if lexical:
+        if texts is None:
+            notes.append("lexical metrics not computed: the response set has no texts")
+        else:
+            result.lexical = _lexical(texts, model, index, models)
+    return result
+
+
+def _resolve_groups(groups: dict[str, dict[str, str]], models: list[str], skipped: dict) -> list[Group]:
+    known = set(models)
+    by_value: dict[str, list[str]] = {}
+    raw: list[tuple[str, str, list[str]]] = []
+    unknown: set[str] = set()
+    for attr, mapping in groups.items():
+        values: dict[str, list[str]] = {}
+        for m, v in mapping.items():
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                continue
+            if m not in known:
+                unknown.add(m)
+                continue
+            values.setdefault(str(v), []).append(m)
+        for v, members in values.items():
+            raw.append((attr, v, [m for m in models if m in members]))
+            by_value.setdefault(v, []).append(attr)
+    skipped["group_models_unknown"] = sorted(unknown)
+    return [
+        Group(key=v if len(by_value[v]) == 1 else f"{attr}={v}", attribute=attr, value=v, members=members)
+        for attr, v, members in raw
+    ]
+
+
+def _resolve_highlights(names: Sequence[str], groups: list[Group], models: list[str]) -> list[tuple[str, str, str]]:
+    """(name, kind, key) for each name: a group key, "attr=value", a group value, or a model."""
+    out = []
+    for name in names:
+        match = [g for g in groups if name in (g.key, f"{g.attribute}={g.value}")]
+        if not match:
+            match = [g for g in groups if g.value == name]
+        if len(match) == 1:
+            out.append((name, "group", match[0].key))
+        elif len(match) > 1:
+            raise MetricsInputError(
+                f"what_if_removed name {name!r} is a value of several attributes; write one of "
+                + ", ".join(f"{g.attribute}={g.value}" for g in match)
+            )
+        elif name in models:
+            out.append((name, "model", name))
+        else:
+            raise MetricsInputError(f"what_if_removed name {name!r} is neither a group nor a model of this study")
+    return out
+
+
+def _groups_table(groups, keys, split, vr, counts, level, highlight) -> pd.DataFrame:
+    cols = ["attribute", "group", "members", "size", "loss", "loss_lo", "loss_hi", "loss_prompts", "baseline",
+            "baseline_lo", "baseline_hi", "baseline_draws", "excess", "excess_lo", "excess_hi", "excess_p", "highlighted"]
+    if not groups:
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="group_key"))
+    hl = {key for _, kind, key in highlight if kind == "group"}
+    rows = []
+    for i, g in enumerate(groups):
+        loss, base, exc = split["group_loss"][i], split["group_base"][i], split["group_excess"][i]
+        paired = paired_bootstrap(vr.group_loss[g.key], vr.group_baseline[g.key], counts=counts, level=level)
+        rows.append({
+            "attribute": g.attribute, "group": g.value, "members": g.members, "size": len(g.members),
+            "loss": loss.value, "loss_lo": loss.lo, "loss_hi": loss.hi, "loss_prompts": loss.prompts,
+            "baseline": base.value, "baseline_lo": base.lo, "baseline_hi": base.hi,
+            "baseline_draws": vr.baseline_draws.get(len(g.members), 0),
+            "excess": exc.value, "excess_lo": exc.lo, "excess_hi": exc.hi, "excess_p": paired.p_value,
+            "highlighted": g.key in hl,
+        })
+    return pd.DataFrame(rows, index=pd.Index(keys, name="group_key"), columns=cols)
+
+
+def _what_if(highlight, groups_df: pd.DataFrame, per_model: pd.DataFrame) -> dict:
+    out = {}
+    for name, kind, key in highlight:
+        if kind == "group":
+            r = groups_df.loc[key]
+            out[name] = {"kind": "group", "key": key, "members": r["members"], "value": r["loss"],
+                         "ci": [r["loss_lo"], r["loss_hi"]], "prompts": r["loss_prompts"],
+                         "baseline": r["baseline"], "excess": r["excess"], "excess_p": r["excess_p"]}
+        else:
+            r = per_model.loc[key]
+            out[name] = {"kind": "model", "key": key, "members": [key], "value": r["loo"],
+                         "ci": [r["loo_lo"], r["loo_hi"]], "prompts": r["loo_prompts"],
+                         "baseline": float(np.nanmean(per_model["loo"])), "excess": None, "excess_p": None}
+    return _clean(out)
+
+
+def _reference(reference, models, groups, pair, counts, level) -> dict:
+    if reference in models:
+        ref = np.array([models.index(reference)])
+        kind = "model"
+    else:
+        match = [g for g in groups if reference in (g.key, g.value, f"{g.attribute}={g.value}")]
+        if len(match) != 1:
+            raise MetricsInputError(f"reference {reference!r} is neither a model nor exactly one group of this study")
+        ref = np.array([models.index(m) for m in match[0].members])
+        kind = "group"
+    others = np.array([i for i in range(len(models)) if i not in set(ref.tolist())])
+    if len(others) < 2:
+        raise MetricsInputError(f"reference {reference!r} leaves fewer than 2 other models to compare")
+    ratio = reference_ratio(pair, counts, others, ref, level)
+    h_models = homogeneity_estimate(pair, counts, others, level)
+    if len(ref) == 1:
+        h_ref = bootstrap_mean(pair[:, ref[0], ref[0]], counts=counts, level=level)
+    else:
+        h_ref = homogeneity_estimate(pair, counts, ref, level)
+    return {"name": reference, "kind": kind, "ratio": ratio.to_dict(),
+            "homogeneity_models": h_models.to_dict(), "homogeneity_reference": h_ref.to_dict()}
+
+
+def _lineage(groups: list[Group], models: list[str], C: np.ndarray, n_perm: int, seed: int) -> pd.DataFrame:
+    rows = {}
+    for attr in dict.fromkeys(g.attribute for g in groups):
+        labels = np.full(len(models), -1, dtype=np.int64)
+        for code, g in enumerate(g for g in groups if g.attribute == attr):
+            labels[[models.index(m) for m in g.members]] = code
+        contrast = group_contrast(C, labels, n_perm, seed)
+        keep = np.flatnonzero(labels >= 0)
+        same = (labels[keep][:, None] == labels[keep][None, :]).astype(float)
+        mantel = mantel_test(C[np.ix_(keep, keep)], same, n_perm, seed)
+        rows[attr] = {**contrast, "mantel_r": mantel["r"], "mantel_p": mantel["p_value"]}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("attribute")
+
+
+def _accent(derivatives, models, groups, fam_attr, pair, counts, level, notes) -> pd.DataFrame:
+    fam = groups.get(fam_attr, {}) if fam_attr else {}
+    rows = {}
+    for d, b in derivatives.items():
+        if d not in models or b not in models:
+            missing = d if d not in models else b
+            raise MetricsInputError(f"derivative pair {d!r} -> {b!r}: model {missing!r} is not in this study")
+        di, bi = models.index(d), models.index(b)
+        if fam_attr and d in fam:
+            others = [i for i, m in enumerate(models) if fam.get(m) != fam[d]]
+        else:
+            others = list(range(len(models)))
+            note = f"accent retention: {d} has no family value, so 'others' are all models but it and its base"
+            notes.append(note)
+        e = accent_retention(pair, di, bi, np.array(others, dtype=np.int64), counts, level)
+        if not np.isfinite(np.nanmean(pair[:, bi, bi])):
+            notes.append(f"accent retention of {d}: base {b} has no prompt with k >= 2, so W_b is undefined")
+        rows[d] = {"base": b, "value": e.value, "lo": e.lo, "hi": e.hi, "prompts": e.prompts,
+                   "others": int(len([o for o in others if o not in (di, bi)]))}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("derivative")
+
+
+def _lexical(texts, model, index: CellIndex, models: list[str]) -> pd.DataFrame:
+    cell_of_row = np.empty(len(model), dtype=np.int64)
+    cell_of_row[index.order] = np.repeat(np.arange(len(index.cell_start)), index.cell_size)
+    whole, cells = lexical_table(texts, [model, cell_of_row], [len(models), len(index.cell_start)])
+    whole.index = pd.Index(models, name="model")
+    figures = [c for c in cells.columns if c not in ("texts", "tokens")]
+    by_model = cells[figures].groupby(index.cell_model).mean()
+    by_model.index = [models[i] for i in by_model.index]
+    for c in figures:
+        whole[f"per_prompt_{c}"] = by_model[c].reindex(whole.index)
+    return whole
