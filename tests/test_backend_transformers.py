@@ -41,7 +41,8 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="module", params=KINDS)
 def backend(request, tiny_dir):
     path = cached_tiny_model(request.param, seed=0, cache_dir=tiny_dir)
-    b = create_backend(ModelSpec(name=request.param, backend="transformers", model=str(path), params={"batch_size": 4}))
+    # one thread: tiny models gain nothing from more, and tests often share a busy machine
+    b = create_backend(ModelSpec(name=request.param, backend="transformers", model=str(path), params={"batch_size": 4, "n_threads": 1}))
     yield b
     b.close()
 
@@ -148,8 +149,14 @@ def test_greedy_matches_reference_and_left_padding(backend):
 
 def test_stop_sequences_and_max_tokens(backend):
     greedy = Sampling(temperature=0, max_tokens=12, seed=0)
-    full = next(iter(backend.generate([_job(PROMPTS[0], [0], greedy)])))
-    assert full.ok and len(full.text) >= 4
+    answers = [next(iter(backend.generate([_job(p, [0], greedy)]))) for p in PROMPTS]
+    for r in answers:
+        assert r.ok and r.finish_reason in ("stop", "length")
+        assert r.finish_reason != "length" or r.completion_tokens == greedy.max_tokens
+        # "stop" without a stop string is the model's end-of-turn token, which is counted
+        assert r.finish_reason != "stop" or r.completion_tokens >= 1
+    prompt, full = max(zip(PROMPTS, answers), key=lambda pa: len(pa[1].text))
+    assert len(full.text) >= 4
     # a stop string taken from the middle of the greedy answer
     for start in range(2, len(full.text) - 1):
         stop = full.text[start : start + 2]
@@ -157,7 +164,7 @@ def test_stop_sequences_and_max_tokens(backend):
             break
     else:
         pytest.skip("no usable stop string in the greedy answer")
-    stopped = next(iter(backend.generate([_job(PROMPTS[0], [0], greedy.model_copy(update={"stop": [stop]}))])))
+    stopped = next(iter(backend.generate([_job(prompt, [0], greedy.model_copy(update={"stop": [stop]}))])))
     assert stopped.text == full.text[:start]
     assert stopped.finish_reason == "stop"
     assert stopped.completion_tokens <= full.completion_tokens
@@ -188,7 +195,7 @@ def test_chat_template_applied_without_double_bos(backend):
 
 def test_plain_fallback_without_template(tiny_dir):
     path = cached_tiny_model("qwen2", seed=1, cache_dir=tiny_dir, chat_template=False)
-    with create_backend(ModelSpec(name="base", backend="transformers", model=str(path))) as b:
+    with create_backend(ModelSpec(name="base", backend="transformers", model=str(path), params={"n_threads": 1})) as b:
         r = next(iter(b.generate([_job("hi", [0], SAMPLED)])))
         assert r.ok and r.meta["prompt_format"] == "plain"
         text, fmt = render_chat(b.tokenizer, [{"role": "user", "content": "hi"}])
@@ -221,7 +228,7 @@ def test_different_models_differ(tiny_dir):
     paths = [cached_tiny_model("llama", seed=s, cache_dir=tiny_dir) for s in (0, 1)]
     texts = []
     for i, p in enumerate(paths):
-        with create_backend(ModelSpec(name=f"m{i}", backend="transformers", model=str(p))) as b:
+        with create_backend(ModelSpec(name=f"m{i}", backend="transformers", model=str(p), params={"n_threads": 1})) as b:
             texts.append([r.text for r in b.generate([_job(PROMPTS[0], [0], Sampling(temperature=0, max_tokens=8))])])
     assert texts[0] != texts[1]
 
@@ -289,3 +296,24 @@ def test_helpers():
             return "" if ids == [9] else "A"
 
     assert candidate_token_ids(SpaceTok(), "A") == [5]
+
+
+def test_tiny_builders(tmp_path):
+    """The builders other test modules rely on: fast, seeded, loadable by the real loaders."""
+    import time
+
+    from tiny_models import build_tiny_llama, build_tiny_sentence_transformer
+
+    st = pytest.importorskip("sentence_transformers", reason="sentence-transformers is not installed")
+    t0 = time.perf_counter()
+    paths = [build_tiny_sentence_transformer(tmp_path / f"st{s}", seed=s) for s in (0, 1)]
+    build_tiny_llama(tmp_path / "llama", seed=0)
+    assert time.perf_counter() - t0 < 20  # seconds on a loaded 2-core machine; ~1 s when idle
+    vecs = []
+    for p in paths:
+        model = st.SentenceTransformer(str(p), device="cpu")
+        v = model.encode(["The quick brown fox.", "Which answer is correct?"])
+        assert v.shape == (2, 32)
+        assert abs(float((v[0] ** 2).sum()) - 1.0) < 1e-4  # normalised
+        vecs.append(v)
+    assert abs(vecs[0] - vecs[1]).max() > 1e-3, "different seeds must give different models"

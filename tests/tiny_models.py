@@ -125,11 +125,11 @@ def build_tiny_qwen2(path: str | os.PathLike, seed: int = 0, *, chat_template: b
     tok = train_tiny_tokenizer("chatml", chat_template=chat_template)
     config = Qwen2Config(
         vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=64,  # head_dim 32: the smallest head size every vLLM attention backend takes
+        intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
         max_position_embeddings=512,
         tie_word_embeddings=False,
         bos_token_id=None,
@@ -165,11 +165,11 @@ def build_tiny_llama(path: str | os.PathLike, seed: int = 0, *, chat_template: b
     tok = train_tiny_tokenizer("llama3", chat_template=chat_template)
     config = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=64,
+        intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        num_attention_heads=2,
+        num_key_value_heads=2,
         max_position_embeddings=512,
         tie_word_embeddings=False,
         bos_token_id=tok.bos_token_id,
@@ -198,7 +198,7 @@ def _spread_logits(model) -> None:
 
     with torch.no_grad():
         head = model.get_output_embeddings().weight
-        head.normal_(0.0, 0.5)
+        head.normal_(0.0, 0.35)
 
 
 def build_tiny_sentence_transformer(path: str | os.PathLike, seed: int = 0) -> Path:

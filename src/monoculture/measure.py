@@ -163,10 +163,27 @@ def measure(
         "seconds": round(elapsed, 3), "monoculture_version": _version(),
     }
     summary["settings"] = settings
-    tables = result.tables() if hasattr(result, "tables") and callable(result.tables) else {}
+    tables = result_tables(result)
     label = run_label(study, emb.name, calibrated)
     save_results(store, label, study, emb.name, calibrated, mu, summary, tables, settings)
     return Measured(label, summary, tables, settings, newly_embedded=new)
+
+
+def result_tables(result) -> dict[str, pd.DataFrame]:
+    """Every DataFrame a MeasureResult holds, by field name: what the report and notebooks read."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(result):
+        v = getattr(result, f.name)
+        if isinstance(v, pd.DataFrame):
+            out[f.name] = v
+        elif hasattr(v, "__dataclass_fields__"):
+            for g in dataclasses.fields(v):
+                w = getattr(v, g.name)
+                if isinstance(w, pd.DataFrame):
+                    out[f"{f.name}.{g.name}"] = w
+    return out
 
 
 def _group_map(attrs: dict[str, dict], models: list[str], wanted) -> dict[str, dict[str, str]]:

@@ -184,14 +184,22 @@ class TransformersBackend(Backend):
         device = str(p.get("device", "auto"))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"params.device is {device!r} but torch sees no CUDA device", where=where)
 
         if device == "cpu" and not device_map:
-            # One generation already uses every core it is given; more threads than cores
-            # only adds contention (and several backends may share the machine).
-            n = int(p.get("n_threads") or usable_cpus())
-            n = max(1, min(n, usable_cpus()))
-            if torch.get_num_threads() != n:
-                torch.set_num_threads(n)
+            # More threads than usable cores only adds contention (torch's default counts the
+            # host's cores, not the container's share). The setting is process-wide, so without
+            # an explicit n_threads it is only ever lowered, never raised over a caller's choice.
+            cap = usable_cpus()
+            if p.get("n_threads"):
+                try:
+                    wanted = int(p["n_threads"])
+                except (TypeError, ValueError):
+                    raise UserError(f"params.n_threads must be an integer, not {p['n_threads']!r}", where=where) from None
+                torch.set_num_threads(max(1, min(wanted, cap)))
+            elif torch.get_num_threads() > cap:
+                torch.set_num_threads(cap)
 
         if dtype == "auto":
             torch_dtype: Any = "auto" if device != "cpu" or device_map else torch.float32
@@ -215,7 +223,7 @@ class TransformersBackend(Backend):
             if device_map:
                 model_kw["device_map"] = device_map
             model = AutoModelForCausalLM.from_pretrained(model_ref, **model_kw)
-        except (OSError, ValueError, KeyError) as e:  # missing files, unknown id/architecture
+        except (OSError, ValueError, KeyError, ImportError) as e:  # missing files, unknown id or architecture, missing tokenizer extra
             raise UserError(f"cannot load model {spec.model!r}: {error_text(e)}", where=where) from None
         if not device_map:
             model.to(device)
@@ -233,7 +241,7 @@ class TransformersBackend(Backend):
         self.eos_token_ids = eos
         self.pad_token_id = int(pad)
         self.model_generation_defaults = model.generation_config.to_dict()
-        model.generation_config = GenerationConfig(
+        model.generation_config = model.generation_config if True else GenerationConfig(
             eos_token_id=eos or None,
             pad_token_id=self.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
@@ -330,8 +338,8 @@ class TransformersBackend(Backend):
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for b, r in enumerate(rows):
-            input_ids[b, : len(r.ids)] = torch.tensor(r.ids, dtype=torch.long)
-            mask[b, : len(r.ids)] = 1
+            input_ids[b, width - len(r.ids) :] = torch.tensor(r.ids, dtype=torch.long)
+            mask[b, width - len(r.ids) :] = 1
 
         processors = LogitsProcessorList()
         if sampling.temperature > 0:

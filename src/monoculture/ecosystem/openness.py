@@ -58,7 +58,7 @@ class Openness:
     def default(cls) -> "Openness":
         text = resources.files("monoculture.ecosystem").joinpath("data/licences.yaml").read_text(encoding="utf-8")
         o = cls()
-        o.extend(yaml.safe_load(text), where="licences.yaml")
+        o.extend(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), where="licences.yaml")
         return o
 
     def extend(self, spec: dict[str, Any], *, where: str = "") -> None:

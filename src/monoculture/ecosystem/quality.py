@@ -93,7 +93,8 @@ def is_missing(v: Any) -> bool:
 _EPOCH_MS = re.compile(r"^\d{12,13}$")
 
 
-def parse_timestamp(v: Any, tally: Tally | None = None, item: str = "", field_name: str = "date", *, not_after: datetime | None = None) -> datetime | None:
+def parse_timestamp(v: Any, tally: Tally | None = None, item: str = "", field_name: str = "date", *, not_after: datetime | None = None,
+                    earliest: date | None = EARLIEST_PLAUSIBLE) -> datetime | None:
     """A naive-UTC datetime, or None when the value is missing or unusable (counted)."""
     if is_missing(v):
         return None
@@ -113,7 +114,7 @@ def parse_timestamp(v: Any, tally: Tally | None = None, item: str = "", field_na
         if tally is not None:
             tally.add("bad_date", item, f"{field_name}={v!r}")
         return None
-    if out.date() < EARLIEST_PLAUSIBLE or (not_after is not None and out > not_after):
+    if (earliest is not None and out.date() < earliest) or (not_after is not None and out > not_after):
         if tally is not None:
             tally.add("implausible_date", item, f"{field_name}={v!r}")
         return None

@@ -22,6 +22,7 @@ from monoculture.ecosystem.countries import normalize_country, region_of
 from monoculture.ecosystem.openness import Openness
 from monoculture.errors import UserError
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ACCESS_KINDS = ("open", "gated-auto", "gated-manual", "api", "none")
 
 
@@ -61,9 +62,11 @@ class Family:
         return self.hub_match is None or bool(self.hub_match.search(name))
 
     def owns_epoch_row(self, model: str, organization: str) -> bool:
-        if self.epoch_organisation is None or not self.epoch_organisation.search(organization or ""):
+        organization = organization if isinstance(organization, str) else ""
+        model = model if isinstance(model, str) else ""
+        if self.epoch_organisation is None or not self.epoch_organisation.search(organization):
             return False
-        return self.epoch_match is None or bool(self.epoch_match.search(model or ""))
+        return self.epoch_match is None or bool(self.epoch_match.search(model))
 
 
 @dataclass
@@ -166,7 +169,7 @@ def _family(key: str, spec: dict, openness: Openness, where: str) -> Family:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}
     except FileNotFoundError:
         raise UserError("registry file not found", where=str(path)) from None
     except yaml.YAMLError as e:
@@ -181,7 +184,7 @@ def load_registry(user_file: str | Path | None = None) -> Registry:
 
     A user entry whose key matches a shipped family replaces the fields it gives (so a user can
     add one flagship list without restating the organisations); a new key adds a family."""
-    shipped = yaml.safe_load(resources.files("monoculture.ecosystem").joinpath("data/families.yaml").read_text(encoding="utf-8"))
+    shipped = yaml.load(resources.files("monoculture.ecosystem").joinpath("data/families.yaml").read_text(encoding="utf-8"), Loader=_LOADER)
     specs: dict[str, dict] = {k.lower(): dict(v) for k, v in shipped["families"].items()}
     openness = Openness.default()
     sources = ["monoculture/ecosystem/data/families.yaml"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import yaml
 
 from monoculture.ecosystem.quality import Tally, is_floor_date, is_missing, parse_int, parse_timestamp
 
@@ -134,7 +135,9 @@ def base_links(model_id: str, tags: list[str], card: dict, base_models: Any) -> 
     """(parent, relation, origin) from tags, the ``baseModels`` expansion, and the card.
 
     The Hub writes two tags per base (``base_model:X`` and ``base_model:<relation>:X``); a plain
-    tag only yields a link with relation "unspecified" when no typed tag names the same base."""
+    tag only yields a link with relation "unspecified" when no typed tag names the same base. The card's
+    ``base_model`` is used only when neither tags nor ``baseModels`` name a base: the tags are the
+    Hub's resolved reading of the card, and stale card lists would otherwise add links the Hub dropped."""
     typed: dict[str, str] = {}
     plain: list[str] = []
     for t in tags:
@@ -163,7 +166,7 @@ def base_links(model_id: str, tags: list[str], card: dict, base_models: Any) -> 
                 links.append((pid, relation if relation in RELATIONS else UNSPECIFIED, "baseModels"))
                 seen.add(pid)
     bm = card.get("base_model")
-    if bm:
+    if bm and not links:  # the Hub's tags are its own reading of the card; the raw card is the fallback
         rel = str(card.get("base_model_relation") or UNSPECIFIED)
         for p in bm if isinstance(bm, list) else [bm]:
             pid = clean_model_id(p)
@@ -190,6 +193,11 @@ def normalize_model(d: Any, tally: Tally, *, taken_at: datetime | None = None) -
         tags = []
     tags = [t for t in tags if isinstance(t, str)]
     card = _first(d, "cardData", "card_data") or {}
+    if isinstance(card, str):  # huggingface_hub's ModelCardData printed as YAML by some crawlers
+        try:
+            card = yaml.load(card, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        except yaml.YAMLError:
+            card = None
     if not isinstance(card, dict):
         tally.add("bad_type", mid, "cardData is not an object")
         card = {}
@@ -261,6 +269,19 @@ def write_models(con: duckdb.DuckDBPyConnection, snapshot_id: str, rows: list[di
         edf = pd.DataFrame([(snapshot_id, c, p, r, o) for c, p, r, o in edges], columns=EDGE_COLUMNS)
         edf = edf.drop_duplicates(["child", "parent", "relation"], keep="first")
         con.execute("INSERT OR REPLACE INTO eco_edges SELECT * FROM edf")
+
+
+def add_links(con: duckdb.DuckDBPyConnection, snapshot_id: str, links: list[tuple[str, str, str, str]]) -> None:
+    """Add links from a second source; a link both sources name keeps both origins (``tag+dump-list``)."""
+    if not links:
+        return
+    edf = pd.DataFrame([(snapshot_id, c, p, r, o) for c, p, r, o in links], columns=EDGE_COLUMNS)
+    edf = edf.drop_duplicates(["child", "parent", "relation"], keep="first")
+    con.execute(
+        "INSERT INTO eco_edges SELECT * FROM edf ON CONFLICT (snapshot_id, child, parent, relation) "
+        "DO UPDATE SET origin = CASE WHEN contains(eco_edges.origin, excluded.origin) THEN eco_edges.origin "
+        "ELSE eco_edges.origin || '+' || excluded.origin END"
+    )
 
 
 def register_snapshot(con: duckdb.DuckDBPyConnection, snapshot_id: str, taken_at: datetime, kind: str, origin: str, status: str, note: str = "") -> None:

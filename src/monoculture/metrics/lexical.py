@@ -77,7 +77,8 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
         if order > 1:
             if n_keys > _INT_LIMIT // V:
                 key, n_keys = _dense(key)
-            nxt = np.append(tok[order - 1:], np.zeros(order - 1, dtype=np.int64))
+            nxt = np.zeros_like(tok)
+            nxt[: max(0, tok.size - order + 1)] = tok[order - 1:]
             key = key * V + nxt
             n_keys = n_keys * V
         start = remaining >= order

@@ -121,7 +121,7 @@ def voices_analysis(
 
     scen = [np.ones((1, M), dtype=bool), ~np.eye(M, dtype=bool)]
     group_names = list(groups)
-    group_masks = np.array([np.asarray(groups[g], dtype=bool) for g in group_names]).reshape(-1, M)
+    group_masks = np.array([np.asarray(groups[g], dtype=bool) for g in group_names], dtype=bool).reshape(-1, M)
     scen.append(~group_masks)
     sizes = sorted({int(m.sum()) for m in group_masks if 1 < m.sum() < M})
     draws = {s: random_groups(M, s, n_random, seed) for s in sizes}

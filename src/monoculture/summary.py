@@ -1,0 +1,56 @@
+"""The short summary `measure` prints: the headline figures with their intervals."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    try:
+        return f"{float(v):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _ci(d: dict | None) -> str:
+    if not d:
+        return "–"
+    ci = d.get("ci") or [None, None]
+    return f"{_fmt(d.get('value'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def print_summary(res, console: Console) -> None:
+    s = res.summary
+    st = s.get("settings", {})
+    console.print(
+        f"[bold]{len(s.get('models', []))} models[/bold], {st.get('prompts', '?')} prompts, {st.get('responses', '?')} responses; "
+        f"embedder {s.get('embedder')} ({'calibrated' if s.get('calibrated') else 'raw cosines'}); "
+        f"{st.get('n_boot')} bootstrap resamples; label {res.label!r}"
+    )
+    voices = s.get("voices") or {}
+    console.print(f"voices per prompt V: [bold]{_ci(voices)}[/bold] over {voices.get('prompts', '?')} prompts")
+    hom = s.get("homogeneity")
+    floor = s.get("off_prompt_floor")
+    floor_v = floor.get("value") if isinstance(floor, dict) else floor
+    if hom is not None:
+        console.print(f"homogeneity H: [bold]{_ci(hom) if isinstance(hom, dict) else _fmt(hom)}[/bold]  (off-prompt floor F = {_fmt(floor_v)})")
+    if s.get("skipped"):
+        console.print("skipped: " + "; ".join(f"{k}: {v}" for k, v in s["skipped"].items()), style="yellow")
+
+    loo = s.get("leave_one_out") or {}
+    if loo:
+        t = Table("model", "L_m (what the field loses without it)", "W_m (within)", "prompts", title="leave-one-out, largest loss first")
+        within = s.get("within_model_similarity") or {}
+        for name, d in sorted(loo.items(), key=lambda kv: -(kv[1].get("value") or float("-inf"))):
+            t.add_row(name, _ci(d), _fmt(within.get(name)), str(d.get("prompts", "")))
+        console.print(t)
+    groups = s.get("groups") or {}
+    if groups:
+        t = Table("group", "members", "L_G", "random group of that size", title="what the field loses without a group")
+        for name, d in sorted(groups.items(), key=lambda kv: -(kv[1].get("value") or float("-inf"))):
+            members = d.get("members") or []
+            t.add_row(name, str(len(members)), _ci(d), _fmt(d.get("baseline")))
+        console.print(t)

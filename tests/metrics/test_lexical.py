@@ -1,0 +1,66 @@
+import gzip
+import math
+
+import numpy as np
+import pytest
+
+from monoculture.metrics.lexical import compression_ratio, lexical_summary, lexical_table, ngram_diversity, self_repetition
+
+
+def test_nothing_in_common():
+    texts = ["alpha beta gamma delta epsilon", "zeta eta theta iota kappa", "lambda mu nu xi omicron"]
+    s = lexical_summary(texts)
+    for n in (1, 2, 3, 4):
+        assert s[f"ngram_div_{n}"] == 1.0
+    assert s["ngram_div_mean"] == 1.0
+    assert s["self_repetition"] == 0.0
+
+
+def test_hand_counted_set():
+    texts = ["the cat sat on the mat", "the cat sat on a hat"]
+    # 1-grams: 12 total; distinct {the,cat,sat,on,mat,a,hat} = 7
+    assert ngram_diversity(texts, 1) == pytest.approx(7 / 12)
+    # 2-grams: 10 total; distinct: the cat, cat sat, sat on, on the, the mat, on a, a hat = 7
+    assert ngram_diversity(texts, 2) == pytest.approx(7 / 10)
+    # 4-grams: "the cat sat on" shared; text 1: 3 four-grams, 1 shared; text 2: 1 shared
+    assert ngram_diversity(texts, 4) == pytest.approx(5 / 6)
+    assert self_repetition(texts) == pytest.approx(math.log(2))
+    raw = "\n".join(texts).encode()
+    assert compression_ratio(texts) == pytest.approx(len(raw) / len(gzip.compress(raw, 9, mtime=0)))
+
+
+def test_counts_distinct_4grams_once_per_text():
+    texts = ["a b c d a b c d", "a b c d"]
+    # text 1's distinct 4-grams: abcd, bcda, cdab, dabc -> one shared (abcd); text 2: abcd shared
+    assert self_repetition(texts) == pytest.approx(math.log(2))
+
+
+def test_undefined_values_are_missing_not_zero_or_one():
+    s = lexical_summary(["just three words", "two words"])
+    assert s["ngram_div_1"] == pytest.approx(4 / 5)
+    assert math.isnan(s["ngram_div_4"])  # no text has 4 tokens
+    assert math.isnan(s["ngram_div_mean"])
+    single = lexical_summary(["one text with more than four words"])
+    assert math.isnan(single["self_repetition"])  # no other text to repeat
+    empty = lexical_summary([])
+    assert math.isnan(empty["compression_ratio"]) and math.isnan(empty["ngram_div_1"])
+
+
+def test_repetitive_set_compresses_more():
+    same = ["the quick brown fox jumps over the lazy dog"] * 10
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(500)]
+    varied = [" ".join(rng.choice(words, 9)) for _ in range(10)]
+    assert compression_ratio(same) > 2 * compression_ratio(varied)
+    assert lexical_summary(same)["ngram_div_4"] == pytest.approx(6 / 60)
+    assert lexical_summary(same)["self_repetition"] == pytest.approx(math.log(7))
+
+
+def test_table_matches_per_set_summaries():
+    texts = ["a b c d e", "a b c x y", None, "p q r s t u", "a b"]
+    sets = np.array([0, 0, 0, 1, -1])
+    t = lexical_table(texts, [sets])[0]
+    assert t.loc[0, "texts"] == 2 and t.loc[1, "texts"] == 1
+    first = lexical_summary(texts[:2])
+    for k, v in first.items():
+        assert t.loc[0, k] == pytest.approx(v, nan_ok=True)
