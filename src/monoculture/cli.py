@@ -183,6 +183,30 @@ def export(
 
 @app.command()
 @user_errors
+def attributes(
+    target: Optional[str] = typer.Argument(None, help="store file (default ./monoculture.duckdb)"),
+    store: Optional[Path] = StoreOpt,
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="YAML mapping model -> {family: ..., organisation: ..., country: ..., open_weights: ..., base_model: ...}"),
+    set_: list[str] = typer.Option([], "--set", help="MODEL:KEY=VALUE (repeatable)"),
+    family_from_name: bool = typer.Option(False, "--family-from-name", help="set family to the leading letters of each model's name where unset (vicuna-7b -> vicuna)"),
+):
+    """Set model attributes (family, organisation, country, open_weights, base_model) used for
+    groups and lineage, e.g. for imported outputs that came without a study file."""
+    from monoculture.attributes import apply_attributes
+    from monoculture.store import Store
+
+    path, _ = resolve_store(target, store, must_exist=True)
+    with Store(path) as st:
+        changed = apply_attributes(st, file=file, assignments=set_, family_from_name=family_from_name)
+        attrs = st.model_attributes()
+    t = Table("model", "attributes", title=f"{changed} models updated")
+    for name, a in sorted(attrs.items()):
+        t.add_row(name, ", ".join(f"{k}={v}" for k, v in sorted(a.items())))
+    console.print(t)
+
+
+@app.command()
+@user_errors
 def measure(
     target: Optional[str] = typer.Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
     store: Optional[Path] = StoreOpt,

@@ -84,7 +84,7 @@ class ModelSpec(BaseModel):
         """What about the model determines its outputs (enters every generation key). Params
         that only affect speed or transport (batch_size, concurrency, base_url, timeouts, the
         key's variable name) are left out so that moving a model to a faster server reuses work."""
-        transport = {"batch_size", "concurrency", "base_url", "api_key_env", "timeout", "max_retries", "device", "n_native", "gpu_memory_utilization", "tensor_parallel_size", "n_ctx", "n_threads"}
+        transport = {"batch_size", "concurrency", "base_url", "api_key_env", "timeout", "max_retries", "device", "n_native", "gpu_memory_utilization", "tensor_parallel_size", "n_ctx", "n_threads", "n_gpu_layers", "device_map"}
         return {
             "backend": self.backend,
             "model": self.model,

@@ -148,3 +148,14 @@ def test_missing_path_and_empty_directory(tmp_path, items):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no data files"):
         load_countries(tmp_path / "empty", items)
+
+
+def test_a_question_repeated_in_the_file_keeps_the_first(tmp_path, items):
+    opts = "['Very important', 'Rather important', 'Not very important', 'Not at all important']"
+    f = write_goqa(tmp_path / "goqa.csv", [
+        ("How important is religion in your life?", sel({"Peru": [1, 0, 0, 0]}), opts),
+        ("How important is religion in your life?", sel({"Peru": [0, 0, 0, 1]}), opts),
+    ])
+    data = load_countries(f, items)
+    np.testing.assert_allclose(data.dists[("val-01", "Peru")], [1, 0, 0, 0])
+    assert "first is kept" in data.skipped[0]

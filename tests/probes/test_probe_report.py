@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from monoculture.probes import store as pstore
 from monoculture.probes.items import load_items
@@ -101,6 +100,8 @@ def test_section_renders_in_headless_chromium(tmp_path):
         assert drawn == len(sec["figures"])
         text = page.text()
         assert EVIL_COUNTRY in text and EVIL_ANSWER in text  # shown as text, not run
+        svg_text = page.evaluate("Array.from(document.querySelectorAll('svg text')).map(t => t.textContent).join('|')")
+        assert EVIL_MODEL in svg_text and EVIL_COUNTRY in svg_text  # plotly labels too: text, not markup
         assert "What these numbers do not mean" in text
         shot = page.screenshot(tmp_path / "perspectives.png")
     assert shot.stat().st_size > 10_000

@@ -241,7 +241,7 @@ class TransformersBackend(Backend):
         self.eos_token_ids = eos
         self.pad_token_id = int(pad)
         self.model_generation_defaults = model.generation_config.to_dict()
-        model.generation_config = model.generation_config if True else GenerationConfig(
+        model.generation_config = GenerationConfig(
             eos_token_id=eos or None,
             pad_token_id=self.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,

@@ -130,14 +130,31 @@ def registry_releases(fam: Family) -> list[Release]:
 
 
 def epoch_releases(rel: pd.DataFrame, fam: Family) -> list[Release]:
+    """Epoch rows of one family (``rel`` carries a ``family`` column, see :func:`assign_epoch_families`)."""
     out = []
-    for r in rel.itertuples(index=False):
-        if pd.isna(r.published) or not fam.owns_epoch_row(r.name, r.organization or ""):
+    mine = rel[rel["family"] == fam.key] if "family" in rel else rel[[fam.owns_epoch_row(n, o) for n, o in zip(rel["name"], rel["organization"])]]
+    for r in mine.itertuples(index=False):
+        if pd.isna(r.published):
             continue
         lv = None if pd.isna(r.level) else int(r.level)
         params = None if pd.isna(r.params) else float(r.params) / 1e9
         out.append(Release(pd.Timestamp(r.published).date(), r.name, lv, params, f"epoch:{r.dataset}", False, r.accessibility))
     return out
+
+
+def assign_epoch_families(rel: pd.DataFrame, registry: Registry) -> pd.DataFrame:
+    """Each Epoch row's family, once (the first registry family that owns it)."""
+    rel = rel.copy()
+    cache: dict[tuple, str | None] = {}
+    fams = []
+    for n, o in zip(rel["name"], rel["organization"]):
+        k = (n, o if isinstance(o, str) else "")
+        if k not in cache:
+            f = registry.family_of_epoch(*k)
+            cache[k] = f.key if f else None
+        fams.append(cache[k])
+    rel["family"] = fams
+    return rel
 
 
 def hub_releases(models: pd.DataFrame, edges: pd.DataFrame, fam: Family, registry: Registry, tally: Tally,
@@ -197,7 +214,7 @@ def build_histories(con: duckdb.DuckDBPyConnection, registry: Registry, families
     tally = tally if tally is not None else Tally()
     as_of = as_of or latest_evidence(con, registry)
     families = families if families is not None else list(registry)
-    rel = databases.releases(con)
+    rel = assign_epoch_families(databases.releases(con), registry)
     models = snapshots.current_models(con)
     edges = snapshots.all_edges(con)
     params, corrections = databases.params_table(con), databases.date_corrections(con)

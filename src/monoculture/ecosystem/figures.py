@@ -5,14 +5,21 @@ renders a subset of HTML in labels (``<b>``, ``<br>``, even ``<a href>``). So ev
 through :func:`label`, which escapes markup characters (plotly shows the entity as the literal
 character) and defuses a leading ``$`` that would switch plotly to LaTeX, which would try to load
 MathJax.
+
+Figures are plain ``{"data": [...], "layout": {...}}`` dicts, not ``plotly.graph_objects``:
+the report only needs plotly.js to draw them, and building validated figure objects cost more
+time than all the analyses together.
 """
 
 from __future__ import annotations
 
 import html
+import json
+import math
+from typing import Any
 
+import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from monoculture.ecosystem.cadence import History
 from monoculture.ecosystem.lineage import Lineage
@@ -20,7 +27,33 @@ from monoculture.ecosystem.openness import LEVELS, level_name
 
 LEVEL_COLOURS = {"permissive": "#1a9850", "restricted": "#91cf60", "non-commercial": "#e6c229", "gated": "#fc8d59",
                  "api-only": "#d73027", "unknown": "#9e9e9e"}
-LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), font=dict(family="system-ui, sans-serif", size=12))
+LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), font=dict(family="system-ui, sans-serif", size=12), paper_bgcolor="#fff",
+              plot_bgcolor="#fff", xaxis=dict(gridcolor="#eceef1", automargin=True), yaxis=dict(gridcolor="#eceef1", automargin=True))
+
+Figure = dict
+
+
+def figure(data: list[dict], **layout: Any) -> Figure:
+    lay = json.loads(json.dumps(LAYOUT))
+    for k, v in layout.items():
+        if isinstance(v, dict) and isinstance(lay.get(k), dict):
+            lay[k].update(v)
+        else:
+            lay[k] = v
+    return {"data": data, "layout": lay}
+
+
+def _list(values) -> list:
+    """Plain JSON values: NaN becomes null, numpy scalars become Python numbers."""
+    out = []
+    for v in values:
+        if isinstance(v, (np.floating, float)):
+            out.append(None if math.isnan(float(v)) else float(v))
+        elif isinstance(v, np.integer):
+            out.append(int(v))
+        else:
+            out.append(v)
+    return out
 
 
 def label(text) -> str:
@@ -28,46 +61,42 @@ def label(text) -> str:
     return "\u200b" + s if s.startswith("$") else s
 
 
-def timeline(histories: list[History]) -> go.Figure:
-    fig = go.Figure()
+def timeline(histories: list[History]) -> Figure:
+    data = []
     order = [h.name for h in histories]
     for lv in (*LEVELS, "unknown"):
         for flagship in (True, False):
             pts = [(r, h) for h in histories for r in h.releases if level_name(r.level) == lv and r.flagship == flagship]
             if not pts:
                 continue
-            fig.add_trace(go.Scatter(
-                x=[str(r.date) for r, _ in pts], y=[label(h.name) for _, h in pts], mode="markers",
+            data.append(dict(
+                type="scatter", x=[str(r.date) for r, _ in pts], y=[label(h.name) for _, h in pts], mode="markers",
                 name=f"{lv}{' (registry flagship)' if flagship else ''}", legendgroup=lv,
                 marker=dict(color=LEVEL_COLOURS[lv], size=13 if flagship else 7, symbol="star" if flagship else "circle",
                             line=dict(width=0.5, color="#333")),
                 hovertext=[f"{label(r.name)}<br>{lv}<br>{label(r.licence or '')}<br>{label(r.source)}" for r, _ in pts], hoverinfo="text+x",
             ))
-    fig.update_layout(**LAYOUT, height=max(320, 28 * len(order) + 120), title="Releases by family and openness level",
-                      yaxis=dict(categoryorder="array", categoryarray=[label(n) for n in order][::-1]), legend=dict(orientation="h", y=-0.12))
-    return fig
+    return figure(data, height=max(320, 28 * len(order) + 120), title=dict(text="Releases by family and openness level"),
+                  yaxis=dict(categoryorder="array", categoryarray=[label(n) for n in order][::-1]), legend=dict(orientation="h", y=-0.12))
 
 
-def family_shares(fa: pd.DataFrame) -> go.Figure:
-    d = fa.sort_values("downloads_30d", ascending=True)
-    fig = go.Figure()
-    fig.add_trace(go.Bar(y=[label(n) for n in d["name"]], x=d["share_downloads_30d"], orientation="h", name="share of 30-day downloads"))
-    fig.add_trace(go.Bar(y=[label(n) for n in d["name"]], x=d["share_derivatives_transitive"], orientation="h", name="share of derivatives (transitive)"))
-    fig.update_layout(**LAYOUT, barmode="group", height=max(320, 34 * len(d) + 100), title="Adoption shares by family (current view)",
-                      xaxis=dict(tickformat=".0%"), legend=dict(orientation="h", y=-0.12))
-    return fig
+def family_shares(fa: pd.DataFrame) -> Figure:
+    d = fa.sort_values("downloads_30d", ascending=True, na_position="first")
+    names = [label(n) for n in d["name"]]
+    data = [dict(type="bar", y=names, x=_list(d["share_downloads_30d"]), orientation="h", name="share of 30-day downloads"),
+            dict(type="bar", y=names, x=_list(d["share_derivatives_transitive"]), orientation="h", name="share of derivatives (transitive)")]
+    return figure(data, barmode="group", height=max(320, 34 * len(d) + 100), title=dict(text="Adoption shares by family (current view)"),
+                  xaxis=dict(tickformat=".0%"), legend=dict(orientation="h", y=-0.12))
 
 
-def country_shares(cs: pd.DataFrame) -> go.Figure:
-    fig = go.Figure()
+def country_shares(cs: pd.DataFrame) -> Figure:
     names = [label(c if isinstance(c, str) else "Unknown") for c in cs["country"]]
-    fig.add_trace(go.Bar(x=names, y=cs["share_downloads_30d"], name="share of 30-day downloads"))
-    fig.add_trace(go.Bar(x=names, y=cs["share_derivatives_transitive"], name="share of derivatives (transitive)"))
-    fig.update_layout(**LAYOUT, barmode="group", height=360, title="Adoption shares by country of origin", yaxis=dict(tickformat=".0%"))
-    return fig
+    data = [dict(type="bar", x=names, y=_list(cs["share_downloads_30d"]), name="share of 30-day downloads"),
+            dict(type="bar", x=names, y=_list(cs["share_derivatives_transitive"]), name="share of derivatives (transitive)")]
+    return figure(data, barmode="group", height=360, title=dict(text="Adoption shares by country of origin"), yaxis=dict(tickformat=".0%"))
 
 
-def shares_over_time(sot: pd.DataFrame) -> go.Figure | None:
+def shares_over_time(sot: pd.DataFrame) -> Figure | None:
     if sot.empty:
         return None
     kinds = sot.groupby("kind")["taken_at"].nunique()
@@ -75,23 +104,20 @@ def shares_over_time(sot: pd.DataFrame) -> go.Figure | None:
     if kinds.empty:
         return None
     d = sot[sot["kind"] == kinds.idxmax()]
-    fig = go.Figure()
-    for fam, g in d.groupby("family"):
-        fig.add_trace(go.Scatter(x=[str(t) for t in g["taken_at"]], y=g["share_downloads_30d"], mode="lines+markers", name=label(fam)))
-    fig.update_layout(**LAYOUT, height=360, title=f"Share of 30-day downloads across snapshots ({label(kinds.idxmax())})", yaxis=dict(tickformat=".0%"))
-    return fig
+    data = [dict(type="scatter", x=[str(t) for t in g["taken_at"]], y=_list(g["share_downloads_30d"]), mode="lines+markers", name=label(fam))
+            for fam, g in d.groupby("family")]
+    return figure(data, height=360, title=dict(text=f"Share of 30-day downloads across snapshots ({label(kinds.idxmax())})"),
+                  yaxis=dict(tickformat=".0%"))
 
 
-def origin_by_month(osm: pd.DataFrame, by: str = "country") -> go.Figure | None:
+def origin_by_month(osm: pd.DataFrame, by: str = "country") -> Figure | None:
     if osm.empty:
         return None
-    fig = go.Figure()
-    for key, g in osm.groupby(by):
-        fig.add_trace(go.Bar(x=g["month"], y=g["share"], name=label(key), customdata=g["derivatives"],
-                             hovertemplate="%{x}: %{y:.0%} (%{customdata:.1f} derivatives)<extra>" + label(key) + "</extra>"))
-    fig.update_layout(**LAYOUT, barmode="stack", height=360, title="New derivatives each month by origin of their base family",
-                      yaxis=dict(tickformat=".0%"))
-    return fig
+    data = [dict(type="bar", x=list(g["month"]), y=_list(g["share"]), name=label(key), customdata=_list(g["derivatives"]),
+                 hovertemplate="%{x}: %{y:.0%} (%{customdata:.1f} derivatives)<extra>" + label(key) + "</extra>")
+            for key, g in osm.groupby(by)]
+    return figure(data, barmode="stack", height=360, title=dict(text="New derivatives each month by origin of their base family"),
+                  xaxis=dict(type="category"), yaxis=dict(tickformat=".0%"))
 
 
 def spanning_tree(lineage: Lineage, roots: list[str], own: set[str]) -> dict[str, str]:
@@ -111,7 +137,7 @@ def spanning_tree(lineage: Lineage, roots: list[str], own: set[str]) -> dict[str
     return parent
 
 
-def derivative_tree(name: str, lineage: Lineage, own: list[str], *, max_children: int = 8, max_depth: int = 3, max_roots: int = 8) -> tuple[go.Figure | None, list[dict]]:
+def derivative_tree(name: str, lineage: Lineage, own: list[str], *, max_children: int = 8, max_depth: int = 3, max_roots: int = 8) -> tuple[Figure | None, list[dict]]:
     """A treemap of the top of a family's derivative tree, plus the rows it shows."""
     own_set = set(own)
     parent = spanning_tree(lineage, own, own_set)
@@ -161,15 +187,12 @@ def derivative_tree(name: str, lineage: Lineage, own: list[str], *, max_children
     for node in ids[1:]:
         own_part = 0 if node in own_set else 1
         values.append(own_part + (size[node] - 1) - sum(size[c] for c in shown_kids.get(node, [])))
-    fig = go.Figure(go.Treemap(ids=ids, labels=labels, parents=parents, values=values, branchvalues="remainder",
-                               hovertemplate="%{label}<extra></extra>", maxdepth=3))
-    fig.update_layout(**LAYOUT, height=420, title=f"Top of the {label(name)} derivative tree")
-    return fig, rows
+    data = [dict(type="treemap", ids=ids, labels=labels, parents=parents, values=values, branchvalues="remainder",
+                 hovertemplate="%{label}<extra></extra>", maxdepth=3)]
+    return figure(data, height=420, title=dict(text=f"Top of the {label(name)} derivative tree")), rows
 
 
-def to_json(fig: go.Figure) -> str:
+def to_json(fig: Figure) -> str:
     """Figure JSON that is safe inside a <script> element: no ``<``, ``>`` or ``&`` survive literally."""
-    import plotly.io as pio
-
-    s = pio.to_json(fig, validate=False, remove_uids=True)
+    s = json.dumps(fig, ensure_ascii=False, allow_nan=False, default=str)
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

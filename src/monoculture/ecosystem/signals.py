@@ -13,8 +13,8 @@ counts, because release histories are short (a family has a dozen launches, not 
    (the exact conditional Poisson test); one-sided.
 3. licence-tightening: do the lead releases of successive events move up the openness scale?
    Kendall's tau-b between event order and openness level, one-sided, plus the steps themselves.
-4. ceremonial-open: repositories keep changing while no open-weight event has come for longer
-   than the family's typical (median) gap.
+4. ceremonial-open: repositories keep changing while no open-weight event has come for well
+   over the family's typical (median) gap (weak over 1.5x, moderate over 2.5x, strong over 4x).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from monoculture.ecosystem.cadence import History, gaps_days
 from monoculture.ecosystem.openness import level_name
 
 STRENGTHS = ("n/a", "none", "weak", "moderate", "strong")
+#: Silence / typical gap above which ceremonial-open is weak, moderate, strong.
+CEREMONIAL_RATIOS = (1.5, 2.5, 4.0)
 SIGNALS = ("silence", "rate-drop", "licence-tightening", "ceremonial-open")
 
 
@@ -132,6 +134,12 @@ def licence_signal(h: History, *, min_events: int = 3) -> Signal:
 
 
 def ceremonial_signal(h: History, *, min_activity: int = 3) -> Signal:
+    """Busy repositories, no new weights: the silence exceeds the typical gap while updates continue.
+
+    The typical gap is the median gap between open-weight events. A silence of up to 1.5 typical
+    gaps is ordinary (a third of exponential gaps are longer), so strength starts above that:
+    weak over 1.5x, moderate over 2.5x, strong over 4x, and only with ``min_activity`` days of
+    repository updates after the last event."""
     ev = h.open_events
     gaps = gaps_days(ev)
     if len(gaps) < 2:
@@ -144,12 +152,12 @@ def ceremonial_signal(h: History, *, min_activity: int = 3) -> Signal:
     busy = [d for d in h.activity if last + timedelta(days=h.merge_days) < d <= h.as_of]
     ratio = silence / typical if typical > 0 else math.inf
     ev_text = (f"{len(busy)} days with repository updates since {ev[-1].lead.name} ({ev[-1].start}), "
-               f"{silence} days without new open weights vs a typical gap of {typical:.0f}")
-    if ratio <= 1 or len(busy) < min_activity:
-        return _sig(h, "ceremonial-open", "none", None, ev_text, active_days=len(busy), silence_days=silence, typical_gap_days=typical)
-    strength = "strong" if ratio >= 3 else "moderate" if ratio >= 2 else "weak"
-    return _sig(h, "ceremonial-open", strength, None, ev_text + (f"; last update {busy[-1]}" if busy else ""),
-                active_days=len(busy), silence_days=silence, typical_gap_days=typical, ratio=ratio)
+               f"{silence} days without new open weights vs a typical gap of {typical:.0f} ({ratio:.1f}x)")
+    details = dict(active_days=len(busy), silence_days=silence, typical_gap_days=typical, ratio=ratio)
+    if ratio <= CEREMONIAL_RATIOS[0] or len(busy) < min_activity:
+        return _sig(h, "ceremonial-open", "none", None, ev_text, **details)
+    strength = "strong" if ratio > CEREMONIAL_RATIOS[2] else "moderate" if ratio > CEREMONIAL_RATIOS[1] else "weak"
+    return _sig(h, "ceremonial-open", strength, None, ev_text + (f"; last update {busy[-1]}" if busy else ""), **details)
 
 
 def all_signals(h: History, *, window_days: int = 365) -> list[Signal]:

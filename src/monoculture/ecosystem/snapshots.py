@@ -117,7 +117,7 @@ def _params(d: dict) -> Any:
             try:
                 return sum(float(x) for x in p.values())
             except (TypeError, ValueError):
-                return None
+                return repr(p)  # not a number: parse_int counts it
     return _first(d, "num_parameters", "parameters_raw")
 
 

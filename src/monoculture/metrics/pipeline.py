@@ -580,7 +580,7 @@ def _accent(derivatives, models, groups, fam_attr, pair, counts, level, notes) -
             note = f"accent retention: {d} has no family value, so 'others' are all models but it and its base"
             notes.append(note)
         e = accent_retention(pair, di, bi, np.array(others, dtype=np.int64), counts, level)
-        if not np.isfinite(np.nanmean(pair[:, bi, bi])):
+        if not np.isfinite(pair[:, bi, bi]).any():
             notes.append(f"accent retention of {d}: base {b} has no prompt with k >= 2, so W_b is undefined")
         rows[d] = {"base": b, "value": e.value, "lo": e.lo, "hi": e.hi, "prompts": e.prompts,
                    "others": int(len([o for o in others if o not in (di, bi)]))}

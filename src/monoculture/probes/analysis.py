@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -129,11 +128,14 @@ def country_scores(dists: Dists, human: Human, ordered: dict[str, bool] | None =
     if not groups or not countries:
         return [], []
     ci = {c: i for i, c in enumerate(countries)}
+    by_group: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for (g, c), h in human.items():
+        by_group.setdefault(g, []).append((c, h))
     s_js = np.full((len(countries), len(groups)), np.nan)
     s_w1 = np.full_like(s_js, np.nan)
     for gi, g in enumerate(groups):
         p = np.stack(list(dists[g].values()))  # (L, k)
-        here = [(c, h) for (gg, c), h in human.items() if gg == g and len(h) == p.shape[1]]
+        here = [(c, h) for c, h in by_group.get(g, []) if len(h) == p.shape[1]]
         if not here:
             continue
         h = np.stack([x for _, x in here])  # (C, k)
@@ -190,11 +192,28 @@ def language_sensitivity(dists: Dists, *, b: int = DEFAULT_B, seed: int = DEFAUL
     )
 
 
-def _pair_distance(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
-    common = sorted(set(a) & set(b))
-    if not common:
-        return float("nan")
-    return float(np.mean([js_distance(a[x], b[x]) for x in common if len(a[x]) == len(b[x])] or [np.nan]))
+def _mean_pairwise(p: np.ndarray) -> float:
+    """Mean JS distance over all pairs of rows, in one broadcast."""
+    d = js_distance(p[:, None], p[None])
+    return float(d[np.triu_indices(len(p), 1)].mean())
+
+
+def _model_pairs(by_model: list[dict[str, np.ndarray]]) -> float:
+    """Mean over model pairs of their distance on one question, each pair compared in the
+    languages both were asked in (the same question in the same words)."""
+    n = len(by_model)
+    total, count = np.zeros((n, n)), np.zeros((n, n))
+    for lang in sorted({x for d in by_model for x in d}):
+        idx = [i for i, d in enumerate(by_model) if lang in d]
+        sizes = {len(by_model[i][lang]) for i in idx}
+        if len(idx) < 2 or len(sizes) > 1:
+            continue
+        p = np.stack([by_model[i][lang] for i in idx])
+        total[np.ix_(idx, idx)] += js_distance(p[:, None], p[None])
+        count[np.ix_(idx, idx)] += 1
+    iu = np.triu_indices(n, 1)
+    have = count[iu] > 0
+    return float((total[iu][have] / count[iu][have]).mean()) if have.any() else float("nan")
 
 
 def homogeneity(model_dists: dict[str, Dists], human: Human, *, b: int = DEFAULT_B, seed: int = DEFAULT_SEED) -> Homogeneity | None:
@@ -210,12 +229,11 @@ def homogeneity(model_dists: dict[str, Dists], human: Human, *, b: int = DEFAULT
         by_group_c.setdefault(g, []).append(h)
     dm, dc = [], []
     for g in groups:
-        pairs = [_pair_distance(model_dists[a][g], model_dists[b_][g]) for a, b_ in combinations(names, 2) if g in model_dists[a] and g in model_dists[b_]]
-        pairs = [x for x in pairs if np.isfinite(x)]
+        here = [model_dists[m][g] for m in names if g in model_dists[m]]
+        dm.append(_model_pairs(here) if len(here) > 1 else np.nan)
         hs = by_group_c.get(g, [])
-        cd = [float(js_distance(x, y)) for x, y in combinations(hs, 2) if len(x) == len(y)]
-        dm.append(float(np.mean(pairs)) if pairs else np.nan)
-        dc.append(float(np.mean(cd)) if cd else np.nan)
+        sizes = {len(h) for h in hs}
+        dc.append(_mean_pairwise(np.stack(hs)) if len(hs) > 1 and len(sizes) == 1 else np.nan)
     dm_a, dc_a = np.array(dm), np.array(dc)
     n_countries = len({c for g, c in human if g in groups})
     has_c = np.isfinite(dc_a).any()

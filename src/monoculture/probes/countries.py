@@ -293,6 +293,8 @@ def _put(out: CountryData, group: str, country: str, vec: np.ndarray, total: flo
         out.skipped.append(f"{group} / {country}: no share on any suite option")
         return
     if (group, country) in out.dists:
-        raise UserError(f"question {group!r} for {country!r} appears twice in the countries data", where=where)
+        # GlobalOpinionQA repeats some questions across surveys; the first one read is kept
+        out.skipped.append(f"{group} / {country}: appears again ({where}); the first is kept")
+        return
     out.dists[(group, country)] = vec / s
     out.dropped[(group, country)] = max(0.0, 1.0 - s / total) if total > 0 else 0.0

@@ -121,6 +121,12 @@ similarity to that country's actual shares; a model can move a lot and still mov
 OUTCOME_NAMES = ("ok", "refusal", "ambiguous", "unparseable", "empty", "error")
 
 
+def _label(text) -> str:
+    """Plotly reads a little HTML in labels (<b>, <a href>), so a model or country name would
+    be rendered as markup; as entities it is shown as the text it is."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _plain(fig) -> dict:
     """A figure as plain JSON types, whatever plotly version built it."""
     return json.loads(fig.to_json())
@@ -142,7 +148,7 @@ def _heatmap(mr: MethodResult, title: str) -> dict | None:
         got = {c.country: c for c in mr.models[m].countries}
         z.append([got[c].similarity if c in got else None for c in countries])
         text.append([f"{got[c].similarity:.3f} [{got[c].lo:.3f}, {got[c].hi:.3f}], {got[c].n_questions} q" if c in got else "" for c in countries])
-    fig = go.Figure(go.Heatmap(z=z, x=countries, y=models, text=text, hovertemplate="%{y} ~ %{x}: %{text}<extra></extra>", colorscale="Viridis", colorbar={"title": "1 - JS"}))
+    fig = go.Figure(go.Heatmap(z=z, x=[_label(c) for c in countries], y=[_label(m) for m in models], text=text, hovertemplate="%{y} ~ %{x}: %{text}<extra></extra>", colorscale="Viridis", colorbar={"title": "1 - JS"}))
     fig.update_layout(title=title, height=max(260, 60 + 36 * len(models)), margin={"l": 140, "r": 20, "t": 50, "b": 90}, xaxis={"tickangle": -45})
     return _plain(fig)
 
@@ -155,7 +161,7 @@ def _sensitivity_fig(mr: MethodResult, title: str) -> dict | None:
         if r.sensitivity is None:
             continue
         langs = sorted(r.sensitivity.per_language)
-        traces.append(go.Bar(name=m, x=langs, y=[r.sensitivity.per_language[x] for x in langs]))
+        traces.append(go.Bar(name=_label(m), x=[_label(x) for x in langs], y=[r.sensitivity.per_language[x] for x in langs]))
     if not traces:
         return None
     fig = go.Figure(traces)
@@ -231,7 +237,7 @@ def build_section(results: PerspectiveResults) -> dict:
                 "model": model,
                 "value": f"{_ci((s.mean, s.lo, s.hi))} on {s.n_questions} questions" if s else "asked in one language only",
                 "langs": moved_most(s, 3),
-                "questions": [f"{g}: {results.questions.get(g, '')[:90]} ({_f(v)})" for g, v in s.top_questions[:3]] if s else [],
+                "questions": [f"{g}: {_clip(results.questions.get(g, ''), 80)} ({_f(v)})" for g, v in s.top_questions[:3]] if s else [],
             })
             for st in r.steering:
                 steering.append({
