@@ -241,6 +241,23 @@ def measure(
     print_summary(res, console)
 
 
+def _mount_optional_commands() -> None:
+    """Commands that live with their feature: probes, report, ecosystem."""
+    from monoculture.ecosystem.cli import app as ecosystem_app
+    from monoculture.probes.cli import probe_command
+
+    app.command("probe", help="Ask a study's models the values suite; compare their answers with countries and across languages.")(probe_command)
+    app.add_typer(ecosystem_app, name="ecosystem", help="Releases, licences, lineage and downloads of open-weight families, and early signs of a quiet retreat.")
+    try:
+        from monoculture.report.cli import report_command
+    except ImportError:
+        return
+    app.command("report", help="Write one self-contained HTML report of the latest measurement.")(report_command)
+
+
+_mount_optional_commands()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -22,6 +22,18 @@ def _ci(d: dict | None) -> str:
     return f"{_fmt(d.get('value'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
+def describe_skipped(skipped: dict) -> list[str]:
+    """Only what was actually skipped: counts above zero, and lists by their length."""
+    out = []
+    for k, v in skipped.items():
+        if isinstance(v, (list, tuple, set)):
+            if v:
+                out.append(f"{k.replace('_', ' ')}: {len(v)}")
+        elif isinstance(v, (int, float)) and v:
+            out.append(f"{k.replace('_', ' ')}: {v:g}")
+    return out
+
+
 def print_summary(res, console: Console) -> None:
     s = res.summary
     st = s.get("settings", {})
@@ -37,8 +49,11 @@ def print_summary(res, console: Console) -> None:
     floor_v = floor.get("value") if isinstance(floor, dict) else floor
     if hom is not None:
         console.print(f"homogeneity H: [bold]{_ci(hom) if isinstance(hom, dict) else _fmt(hom)}[/bold]  (off-prompt floor F = {_fmt(floor_v)})")
-    if s.get("skipped"):
-        console.print("skipped: " + "; ".join(f"{k}: {v}" for k, v in s["skipped"].items()), style="yellow")
+    skipped = describe_skipped(s.get("skipped") or {})
+    if skipped:
+        console.print("skipped: " + "; ".join(skipped), style="yellow")
+    for note in s.get("notes") or []:
+        console.print(f"note: {note}", style="dim")
 
     loo = s.get("leave_one_out") or {}
     if loo:

@@ -22,9 +22,9 @@ def test_fetch_import_alerts_report(tmp_path, qwen_models):
     with FakeHub(qwen_models, page_size=4) as hub:
         r = run("fetch", "--families", "qwen", "--store", store, "--endpoint", hub.url, "--derivatives-top", "1", "--save-dir", tmp_path / "snaps")
     assert r.exit_code == 0, r.output
-    assert "snapshot hub-" in r.output and "16 models" in r.output
+    assert "snapshot hub-" in r.output and "14 models" in r.output  # ten checkpoints + four direct derivatives of the top one
     saved = list((tmp_path / "snaps").glob("hub-*.json"))
-    assert len(saved) == 1 and len(json.loads(saved[0].read_text())["models"]) == 16
+    assert len(saved) == 1 and len(json.loads(saved[0].read_text())["models"]) == 14
 
     # the saved snapshot re-imports into another store with the same content
     other = tmp_path / "other.duckdb"

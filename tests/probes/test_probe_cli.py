@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import typer
-from conftest import write_study
+from probe_helpers import fake_server, small_suite, write_study  # noqa: F401 (fixtures)
 from typer.testing import CliRunner
 
 from monoculture.probes.cli import probe_command
@@ -84,3 +84,14 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, app, fake_
 def test_missing_study_file_exits_2(tmp_path, app):
     r = CliRunner().invoke(app, ["probe", str(tmp_path / "none.yaml")])
     assert r.exit_code == 2 and "study file not found" in r.output
+
+
+def test_probe_command_is_callable_as_a_plain_function(tmp_path, fake_server, small_suite):
+    """Defaults are real values (Annotated options), so other code can call it directly."""
+    server = fake_server()
+    study = write_study(tmp_path / "s.yaml", [{"name": "m", "backend": "openai", "model": "fake", "params": {"base_url": server.base_url, "api_key_env": None}}])
+    probe_command(study, suite=str(small_suite), quiet=True)
+    assert server.counts["requests"] == 6
+    with pytest.raises(typer.Exit) as e:
+        probe_command(study, method="nope")
+    assert e.value.exit_code == 2

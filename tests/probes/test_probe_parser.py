@@ -6,7 +6,7 @@ parse (letters, numbers, option texts, lead-ins, in all seven languages) and wha
 from __future__ import annotations
 
 import pytest
-from conftest import LANGS7
+from probe_helpers import LANGS7
 
 from monoculture.probes.items import LETTERS, load_items, option_sets, render_user, template_for, templates
 from monoculture.probes.parser import AnswerParser, parse_answer

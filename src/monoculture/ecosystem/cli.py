@@ -146,6 +146,7 @@ def report(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluate signals as of this date (default: the newest date in the data)."),
     window_days: int = typer.Option(365, "--window-days", min=30, help="Window of the rate-drop test."),
     merge_days: int = typer.Option(7, "--merge-days", min=0, help="Releases this close together form one release event."),
+    epoch_since: Optional[str] = typer.Option(None, "--epoch-since", help="Count only Epoch rows published on or after this date in the share tables."),
     title: str = typer.Option("Ecosystem watch", "--title"),
 ):
     """Write the ecosystem report: timelines, adoption shares, derivative trees, alerts (one self-contained HTML file)."""
@@ -158,7 +159,7 @@ def report(
             steps = ["release histories", "signals", "lineage", "adoption", "derivative trees", "render"]
             task = prog.add_task("report", total=len(steps))
             path, data = build_report(st.con, reg, output, as_of=_date(as_of, "--as-of"), window_days=window_days, merge_days=merge_days,
-                                      title=title, store_path=str(store), step=lambda s: prog.update(task, advance=1, description=s))
+                                      epoch_since=_date(epoch_since, "--epoch-since"), title=title, store_path=str(store), step=lambda s: prog.update(task, advance=1, description=s))
             prog.update(task, completed=len(steps), description="done")
         out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(data.alerts)} alerts as of {data.as_of}", highlight=False)
 

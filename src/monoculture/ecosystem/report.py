@@ -5,6 +5,9 @@ that strangers wrote on the Hub. So it is one file with plotly.js and all styles
 Content-Security-Policy that forbids any network access, every table cell escaped by jinja2's
 autoescape, and every figure embedded as JSON in which ``<``, ``>`` and ``&`` are escaped, so no
 hub string can close a script element or open a comment.
+
+The template lives in ``data/`` (not ``templates/``) because ``data/*`` is what the package
+build ships.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class ReportData:
 
 
 def collect(con: duckdb.DuckDBPyConnection, registry: Registry, *, as_of: date | None = None, window_days: int = 365,
-            merge_days: int = cadence.DEFAULT_MERGE_DAYS, step: Callable[[str], None] | None = None) -> ReportData:
+            merge_days: int = cadence.DEFAULT_MERGE_DAYS, epoch_since: date | None = None,
+            step: Callable[[str], None] | None = None) -> ReportData:
     step = step or (lambda s: None)
     snapshots.ensure_schema(con)
     databases.ensure_schema(con)
@@ -69,9 +73,10 @@ def collect(con: duckdb.DuckDBPyConnection, registry: Registry, *, as_of: date |
     epoch = {}
     for ds in sorted(rel["dataset"].unique()) if len(rel) else []:
         epoch[ds] = {
-            "country": adoption.epoch_shares(rel, registry, by="country", dataset=ds),
-            "family": adoption.epoch_shares(rel, registry, by="family", dataset=ds),
-            "range": (rel.loc[rel["dataset"] == ds, "published"].min(), rel.loc[rel["dataset"] == ds, "published"].max()),
+            "country": adoption.epoch_shares(rel, registry, by="country", dataset=ds, since=epoch_since),
+            "family": adoption.epoch_shares(rel, registry, by="family", dataset=ds, since=epoch_since),
+            "range": (max(rel.loc[rel["dataset"] == ds, "published"].min(), pd.Timestamp(epoch_since)) if epoch_since
+                      else rel.loc[rel["dataset"] == ds, "published"].min(), rel.loc[rel["dataset"] == ds, "published"].max()),
         }
     step("derivative trees")
     trees = []
@@ -122,7 +127,7 @@ def headline(data: ReportData) -> str | None:
 
 
 def render(data: ReportData, *, title: str = "Ecosystem watch", store_path: str = "") -> str:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("monoculture.ecosystem", "templates"), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.PackageLoader("monoculture.ecosystem", "data"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = _fmt
     figs: list[tuple[str, str]] = []
@@ -154,9 +159,9 @@ def render(data: ReportData, *, title: str = "Ecosystem watch", store_path: str 
 
 
 def build_report(con: duckdb.DuckDBPyConnection, registry: Registry, out: str | Path, *, as_of: date | None = None, window_days: int = 365,
-                 merge_days: int = cadence.DEFAULT_MERGE_DAYS, title: str = "Ecosystem watch", store_path: str = "",
-                 step: Callable[[str], None] | None = None) -> tuple[Path, ReportData]:
-    data = collect(con, registry, as_of=as_of, window_days=window_days, merge_days=merge_days, step=step)
+                 merge_days: int = cadence.DEFAULT_MERGE_DAYS, epoch_since: date | None = None, title: str = "Ecosystem watch",
+                 store_path: str = "", step: Callable[[str], None] | None = None) -> tuple[Path, ReportData]:
+    data = collect(con, registry, as_of=as_of, window_days=window_days, merge_days=merge_days, epoch_since=epoch_since, step=step)
     if step:
         step("render")
     out = Path(out)

@@ -13,9 +13,7 @@ because a mean over fewer orders would be a different quantity.
 from __future__ import annotations
 
 import gzip
-import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -77,15 +75,15 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
     """
     n = len(texts)
     has = np.fromiter((isinstance(t, str) for t in texts), dtype=bool, count=n)
-    vocab: dict[str, int] = {}
     lens = np.zeros(n, dtype=np.int64)
-    flat: list[int] = []
+    flat: list[str] = []
     for i, t in enumerate(texts):
         if has[i]:
             toks = tokenize(t)
             lens[i] = len(toks)
-            flat.extend(vocab.setdefault(w, len(vocab)) for w in toks)
-    tok = np.asarray(flat, dtype=np.int64)
+            flat.extend(toks)
+    codes, vocab = pd.factorize(pd.Series(flat, dtype=object)) if flat else (np.zeros(0, np.int64), [])
+    tok = np.asarray(codes, dtype=np.int64)
     V = max(len(vocab), 1)
     text_of = np.repeat(np.arange(n), lens)
     pos = np.arange(tok.size) - np.repeat(np.cumsum(lens) - lens, lens)
@@ -117,10 +115,7 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
         members: list[list[str]] = [[] for _ in range(S)]
         for i in np.flatnonzero(use):
             members[sid[i]].append(texts[i])
-        # zlib releases the GIL, so threads compress sets in parallel.
-        with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as ex:
-            ratios = list(ex.map(compression_ratio, members, chunksize=256))
-        table["compression_ratio"] = np.asarray(ratios, dtype=np.float64)
+        table["compression_ratio"] = np.fromiter(map(compression_ratio, members), dtype=np.float64, count=S)
         divs = []
         for order in ORDERS:
             t_of, gid, n_g = grams[order]

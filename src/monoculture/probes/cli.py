@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -56,19 +56,19 @@ def _split(values: Optional[list[str]]) -> Optional[list[str]]:
 
 
 def probe_command(
-    study_file: Path = typer.Argument(..., help="study YAML file: its models are probed"),
-    suite: str = typer.Option("values", "--suite", help="multiple-choice suite: 'values' or a .jsonl path"),
-    method: str = typer.Option("logprobs", "--method", help="logprobs (first-token probabilities of the option letters) | sample (k parsed answers)"),
-    countries: Optional[Path] = typer.Option(None, "--countries", help="human reference distributions: a GlobalOpinionQA CSV, a long-format file, or a directory of them"),
-    steer: list[str] = typer.Option([], "--steer", help="also ask 'answer as a typical person living in COUNTRY' (repeat for several countries)"),
-    store: Optional[Path] = typer.Option(None, "--store", help="DuckDB store file (default: the study's)"),
-    languages: Optional[list[str]] = typer.Option(None, "--languages", help="only these suite languages, e.g. en,zh,ar"),
-    samples: Optional[int] = typer.Option(None, "--samples", help="k answers per item for --method sample (default: the study's samples if > 1, else 20)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    study_file: Annotated[Path, typer.Argument(help="study YAML file: its models are probed")],
+    suite: Annotated[str, typer.Option("--suite", help="multiple-choice suite: 'values' or a .jsonl path")] = "values",
+    method: Annotated[str, typer.Option("--method", help="logprobs (first-token probabilities of the option letters) | sample (k parsed answers)")] = "logprobs",
+    countries: Annotated[Optional[Path], typer.Option("--countries", help="human reference distributions: a GlobalOpinionQA CSV, a long-format file, or a directory of them")] = None,
+    steer: Annotated[Optional[list[str]], typer.Option("--steer", help="also ask 'answer as a typical person living in COUNTRY' (repeat for several countries)")] = None,
+    store: Annotated[Optional[Path], typer.Option("--store", help="DuckDB store file (default: the study's)")] = None,
+    languages: Annotated[Optional[list[str]], typer.Option("--languages", help="only these suite languages, e.g. en,zh,ar")] = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", help="k answers per item for --method sample (default: the study's samples if > 1, else 20)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ):
     """Perspective probes: which countries' answers each model's answers resemble, how much the
     language of the question moves them, and whether models agree more than nations do."""
-    return _probe(study_file, suite, method, countries, steer, store, languages, samples, quiet)
+    return _probe(Path(study_file), suite, method, countries, list(steer or []), store, languages, samples, quiet)
 
 
 @_user_errors

@@ -15,7 +15,7 @@ import json
 
 from jinja2 import Environment
 
-from monoculture.probes.analysis import MethodResult, PerspectiveResults, load_results
+from monoculture.probes.analysis import MIN_QUESTIONS, MethodResult, PerspectiveResults, load_results
 from monoculture.probes.format import ci as _ci
 from monoculture.probes.format import moved_most
 from monoculture.probes.format import num as _f
@@ -219,7 +219,7 @@ def build_section(results: PerspectiveResults) -> dict:
     methods = []
     for method, mr in results.methods.items():
         title = METHOD_TITLES.get(method, method)
-        rows, by_language, sens, steering, outcomes, examples = [], [], [], [], [], []
+        rows, by_language, sens, steering, outcomes = [], [], [], [], []
         languages = sorted({lang for r in mr.models.values() for lang in r.by_language})
         for model, r in mr.models.items():
             rows.append({
@@ -265,7 +265,7 @@ def build_section(results: PerspectiveResults) -> dict:
         })
     html = TEMPLATE.render(
         methods=methods, has_countries=has_countries, b=results.b, seed=results.seed,
-        outcome_names=OUTCOME_NAMES, min_q=3,
+        outcome_names=OUTCOME_NAMES, min_q=MIN_QUESTIONS,
     )
     return {"title": "Perspectives", "html": html, "figures": figures, "figure_ids": [f"perspectives-fig-{i}" for i in range(len(figures))]}
 

@@ -1,5 +1,8 @@
-"""Fixtures for the perspective-probe tests: small suites cut from the shipped values suite,
-synthetic country data, a store, and a study file writer."""
+"""Helpers and fixtures for the perspective-probe tests.
+
+Not a conftest.py on purpose: other test folders import helpers with ``from conftest import``,
+which resolves to whichever conftest module was loaded last, so a conftest here would break
+them when both folders are collected together. Test modules import the fixtures they use."""
 
 from __future__ import annotations
 
