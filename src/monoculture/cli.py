@@ -216,6 +216,7 @@ def measure(
     reference: Optional[str] = typer.Option(None, "--reference", help="a source (e.g. human answers) to compare the models' homogeneity against"),
     raw: bool = typer.Option(False, "--raw", help="raw cosines instead of calibrated embeddings (for comparison with published numbers)"),
     center_from: Optional[Path] = typer.Option(None, "--center-from", help="another store: use its calibration mean, to put two studies on one scale"),
+    tau: Optional[float] = typer.Option(None, "--tau", help="cosine threshold for 'same answer' in distinct answers per prompt (calibrate it for your embedder; see README)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", "-B", help="bootstrap resamples over prompts"),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="print the results as one JSON object"),
@@ -230,7 +231,7 @@ def measure(
         res = run_measure(
             st, study=study, embedder=embedder, groups=groups.split(",") if groups else None,
             what_if_removed=what_if_removed, reference=reference, raw=raw,
-            center_from=str(center_from) if center_from else None, n_boot=bootstrap, seed=seed,
+            center_from=str(center_from) if center_from else None, n_boot=bootstrap, seed=seed, tau=tau,
             console=err, show_progress=not (quiet or as_json),
         )
     if as_json:

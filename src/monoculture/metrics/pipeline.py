@@ -8,6 +8,7 @@ are resampled with the same prompts and their differences are paired.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -29,6 +30,19 @@ from .similarity import (
 )
 from .stats import Estimate, PairedDifference, bootstrap_mean, bootstrap_means, paired_bootstrap, resample_counts
 from .voices import VoicesResult, voices_analysis
+
+
+class _Stopwatch:
+    """Seconds per stage, kept with the result so a slow study shows where its time went."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(self.laps.get(name, 0.0) + now - self._t, 4)
+        self._t = now
 
 
 def _clean(x: Any) -> Any:
@@ -83,6 +97,7 @@ class MeasureResult:
     accent: pd.DataFrame | None = None
     what_if_removed: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage; not in the JSON, which stays deterministic
     voices_detail: VoicesResult | None = field(default=None, repr=False)
     distinct_per_prompt: np.ndarray | None = field(default=None, repr=False)
     pair_per_prompt: np.ndarray | None = field(default=None, repr=False)
@@ -262,6 +277,7 @@ def measure_all(
     """
     if n_boot < 1:
         raise MetricsInputError(f"n_boot must be at least 1, got {n_boot}")
+    clock = _Stopwatch()
     X_all, model_all, prompt_all, rows, reasons, mu = _prepare(rs, center)
     notes: list[str] = []
     skipped: dict[str, Any] = dict(reasons)
@@ -302,6 +318,7 @@ def measure_all(
         notes.append(f"within-model similarity and own range need k >= 2; undefined for {len(no_repeat)} model(s)")
 
     counts = resample_counts(P, n_boot, seed)
+    clock.lap("prepare")
 
     # Similarity.
     pair = pair_similarity(X, index)
@@ -313,12 +330,15 @@ def measure_all(
     if abs(F["value"]) > 0.2 and mu is not None:
         notes.append(f"off-prompt floor {F['value']:.3f} is far from 0 after calibration")
 
+    clock.lap("similarity")
+
     # Groups.
     group_list = _resolve_groups(groups or {}, models, skipped)
     highlight = _resolve_highlights(what_if_removed, group_list, models)
     masks = {g.key: np.isin(models, g.members) for g in group_list}
 
     vr = voices_analysis(X, index, masks, q=q, n_random=n_random, seed=seed)
+    clock.lap("voices")
 
     # Partition.
     distinct = None
@@ -327,6 +347,8 @@ def measure_all(
         distinct = part.distinct
     else:
         notes.append("distinct_k not computed: give tau (calibrated for this embedder) or an equivalence function")
+
+    clock.lap("partition")
 
     # One bootstrap pass for every per-prompt mean.
     W_pp = np.einsum("pmm->pm", pair)
@@ -417,6 +439,7 @@ def measure_all(
         counts=counts,
     )
 
+    clock.lap("bootstrap")
     if separability:
         if P < 2:
             notes.append("separability not computed: needs at least 2 prompts for prompt-grouped folds")
@@ -432,17 +455,21 @@ def measure_all(
                 np.nan,
             )
 
+    clock.lap("separability")
     if group_list:
         result.lineage = _lineage(group_list, models, C, n_perm, seed)
     if derivatives:
         fam_attr = family if family is not None else ("family" if groups and "family" in groups else None)
         result.accent = _accent(derivatives, models, groups or {}, fam_attr, pair, counts, level, notes)
 
+    clock.lap("lineage")
     if lexical:
         if texts is None:
             notes.append("lexical metrics not computed: the response set has no texts")
         else:
             result.lexical = _lexical(texts, model, index, models)
+    clock.lap("lexical")
+    result.timings = clock.laps
     return result
 
 

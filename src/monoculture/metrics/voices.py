@@ -24,7 +24,7 @@ from math import comb
 import numpy as np
 
 from .responses import CellIndex
-from .vendi import vendi_pools
+from .vendi import vendi_from_eigenvalues, vendi_pools
 
 _WEIGHT_BYTES = 128 * 2**20
 
@@ -34,6 +34,10 @@ def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: floa
 
     Each included model weighs 1 / |included models present at p|, split evenly over its k
     responses. NaN where no included model answered the prompt.
+
+    When pools are smaller than the embedding dimension, each prompt's Gram matrix is built
+    once and every scenario decomposes only the rows it keeps: a pool that keeps 10 of 28
+    models costs a 10 x 10 eigendecomposition, not a zero-padded 28 x 28 one.
     """
     include = np.atleast_2d(np.asarray(include, dtype=bool))
     rows = index.pool_rows()
@@ -44,18 +48,56 @@ def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: floa
     P, width = rows.shape
     R = include.shape[0]
     out = np.full((R, P), np.nan)
-    if P == 0 or width == 0:
+    if P == 0 or width == 0 or R == 0:
         return out
     pm0 = np.where(valid, pm, 0)
     k_slot = np.where(valid, k[np.arange(P)[:, None], pm0], 1.0)
+    n_inc = include.astype(np.int64) @ present.T.astype(np.int64)  # (R, P) models kept and present
+    if width > np.asarray(X).shape[1]:
+        return _scenario_vendi_padded(X, rows, valid, pm0, k_slot, include, n_inc, q, out)
+
+    Xf = np.asarray(X, dtype=np.float64)
+    d = Xf.shape[1]
+    kept_rows = include.astype(np.int64) @ index.counts.T  # (R, P)
+    width_r = kept_rows.max(axis=1)
+    step_p = max(1, int(_WEIGHT_BYTES // max(1, 8 * width * (width + d))))
+    for plo in range(0, P, step_p):
+        sl = slice(plo, min(P, plo + step_p))
+        cols = np.arange(sl.start, sl.stop)
+        ok = valid[sl]
+        Xg = Xf[np.where(ok, rows[sl], 0)] * ok[..., None]
+        G = Xg @ Xg.transpose(0, 2, 1)  # (c, width, width), built once for every scenario
+        c = len(cols)
+        for wdt in np.unique(width_r[width_r > 0]):
+            group = np.flatnonzero(width_r == wdt)
+            step_r = max(1, int(_WEIGHT_BYTES // max(1, 8 * 4 * c * int(wdt) ** 2)))
+            for rlo in range(0, len(group), step_r):
+                rr = group[rlo: rlo + step_r]
+                keep = include[rr][:, pm0[sl]] & ok[None]  # (r, c, width)
+                pos = np.argsort(~keep, axis=2, kind="stable")[:, :, :wdt]
+                kept = np.take_along_axis(keep, pos, axis=2)
+                kk = np.take_along_axis(np.broadcast_to(k_slot[sl], keep.shape), pos, axis=2)
+                n = n_inc[rr][:, cols]
+                w = np.where(kept, 1.0 / (np.maximum(n, 1)[..., None] * kk), 0.0)
+                Gs = G[np.arange(c)[None, :, None, None], pos[..., :, None], pos[..., None, :]]
+                sw = np.sqrt(w)
+                lam = np.linalg.eigvalsh(Gs * sw[..., :, None] * sw[..., None, :])
+                out[rr[:, None], cols[None, :]] = np.where(n > 0, vendi_from_eigenvalues(lam, q), np.nan)
+    return out
+
+
+def _scenario_vendi_padded(X, rows, valid, pm0, k_slot, include, n_inc, q, out) -> np.ndarray:
+    """Pools larger than d: the d x d form, with removed rows at weight 0."""
+    P, width = rows.shape
+    R = include.shape[0]
     step = max(1, int(_WEIGHT_BYTES // max(1, 8 * P * width)))
     for lo in range(0, R, step):
         inc = include[lo: lo + step]
-        n_inc = (inc[:, None, :] & present[None]).sum(axis=2)  # (r, P)
+        n = n_inc[lo: lo + step]
         slot_in = inc[:, pm0] & valid[None]  # (r, P, width)
-        w = np.where(slot_in, 1.0 / (np.maximum(n_inc, 1)[:, :, None] * k_slot[None]), 0.0)
+        w = np.where(slot_in, 1.0 / (np.maximum(n, 1)[:, :, None] * k_slot[None]), 0.0)
         v = vendi_pools(X, rows, w, q)
-        out[lo: lo + step] = np.where(n_inc > 0, v, np.nan)
+        out[lo: lo + step] = np.where(n > 0, v, np.nan)
     return out
 
 

@@ -55,14 +55,16 @@ def load_vectors(store, embedder: str, texts: list[str]) -> np.ndarray | None:
     from monoculture.hashing import text_hash
 
     try:
-        has = store.con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'embeddings'").fetchone()
+        has = store.con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'embeddings'").fetchall()
         if not has:
             return None
         hashes = [text_hash(t) for t in texts]
         want = pd.DataFrame({"text_hash": sorted(set(hashes))})  # noqa: F841 - read by the SQL below
-        tbl = store.con.execute(
-            "SELECT e.text_hash, e.vector FROM embeddings e JOIN want USING (text_hash) WHERE e.embedder = ?", [embedder]
-        ).fetch_arrow_table()
+        rel = store.con.sql(
+            "SELECT e.text_hash, e.vector FROM embeddings e JOIN want USING (text_hash) WHERE e.embedder = $embedder",
+            params={"embedder": embedder},
+        )
+        tbl = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     except Exception:  # noqa: BLE001 - pairs are optional; the explorer says they are missing
         return None
     if tbl.num_rows == 0:
@@ -98,7 +100,7 @@ def prompt_pairs(gen: pd.DataFrame, X: np.ndarray, models: list[str]) -> dict[st
     out: dict[str, tuple[list, list]] = {}
     ok = np.isfinite(X).all(axis=1)
     codes = gen["model"].map(mcode).to_numpy()
-    for pl, idx in gen.groupby("_label", sort=False).indices.items():
+    for pl, idx in gen.groupby("plabel", sort=False).indices.items():
         idx = idx[ok[idx] & ~pd.isna(codes[idx])]
         if len(idx) == 0:
             continue
@@ -138,7 +140,7 @@ def select_prompts(labels: list[str], voices: dict[str, float], max_prompts: int
         if lo <= hi:
             out.append(defined[hi])
             hi -= 1
-    return out + rest
+    return (out + rest)[:max_prompts]
 
 
 def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: list[str], attrs: dict[str, dict], *,
@@ -147,13 +149,13 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
     """``models`` is the display order (the clustering's, so families sit side by side)."""
     notes: list[str] = []
     gen = gen.copy()
-    gen["_label"] = [prompt_label(a, b) for a, b in zip(gen["prompt_id"], gen["prompt_key"])]
+    gen["plabel"] = [prompt_label(a, b) for a, b in zip(gen["prompt_id"], gen["prompt_key"])]
     pp = per_prompt.copy() if per_prompt is not None else pd.DataFrame()
     if len(pp):
         pp.index = pp.index.map(str)
         pp = pp[~pp.index.duplicated()]
-    first = gen.drop_duplicates("_label")
-    labels = first["_label"].tolist()
+    first = gen.drop_duplicates("plabel")
+    labels = first["plabel"].tolist()
     voices = {p: _num(pp.at[p, "voices"]) if p in pp.index and "voices" in pp.columns else None for p in labels}
 
     pairs: dict[str, tuple[list, list]] = {}
@@ -165,7 +167,7 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
     mindex = {m: i for i, m in enumerate(models)}
     family = [attrs.get(m, {}).get("family") for m in models]
     chosen = select_prompts(labels, voices, max_prompts)
-    by_label = gen.groupby("_label", sort=False).indices
+    by_label = gen.groupby("plabel", sort=False).indices
     answers: dict[str, list] = {}
     used = 0
     cut_by_budget = False
@@ -195,7 +197,7 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
 
     prompts = []
     for r in first.itertuples(index=False):
-        p = r._label
+        p = r.plabel
         row = pp.loc[p] if p in pp.index else None
         most, least = pairs.get(p, ([], []))
         prompts.append({
@@ -210,7 +212,7 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
             "most": most,
             "least": least,
         })
-    counts = gen.groupby("_label")["model"].nunique().to_dict()
+    counts = gen.groupby("plabel")["model"].nunique().to_dict()
     for pr in prompts:
         if pr["models"] is None:
             pr["models"] = int(counts.get(pr["id"], 0))

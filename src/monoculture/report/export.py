@@ -58,11 +58,19 @@ def export_figures(figures: list, folder: Path, formats: tuple[str, ...] = ("png
     return [p for _, _, p in jobs]
 
 
+def static_dict(f) -> dict:
+    """The figure as a file shows it: buttons that only work on the page are dropped."""
+    d = f.to_dict()
+    layout = dict(d.get("layout") or {})
+    layout.pop("updatemenus", None)
+    return {**d, "layout": layout}
+
+
 def _kaleido(jobs, scale: float) -> None:
     import kaleido
 
     specs = [
-        {"fig": f.to_dict(), "path": path, "opts": {"format": fmt, "width": f.width, "height": f.height, "scale": scale if fmt == "png" else 1}}
+        {"fig": static_dict(f), "path": path, "opts": {"format": fmt, "width": f.width, "height": f.height, "scale": scale if fmt == "png" else 1}}
         for f, fmt, path in jobs
     ]
     kopts: dict[str, Any] = {"mathjax": False}
@@ -102,7 +110,7 @@ def _playwright(jobs, scale: float) -> None:
                         Plotly.purge(el);
                         return out;
                     }""",
-                    [f.to_dict(), fmt, f.width, f.height, scale if fmt == "png" else 1],
+                    [static_dict(f), fmt, f.width, f.height, scale if fmt == "png" else 1],
                 )
                 path.write_bytes(_data_url_bytes(url))
         finally:
@@ -142,30 +150,36 @@ def png_pixels(data: bytes) -> np.ndarray:
         raise ValueError(f"unsupported PNG (bit depth {depth}, colour type {ctype}, interlace {interlace})")
     raw = zlib.decompress(b"".join(idat))
     stride = w * channels
+    rows = np.frombuffer(raw, dtype=np.uint8, count=h * (stride + 1)).reshape(h, stride + 1)
+    filters = rows[:, 0]
+    slow = int(np.isin(filters, (3, 4)).sum())
+    if slow > 64:
+        raise ValueError(f"{slow} rows use the Average/Paeth filters, too slow to decode in Python")
     out = np.zeros((h, stride), dtype=np.uint8)
     prev = np.zeros(stride, dtype=np.int32)
     for y in range(h):
-        f = raw[y * (stride + 1)]
-        line = np.frombuffer(raw, dtype=np.uint8, count=stride, offset=y * (stride + 1) + 1).astype(np.int32)
+        f = int(filters[y])
+        line = rows[y, 1:].astype(np.int32)
         if f == 0:
             cur = line
+        elif f == 1:  # Sub: a running sum along each channel
+            cur = np.cumsum(line.reshape(w, channels), axis=0).reshape(-1) & 0xFF
         elif f == 2:
             cur = (line + prev) & 0xFF
-        elif f in (1, 3, 4):
+        elif f in (3, 4):
             cur = np.zeros(stride, dtype=np.int32)
-            for x in range(stride):  # left-dependent filters cannot be vectorised simply
-                a = cur[x - channels] if x >= channels else 0
-                b = prev[x]
-                if f == 1:
-                    pred = a
-                elif f == 3:
+            zero = np.zeros(channels, dtype=np.int32)
+            for x in range(0, stride, channels):
+                a = cur[x - channels:x] if x else zero
+                b = prev[x:x + channels]
+                if f == 3:
                     pred = (a + b) >> 1
                 else:
-                    c = prev[x - channels] if x >= channels else 0
+                    c = prev[x - channels:x] if x else zero
                     p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                cur[x] = (line[x] + pred) & 0xFF
+                    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+                    pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+                cur[x:x + channels] = (line[x:x + channels] + pred) & 0xFF
         else:
             raise ValueError(f"bad PNG filter {f}")
         out[y] = cur

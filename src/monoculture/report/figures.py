@@ -69,6 +69,12 @@ def _finite(a) -> np.ndarray:
     return np.isfinite(np.asarray(a, dtype=float))
 
 
+def label_margin(names: list[str], angle: bool = False) -> int:
+    """Pixels that the longest tick label needs (about 7 px a character at 12 px type)."""
+    n = max((len(str(x)) for x in names), default=4)
+    return int(min(260, max(60, 7 * n + 20)) * (0.9 if angle else 1.0))
+
+
 def _base_layout(title: str | None = None, **kw) -> dict:
     layout = dict(
         font={"family": FONT, "size": 12},
@@ -159,7 +165,8 @@ def similarity_heatmap(C: pd.DataFrame, n_prompts: pd.DataFrame | None, order: l
         hovertemplate="%{customdata[1]} × %{customdata[0]}<br>C = %{z:.3f} on %{customdata[2]} prompts<extra></extra>",
         hoverongaps=False,
     )
-    size = max(520, 24 * M + 260)
+    lm = label_margin(names)
+    size = max(520, 24 * M + 90 + lm)
     if dendro is not None:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.16, 0.84], vertical_spacing=0.005)
         for xs, ys in zip(dendro["icoord"], dendro["dcoord"]):
@@ -172,7 +179,7 @@ def similarity_heatmap(C: pd.DataFrame, n_prompts: pd.DataFrame | None, order: l
     else:
         fig = go.Figure(heat)
         hx, hy = "xaxis", "yaxis"
-    fig.update_layout(**_base_layout(None, height=size, width=size + 120, margin={"l": 170, "r": 20, "t": 20, "b": 170}))
+    fig.update_layout(**_base_layout(None, height=size, width=size + 120, margin={"l": lm, "r": 20, "t": 20, "b": lm}))
     fig.update_layout(**{
         hx: {"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "tickangle": -60, "showgrid": False, "range": [-0.5, M - 0.5]},
         hy: {"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "autorange": "reversed", "showgrid": False},
@@ -183,6 +190,8 @@ def similarity_heatmap(C: pd.DataFrame, n_prompts: pd.DataFrame | None, order: l
     cap = (f"Bright blocks are models that answer alike; the tree above groups them. Cells are mean {kind} cosine "
            f"similarity C of two models' answers to the same prompt")
     cap += f", against an off-prompt floor of {fmt(floor)}." if floor is not None else "."
+    if not np.isfinite(np.diag(C.to_numpy(dtype=float))).any():
+        cap += " The diagonal (W) is blank: each model answered each prompt once."
     return Figure("similarity", "Model × model similarity", cap, fig, width=size + 120, height=size)
 
 
@@ -207,6 +216,8 @@ def model_map(C: pd.DataFrame, attrs: dict[str, dict], per_model: pd.DataFrame |
             parts.append(f"nearest peer: {label(peer[m][0])} ({fmt(peer[m][1])})")
         return "<br>".join(parts)
 
+    show_label = _label_placement(X, models)
+
     traces, spans = [], []
     for a in attributes or [None]:
         start = len(traces)
@@ -221,7 +232,7 @@ def model_map(C: pd.DataFrame, attrs: dict[str, dict], per_model: pd.DataFrame |
             idx = [models.index(m) for m in members]
             traces.append(go.Scatter(
                 x=X[idx, 0].tolist(), y=X[idx, 1].tolist(), mode="markers+text", name=label(g),
-                text=[label(m) for m in members], textposition="top center", textfont={"size": 10},
+                text=[label(m) if show_label[m] else "" for m in members], textposition="top center", textfont={"size": 10},
                 marker={"size": 12, "color": "#bbbbbb" if g == "unknown" else PALETTE[gi % len(PALETTE)], "line": {"width": 1, "color": "white"}},
                 hovertext=[hover(m) for m in members], hoverinfo="text", visible=not spans,
                 legendgroup=a or "models",
@@ -229,8 +240,9 @@ def model_map(C: pd.DataFrame, attrs: dict[str, dict], per_model: pd.DataFrame |
         spans.append((a, start, len(traces)))
     fig = go.Figure(traces)
     layout = _base_layout(None, height=620, width=900, margin={"l": 40, "r": 20, "t": 60 if len(spans) > 1 else 20, "b": 40},
-                          xaxis={"title": {"text": "MDS 1"}, "zeroline": False, "showticklabels": False, "gridcolor": "#eee"},
-                          yaxis={"title": {"text": "MDS 2"}, "zeroline": False, "showticklabels": False, "gridcolor": "#eee", "scaleanchor": "x"},
+                          xaxis={"title": {"text": "MDS 1"}, "zeroline": False, "showticklabels": False, "gridcolor": "#eee", "range": _padded(X[:, 0], 0.15)},
+                          yaxis={"title": {"text": "MDS 2"}, "zeroline": False, "showticklabels": False, "gridcolor": "#eee", "scaleanchor": "x",
+                                 "range": _padded(X[:, 1], 0.12)},
                           legend={"title": {"text": label(attributes[0]) if attributes else ""}})
     if len(spans) > 1:
         buttons = []
@@ -242,8 +254,42 @@ def model_map(C: pd.DataFrame, attrs: dict[str, dict], per_model: pd.DataFrame |
     fig.update_layout(**layout)
     colour = f"coloured by {attributes[0]}" if attributes else "no model attributes set, so one colour"
     cap = (f"Models close together answer alike (classical MDS of 1 − C; the two axes keep {kept:.0%} of the spread); "
-           f"{colour}. Look for families that form their own island.")
+           f"{colour}; crowded points are named on hover. Look for families that form their own island.")
     return Figure("map", "Map of models", cap, fig, width=900, height=620)
+
+
+def _padded(v: np.ndarray, share: float) -> list[float]:
+    """An axis range with room for the names printed at the edges."""
+    lo, hi = float(np.min(v)), float(np.max(v))
+    pad = (hi - lo) * share or 1.0
+    return [lo - pad, hi + pad]
+
+
+def _label_placement(X: np.ndarray, names: list[str], width: float = 760, height: float = 520) -> dict[str, bool]:
+    """Which points get a printed name: greedily, most isolated first, wherever the name's box
+    overlaps no name already placed and no other point. The rest are named on hover; a map
+    of overprinted names says nothing."""
+    n = len(names)
+    lo, span = X.min(axis=0), np.ptp(X, axis=0)
+    span[span == 0] = 1.0
+    scale = min(width / span[0], height / span[1])  # equal aspect, as drawn
+    P = (X - lo) * scale
+    if n == 1:
+        return {names[0]: True}
+    D = np.sqrt(((P[:, None, :] - P[None, :, :]) ** 2).sum(-1)) + np.eye(n) * 1e9
+    boxes: list[tuple[float, float, float, float]] = []
+    out = {m: False for m in names}
+    for i in np.argsort(-D.min(axis=1)):
+        w = 6.2 * len(str(names[i])) + 4
+        x0, x1 = P[i, 0] - w / 2, P[i, 0] + w / 2
+        y0, y1 = P[i, 1] + 7, P[i, 1] + 21  # printed above the marker
+        if any(not (x1 < a0 or x0 > a1 or y1 < b0 or y0 > b1) for a0, a1, b0, b1 in boxes):
+            continue
+        if any(j != i and x0 - 6 <= P[j, 0] <= x1 + 6 and y0 - 6 <= P[j, 1] <= y1 + 6 for j in range(n)):
+            continue
+        boxes.append((x0, x1, y0, y1))
+        out[names[i]] = True
+    return out
 
 
 def available_attributes(attrs: dict[str, dict], models: list[str]) -> list[str]:
@@ -263,18 +309,18 @@ def available_attributes(attrs: dict[str, dict], models: list[str]) -> list[str]
 
 
 def _ci_bars(y, value, lo, hi, color, name, hover_extra, orientation="h", **kw):
+    """Horizontal bars with their interval as error bars (none when ``lo`` is None)."""
     import plotly.graph_objects as go
 
     value = np.asarray(value, dtype=float)
-    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
-    plus = np.where(np.isfinite(hi - value), hi - value, 0.0)
-    minus = np.where(np.isfinite(value - lo), value - lo, 0.0)
     vals = [None if not np.isfinite(v) else float(v) for v in value]
-    return go.Bar(
-        y=y, x=vals, orientation=orientation, name=name, marker={"color": color},
-        error_x={"type": "data", "symmetric": False, "array": plus.tolist(), "arrayminus": minus.tolist(), "color": "#333", "thickness": 1.2, "width": 3},
-        hovertext=hover_extra, hoverinfo="text", **kw,
-    )
+    extra = {}
+    if lo is not None and hi is not None:
+        lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+        plus = np.where(np.isfinite(hi - value), hi - value, 0.0)
+        minus = np.where(np.isfinite(value - lo), value - lo, 0.0)
+        extra["error_x"] = {"type": "data", "symmetric": False, "array": plus.tolist(), "arrayminus": minus.tolist(), "color": "#333", "thickness": 1.2, "width": 3}
+    return go.Bar(y=y, x=vals, orientation=orientation, name=name, marker={"color": color}, hovertext=hover_extra, hoverinfo="text", **extra, **kw)
 
 
 def leave_one_out(per_model: pd.DataFrame, groups: pd.DataFrame | None, level: float) -> Figure | None:
@@ -299,39 +345,56 @@ def leave_one_out(per_model: pd.DataFrame, groups: pd.DataFrame | None, level: f
                   annotation_position="top", annotation_font={"size": 11})
     fig.add_vline(x=0, line={"color": "#999", "width": 1})
     h = max(320, 22 * len(pm) + 110)
-    fig.update_layout(**_base_layout(None, height=h, width=900, margin={"l": 170, "r": 30, "t": 40, "b": 50}, bargap=0.25,
+    fig.update_layout(**_base_layout(None, height=h, width=900, margin={"l": label_margin(names), "r": 30, "t": 40, "b": 50}, bargap=0.25,
                                      xaxis={"title": {"text": "voices lost per prompt without the model (L_m)"}, "gridcolor": "#eee", "zeroline": False}))
     cap = (f"How many voices per prompt the field loses if a model goes away, with {level:.0%} intervals; bars right of the dashed "
            "line (losing a model at random) mark models with a voice of their own, bars left of 0 mark near-copies.")
     return Figure("leave_one_out", "What the field loses without each model", cap, fig, width=900, height=h)
 
 
-def group_losses(groups: pd.DataFrame, level: float) -> Figure | None:
+def pvalue(p: Any, n_boot: int | None = None) -> str:
+    """A p-value as text; 0 from B resamples means below 1/B, not impossible."""
+    x = None
+    try:
+        x = float(p)
+    except (TypeError, ValueError):
+        pass
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    if x == 0:
+        return f"< {1 / n_boot:.3g}" if n_boot else "< 0.001"
+    return f"= {x:.3f}" if x < 0.1 else f"= {x:.2f}"
+
+
+def group_losses(groups: pd.DataFrame, level: float, n_boot: int | None = None) -> Figure | None:
+    """Groups differ in size, and losing 22 models costs more than losing 2 whoever they are,
+    so bars show each group's loss beyond as many models drawn at random (0 = no more than
+    chance); raw L_G and its baseline are in the hover."""
     import plotly.graph_objects as go
 
-    if groups is None or not len(groups) or not _finite(groups["loss"]).any():
+    if groups is None or not len(groups) or "excess" not in groups.columns or not _finite(groups["excess"]).any():
         return None
-    g = groups[_finite(groups["loss"])].copy()
-    g["excess_sort"] = g["excess"].fillna(-np.inf)
-    g = g.sort_values(["attribute", "excess_sort"])
+    g = groups[_finite(groups["excess"])].copy()
+    attr_rank = {a: i for i, a in enumerate(ATTRIBUTE_ORDER)}
+    g["arank"] = [attr_rank.get(a, len(attr_rank)) for a in g["attribute"]]
+    g = g.sort_values(["arank", "attribute", "excess"], ascending=[True, True, False])
     names = [f"{label(r.attribute)}: {label(r.group)} ({int(r.size)})" for r in g.itertuples()]
     hov = [f"<b>{label(r.attribute)} = {label(r.group)}</b> ({int(r.size)} models)<br>L_G = {fmt(r.loss)} [{fmt(r.loss_lo)}, {fmt(r.loss_hi)}]"
-           f"<br>random {int(r.size)} models: {fmt(r.baseline)} [{fmt(r.baseline_lo)}, {fmt(r.baseline_hi)}]"
-           f"<br>excess {fmt(r.excess)} (p = {fmt(r.excess_p, 2)})<br>{int(r.loss_prompts)} prompts" for r in g.itertuples()]
-    fig = go.Figure([
-        _ci_bars(names, g["loss"], g["loss_lo"], g["loss_hi"], "#2b8cbe", "group lost (L_G)", hov),
-        go.Scatter(y=names, x=[None if not np.isfinite(v) else float(v) for v in g["baseline"]], mode="markers", name="same number of random models",
-                   marker={"symbol": "diamond", "size": 9, "color": "#f28e2b", "line": {"width": 1, "color": "#333"}},
-                   error_x={"type": "data", "symmetric": False, "array": (g["baseline_hi"] - g["baseline"]).fillna(0).tolist(),
-                            "arrayminus": (g["baseline"] - g["baseline_lo"]).fillna(0).tolist(), "color": "#f28e2b", "thickness": 1},
-                   hovertext=hov, hoverinfo="text"),
-    ])
-    h = max(320, 24 * len(g) + 130)
-    fig.update_layout(**_base_layout(None, height=h, width=900, margin={"l": 220, "r": 30, "t": 30, "b": 50}, bargap=0.3,
-                                     legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
-                                     xaxis={"title": {"text": "voices lost per prompt (L_G)"}, "gridcolor": "#eee", "zeroline": True, "zerolinecolor": "#999"}))
-    cap = (f"What the field would lose if a whole group went quiet ({level:.0%} intervals), beside losing as many models "
-           "drawn at random (diamonds); a bar well past its diamond is a group with a voice nobody else has.")
+           f"<br>{int(r.size)} random models: {fmt(r.baseline)} [{fmt(r.baseline_lo)}, {fmt(r.baseline_hi)}]"
+           f"<br>beyond random: {fmt(r.excess)} [{fmt(r.excess_lo)}, {fmt(r.excess_hi)}], p {pvalue(r.excess_p, n_boot)}"
+           f"<br>{int(r.loss_prompts)} prompts" for r in g.itertuples()]
+    colors = ["#2b8cbe" if (np.isfinite(r.excess_lo) and r.excess_lo > 0) else "#e34a33" if (np.isfinite(r.excess_hi) and r.excess_hi < 0) else "#9ecae1"
+              for r in g.itertuples()]
+    fig = go.Figure(_ci_bars(names, g["excess"], g["excess_lo"], g["excess_hi"], colors, "beyond random", hov, showlegend=False))
+    fig.add_vline(x=0, line={"dash": "dash", "color": "#666"}, annotation_text="as many random models", annotation_position="top",
+                  annotation_font={"size": 11})
+    h = max(320, 22 * len(g) + 120)
+    fig.update_layout(**_base_layout(None, height=h, width=900, margin={"l": label_margin(names), "r": 30, "t": 40, "b": 50}, bargap=0.25,
+                                     yaxis={"autorange": "reversed"},
+                                     xaxis={"title": {"text": "voices lost per prompt without the group, minus as many random models (L_G − baseline)"},
+                                            "gridcolor": "#eee", "zeroline": False}))
+    cap = (f"What the field would lose if a whole group went quiet, beyond losing as many models at random (dashed line), with "
+           f"{level:.0%} intervals; dark bars right of the line are groups with a voice nobody else has, pale bars are not told apart from chance.")
     return Figure("groups", "What the field loses without each group", cap, fig, width=900, height=h)
 
 
@@ -359,15 +422,15 @@ def diversity(per_model: pd.DataFrame, lexical: pd.DataFrame | None, order: list
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[label(p[0]) for p in panels], horizontal_spacing=0.03)
     for i, (title, axis, v, lo, hi, n) in enumerate(panels, start=1):
         v = v.reindex(models)
-        lo = lo.reindex(models) if lo is not None else v
-        hi = hi.reindex(models) if hi is not None else v
+        lo = lo.reindex(models) if lo is not None else None
+        hi = hi.reindex(models) if hi is not None else None
         nn = n.reindex(models) if n is not None else None
-        hov = [f"<b>{label(m)}</b><br>{label(axis)} = {fmt(v[m])}" + (f" [{fmt(lo[m])}, {fmt(hi[m])}]" if n is not None else "")
+        hov = [f"<b>{label(m)}</b><br>{label(axis)} = {fmt(v[m])}" + (f" [{fmt(lo[m])}, {fmt(hi[m])}]" if lo is not None and hi is not None else "")
                + (f"<br>{int(nn[m])} prompts" if nn is not None and np.isfinite(nn[m]) else "") for m in models]
         fig.add_trace(_ci_bars(names, v, lo, hi, PALETTE[i - 1], label(axis), hov, showlegend=False), row=1, col=i)
     h = max(340, 22 * len(models) + 130)
     w = max(900, 260 * len(panels) + 180)
-    fig.update_layout(**_base_layout(None, height=h, width=w, margin={"l": 170, "r": 20, "t": 50, "b": 40}, bargap=0.25))
+    fig.update_layout(**_base_layout(None, height=h, width=w, margin={"l": label_margin(names), "r": 20, "t": 50, "b": 40}, bargap=0.25))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(gridcolor="#eee")
     for a in fig.layout.annotations:
@@ -396,8 +459,9 @@ def separability(auc: pd.DataFrame | None, order: list[str], sep: dict | None) -
         customdata=custom.tolist(), zmin=0.5, zmax=1.0, colorscale=SEPARABILITY_SCALE, colorbar={"title": {"text": "AUC"}},
         hovertemplate="%{customdata[1]} vs %{customdata[0]}<br>AUC = %{z:.3f}<extra></extra>", hoverongaps=False,
     ))
-    size = max(480, 22 * M + 240)
-    fig.update_layout(**_base_layout(None, height=size, width=size + 110, margin={"l": 170, "r": 20, "t": 20, "b": 170},
+    lm = label_margin(names)
+    size = max(480, 22 * M + 70 + lm)
+    fig.update_layout(**_base_layout(None, height=size, width=size + 110, margin={"l": lm, "r": 20, "t": 20, "b": lm},
                                      xaxis={"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "tickangle": -60, "showgrid": False},
                                      yaxis={"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "autorange": "reversed", "showgrid": False}))
     cap = "Pale cells (AUC near 0.5) are pairs a classifier cannot tell apart by style; dark cells are easy to tell apart."

@@ -1,0 +1,419 @@
+"""Build the report: one self-contained HTML file from a store's latest (or a labelled)
+measurement.
+
+The page must open offline in any browser and years later, so plotly.js, styles and data are
+inline and the page's Content-Security-Policy forbids every network fetch. Model outputs are
+untrusted text: they reach the page only as JSON inside ``<script type="application/json">``
+(with ``<``, ``>`` and ``&`` escaped) and are put into the document with ``textContent``; every
+other string goes through jinja2's autoescape.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monoculture.errors import UserError
+from monoculture.report import figures as F
+from monoculture.report.explorer import build_explorer, load_vectors, script_json, unit_rows
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+SKIP_REASONS = {
+    "empty texts": "empty answers (nothing to embed)",
+    "empty_text": "empty answers",
+    "NaN or zero vectors from the embedder": "the embedder returned no usable vector",
+    "nonfinite_embedding": "non-finite embeddings",
+    "zero_embedding": "zero-length embeddings",
+    "vectors equal to the calibration mean": "answers whose embedding equals the calibration mean (nothing left after centring)",
+    "invalid_code": "rows with an unknown model or prompt",
+    "models_without_responses": "models with no usable answer",
+    "prompts_without_responses": "prompts with no usable answer",
+    "prompts_single_model": "prompts answered by one model only (nothing to compare)",
+    "models_without_repeats": "models with one answer per prompt (k = 1): within-model similarity and own range undefined",
+    "group_models_unknown": "models named in groups but absent from the measurement",
+}
+
+
+@dataclass
+class ReportInfo:
+    """What was written, for the CLI's one-line summary and for tests."""
+
+    path: Path
+    bytes: int
+    figures: list[str]
+    explorer_prompts: int
+    total_prompts: int
+    label: str
+    exported: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _num(x) -> float | None:
+    try:
+        xf = float(x)
+    except (TypeError, ValueError):
+        return None
+    return xf if math.isfinite(xf) else None
+
+
+def _est(d: dict | None) -> dict | None:
+    """A summary estimate as the template shows it: value, interval, prompts, few-prompt flag."""
+    if not isinstance(d, dict) or _num(d.get("value")) is None:
+        return None
+    ci = d.get("ci") or [None, None]
+    prompts = d.get("prompts")
+    return {
+        "value": F.fmt(d["value"]), "lo": F.fmt(ci[0]), "hi": F.fmt(ci[1]),
+        "prompts": int(prompts) if prompts is not None else None,
+        "few": bool(d.get("few_prompts")) or (prompts is not None and prompts < 10),
+    }
+
+
+def _label_of(store, label: str | None) -> tuple[Any, float | None, np.ndarray | None]:
+    rows = store.con.execute(
+        "SELECT label, created_at, mu FROM measure_runs" + (" WHERE label = ?" if label else "") + " ORDER BY created_at DESC LIMIT 1",
+        [label] if label else [],
+    ).fetchall()
+    if not rows:
+        return label, None, None
+    row = rows[0]
+    return row[0], row[1], (np.asarray(row[2], dtype=np.float32) if row[2] is not None else None)
+
+
+def _frame(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame | None:
+    df = tables.get(name)
+    if df is None:
+        return None
+    df = df.copy()
+    df.index = df.index.map(str)  # read_json turns ids such as "12" into numbers
+    return df
+
+
+def headline(summary: dict, per_model: pd.DataFrame | None, groups: pd.DataFrame | None) -> dict:
+    floor = summary.get("off_prompt_floor") or {}
+    hom = _est(summary.get("homogeneity"))
+    out: dict[str, Any] = {
+        "voices": _est(summary.get("voices")),
+        "homogeneity": hom,
+        "floor": {"value": F.fmt(floor.get("value")), "sd": F.fmt(floor.get("sd")), "pairs": floor.get("pairs")} if isinstance(floor, dict) and _num(floor.get("value")) is not None else None,
+        "n_models": len(summary.get("models") or []),
+        "models": [],
+        "groups": [],
+        "reference": None,
+        "what_if": [],
+    }
+    if per_model is not None and "loo" in per_model.columns:
+        pm = per_model[np.isfinite(per_model["loo"].astype(float))].sort_values("loo", ascending=False)
+        for m, r in pm.head(3).iterrows():
+            out["models"].append({"name": m, "value": F.fmt(r["loo"]), "lo": F.fmt(r.get("loo_lo")), "hi": F.fmt(r.get("loo_hi")),
+                                  "prompts": int(r.get("loo_prompts", 0) or 0), "few": (r.get("loo_prompts", 0) or 0) < 10})
+    n_boot = (summary.get("settings") or {}).get("n_boot")
+    if groups is not None and len(groups) and "excess" in groups.columns:
+        # Largest loss beyond as many random models: raw L_G grows with group size, so ranking
+        # by it would always put the biggest group first.
+        g = groups[np.isfinite(groups["excess"].astype(float)) & (groups["size"] > 1)]
+        g = g.drop_duplicates(subset=["loss", "baseline", "size"])  # organisation == family often
+        for key, r in g.sort_values("excess", ascending=False).head(3).iterrows():
+            out["groups"].append({"attribute": r["attribute"], "name": r["group"], "size": int(r["size"]), "value": F.fmt(r["loss"]),
+                                  "lo": F.fmt(r["loss_lo"]), "hi": F.fmt(r["loss_hi"]), "prompts": int(r["loss_prompts"] or 0),
+                                  "baseline": F.fmt(r["baseline"]), "p": F.pvalue(r.get("excess_p"), n_boot), "few": (r["loss_prompts"] or 0) < 10})
+    ref = summary.get("reference")
+    if isinstance(ref, dict):
+        out["reference"] = {"name": ref.get("name"), "ratio": _est(ref.get("ratio")),
+                            "models": _est(ref.get("homogeneity_models")), "reference": _est(ref.get("homogeneity_reference"))}
+    for name, w in (summary.get("what_if_removed") or {}).items():
+        e = _est(w)
+        if e:
+            out["what_if"].append({"name": name, "kind": w.get("kind"), "members": w.get("members") or [], **e,
+                                   "baseline": F.fmt(w.get("baseline"))})
+    return out
+
+
+def _skipped(summary: dict) -> list[dict]:
+    out = []
+    for k, v in (summary.get("skipped") or {}).items():
+        if isinstance(v, (list, tuple)):
+            if v:
+                out.append({"what": SKIP_REASONS.get(k, k.replace("_", " ")), "count": len(v), "detail": ", ".join(map(str, v[:12])) + (" …" if len(v) > 12 else "")})
+        elif isinstance(v, (int, float)) and v:
+            out.append({"what": SKIP_REASONS.get(k, k.replace("_", " ")), "count": int(v), "detail": ""})
+    return out
+
+
+def _studies(store, study: str | None) -> list[dict]:
+    rows = store.con.execute("SELECT name, path, spec FROM studies ORDER BY created_at").fetchall()
+    out = []
+    for name, path, spec in rows:
+        if study and name != study:
+            continue
+        try:
+            spec = json.loads(spec) if isinstance(spec, str) else (spec or {})
+        except json.JSONDecodeError:
+            spec = {}
+        sampling = spec.get("sampling") or {}
+        out.append({
+            "name": name, "path": path or "",
+            "samples": spec.get("samples"),
+            "sampling": [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sampling.items()],
+            "suites": [f"{s.get('name')}" + (f" (first {s['limit']})" if s.get("limit") else "") + (f" [{', '.join(s['languages'])}]" if s.get("languages") else "")
+                       for s in spec.get("suites") or [] if isinstance(s, dict)],
+            "overrides": [(m.get("name"), json.dumps(m.get("sampling"))) for m in spec.get("models") or [] if isinstance(m, dict) and m.get("sampling")],
+        })
+    return out
+
+
+def _methods(store, measured, gen: pd.DataFrame, attrs: dict, per_model: pd.DataFrame | None, created_at, study) -> dict:
+    from monoculture import __version__
+
+    s, st = measured.summary, measured.settings or {}
+    models_df = store.models()
+    used = list(measured.summary.get("models") or [])
+    keys = [a for a in F.ATTRIBUTE_ORDER + ("base_model",) if any(a in attrs.get(m, {}) for m in used)]
+    keys += sorted({k for m in used for k in attrs.get(m, {})} - set(keys))
+    mrows = []
+    info = models_df.set_index("name").to_dict("index") if len(models_df) else {}
+    for m in used:
+        r = info.get(m, {})
+        pm = per_model.loc[m] if per_model is not None and m in per_model.index else None
+        mrows.append({
+            "name": m, "backend": r.get("backend") or "", "model_id": r.get("model_id") or "", "revision": r.get("revision") or "",
+            "source": r.get("source") or "",
+            "attrs": ["" if attrs.get(m, {}).get(a) is None else str(attrs.get(m, {}).get(a)) for a in keys],
+            "responses": int(pm["responses"]) if pm is not None and "responses" in pm else "",
+            "prompts": int(pm["prompts"]) if pm is not None and "prompts" in pm else "",
+            "k": F.fmt(pm["mean_k"], 2) if pm is not None and "mean_k" in pm else "",
+        })
+    suites = []
+    if len(gen):
+        g = gen.drop_duplicates("prompt_key")
+        for suite, sub in g.groupby(g["suite"].fillna("(none)")):
+            langs = sorted({x for x in sub["language"].dropna().unique()})
+            cats = sub["category"].dropna().nunique()
+            suites.append({"name": suite, "prompts": len(sub), "languages": ", ".join(langs) or "not recorded", "categories": int(cats)})
+    sources = sorted({x for x in gen["source"].dropna().unique()}) if "source" in gen.columns and len(gen) else []
+    ms = s.get("settings") if isinstance(s.get("settings"), dict) else {}
+    # measure() keeps its own settings in the summary; the pipeline's (random draws,
+    # permutations, floor pairs) survive in the tables and the floor's record.
+    tables = measured.tables
+    g, lin = tables.get("groups"), tables.get("lineage")
+    floor = s.get("off_prompt_floor") if isinstance(s.get("off_prompt_floor"), dict) else {}
+    draws = ms.get("n_random")
+    if draws is None and g is not None and len(g) and "baseline_draws" in g.columns:
+        draws = int(g["baseline_draws"].max())
+    perms = ms.get("n_perm")
+    if perms is None and lin is not None and len(lin) and "permutations" in lin.columns:
+        perms = int(lin["permutations"].max())
+    sep = s.get("separability") if isinstance(s.get("separability"), dict) else None
+    return {
+        "models": mrows, "attr_keys": keys, "suites": suites, "studies": _studies(store, study),
+        "imported": [x for x in sources if x], "study": study,
+        "embedder": s.get("embedder") or st.get("embedder"), "calibrated": bool(s.get("calibrated", st.get("calibrated"))),
+        "center_from": st.get("center_from"), "truncated": s.get("truncated_texts"),
+        "n_boot": st.get("n_boot", ms.get("n_boot")), "seed": st.get("seed", ms.get("seed")), "level": ms.get("level", 0.95),
+        "q": st.get("q", ms.get("q")), "tau": st.get("tau", ms.get("tau")), "n_random": draws, "n_perm": perms,
+        "floor_pairs": ms.get("floor_pairs", floor.get("pairs")), "equivalence": ms.get("equivalence"),
+        "responses": st.get("responses"), "n_prompts": st.get("prompts", s.get("n_prompts")), "n_models": st.get("models", len(used)),
+        "skipped": _skipped(s), "notes": list(s.get("notes") or []),
+        "separability": {"folds": sep.get("folds"), "method": sep.get("pairwise_method")} if sep else None,
+        "measured_with": st.get("monoculture_version"), "version": __version__, "label": measured.label,
+        "measured_at": _dt.datetime.fromtimestamp(created_at, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if created_at else "unknown",
+        "seconds": st.get("seconds"),
+    }
+
+
+def _lineage(tables: dict, summary: dict) -> dict:
+    out: dict[str, Any] = {"contrast": [], "accent": []}
+    lin = tables.get("lineage")
+    if lin is not None and len(lin):
+        for attr, r in lin.iterrows():
+            out["contrast"].append({"attribute": attr, "within": F.fmt(r.get("within")), "between": F.fmt(r.get("between")),
+                                    "difference": F.fmt(r.get("difference")), "p": F.fmt(r.get("p_value"), 3),
+                                    "mantel_r": F.fmt(r.get("mantel_r")), "mantel_p": F.fmt(r.get("mantel_p"), 3),
+                                    "pairs": f"{int(r.get('within_pairs') or 0)} / {int(r.get('between_pairs') or 0)}"})
+    acc = tables.get("accent")
+    if acc is not None and len(acc):
+        for d, r in acc.iterrows():
+            out["accent"].append({"derivative": d, "base": r.get("base"), "value": F.fmt(r.get("value")), "lo": F.fmt(r.get("lo")),
+                                  "hi": F.fmt(r.get("hi")), "prompts": int(r.get("prompts") or 0)})
+    return out
+
+
+def _perspectives(store, study: str | None, notes: list[str]) -> dict | None:
+    """The probes section when that module exists and has data; absent otherwise, quietly."""
+    try:
+        from monoculture.probes.report_section import perspectives_section
+    except ImportError:
+        return None
+    try:
+        try:
+            sec = perspectives_section(store, study=study)
+        except TypeError:
+            sec = perspectives_section(store)
+    except Exception as e:  # noqa: BLE001 - one failing section must not cost the whole report
+        notes.append(f"perspectives section left out: {type(e).__name__}: {e}")
+        return None
+    if not sec or not isinstance(sec, dict):
+        return None
+    figs = list(sec.get("figures") or [])
+    ids = list(sec.get("figure_ids") or [f"perspectives-fig-{i}" for i in range(len(figs))])
+    return {"title": sec.get("title") or "Perspectives", "html": sec.get("html") or "",
+            "figures": [{"id": i, "json": script_json(f)} for i, f in zip(ids, figs)]}
+
+
+def _languages(gen: pd.DataFrame) -> dict[str, str]:
+    from monoculture.report.explorer import prompt_label
+
+    g = gen.drop_duplicates("prompt_key")
+    return {prompt_label(a, b): lang for a, b, lang in zip(g["prompt_id"], g["prompt_key"], g["language"]) if isinstance(lang, str) and lang}
+
+
+def make_figures(measured, attrs: dict, gen: pd.DataFrame) -> tuple[list[F.Figure], list[str]]:
+    """Every figure the measurement supports, in page order, and the clustering's model order."""
+    t, s = measured.tables, measured.summary
+    C = _frame(t, "similarity")
+    if C is None or C.empty:
+        raise UserError("the measurement has no similarity matrix; rerun `monoculture measure`")
+    C.columns = C.columns.map(str)
+    C = C.reindex(columns=list(C.index))
+    per_model = _frame(t, "per_model")
+    per_prompt = _frame(t, "per_prompt")
+    groups = _frame(t, "groups")
+    n_prompts = _frame(t, "similarity_prompts")
+    if n_prompts is not None:
+        n_prompts.columns = n_prompts.columns.map(str)
+        n_prompts = n_prompts.reindex(index=C.index, columns=C.index)
+    level = float(((s.get("settings") or {}).get("level")) or 0.95)
+    order_idx, dendro = F.cluster_order(C.to_numpy(dtype=float))
+    order = [C.index[i] for i in order_idx]
+    floor = (s.get("off_prompt_floor") or {}).get("value") if isinstance(s.get("off_prompt_floor"), dict) else None
+    figs = [F.similarity_heatmap(C, n_prompts, order_idx, dendro, floor, bool(s.get("calibrated")))]
+    figs.append(F.model_map(C, attrs, per_model))
+    loo_pp = _frame(t, "loo_per_prompt")
+    for f in (
+        F.leave_one_out(per_model, groups, level) if per_model is not None else None,
+        F.group_losses(groups, level, (s.get("settings") or {}).get("n_boot")) if groups is not None else None,
+        F.diversity(per_model, _frame(t, "lexical"), order) if per_model is not None else None,
+        F.separability(_frame(t, "pairwise_auc"), order, s.get("separability") if isinstance(s.get("separability"), dict) else None),
+        F.voices_histogram(per_prompt, s.get("voices"), len(C)),
+        F.language_panels(per_prompt, loo_pp, _languages(gen), order) if per_prompt is not None else None,
+    ):
+        if f is not None:
+            figs.append(f)
+    return figs, order
+
+
+def _environment():
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2", "html.j2"], default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    return env
+
+
+def render(context: dict) -> str:
+    from markupsafe import Markup
+    from plotly.offline import get_plotlyjs
+
+    env = _environment()
+    js = get_plotlyjs().replace("</script", "<\\/script")  # cannot occur in plotly.js, but cheap to rule out
+    ctx = dict(context)
+    ctx["plotly_js"] = Markup(js)
+    ctx["app_js"] = Markup((TEMPLATES / "report.js").read_text(encoding="utf-8"))
+    ctx["css"] = Markup((TEMPLATES / "report.css").read_text(encoding="utf-8"))
+    return env.get_template("report.html.j2").render(**ctx)
+
+
+def build_report(store_path: str | Path, out: str | Path = "report.html", *, label: str | None = None, max_prompts: int = 100,
+                 export_figures: str | Path | None = None, study: str | None = None, title: str | None = None) -> ReportInfo:
+    """Write the report for ``store_path``'s measurement ``label`` (default: the latest).
+
+    ``max_prompts`` bounds the prompts whose answers the explorer holds (0: none); ``study``
+    only checks that the measurement is that study's. ``export_figures``: a folder to write
+    each figure to as PNG and SVG as well.
+    """
+    from monoculture.measure import load_results
+    from monoculture.store import Store
+
+    if max_prompts < 0:
+        raise UserError(f"--max-prompts must be 0 or more, got {max_prompts}")
+    store_path = Path(store_path)
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise UserError("is a folder; give a file name such as report.html", where=str(out))
+    notes: list[str] = []
+    with Store(store_path, read_only=True) as store:
+        measured = load_results(store, label)
+        mstudy = (measured.settings or {}).get("study")
+        if study and mstudy != study:
+            raise UserError(f"the measurement {measured.label!r} is of {'study ' + repr(mstudy) if mstudy else 'the whole store'}, not study {study!r}; "
+                            f"run `monoculture measure` on the study first, or pass --label")
+        lab, created_at, mu = _label_of(store, measured.label)
+        gen = store.generations(mstudy)
+        gen = gen[gen["text"].fillna("").str.strip() != ""].reset_index(drop=True)
+        attrs = store.model_attributes()
+        figs, order = make_figures(measured, attrs, gen)
+        per_model = _frame(measured.tables, "per_model")
+        groups = _frame(measured.tables, "groups")
+
+        models_measured = [m for m in order]
+        gen_m = gen[gen["model"].isin(models_measured)].reset_index(drop=True)
+        vectors = None
+        emb_name = measured.summary.get("embedder")
+        if emb_name and len(gen_m):
+            raw = load_vectors(store, emb_name, gen_m["text"].tolist())
+            if raw is not None:
+                vectors = unit_rows(raw.astype(np.float64), mu if measured.summary.get("calibrated") else None)
+        explorer = build_explorer(gen_m, _frame(measured.tables, "per_prompt"), models_measured, attrs, max_prompts=max_prompts, vectors=vectors)
+        notes += explorer.notes
+        methods = _methods(store, measured, gen_m, attrs, per_model, created_at, mstudy)
+        perspectives = _perspectives(store, mstudy, notes)
+        lineage = _lineage(measured.tables, measured.summary)
+
+    sep = measured.summary.get("separability") if isinstance(measured.summary.get("separability"), dict) else None
+    name = mstudy or store_path.stem
+    context = {
+        "title": title or f"monoculture report: {name}",
+        "name": name,
+        "store": store_path.name,
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "headline": headline(measured.summary, per_model, groups),
+        "separability": _est(sep) if sep else None,
+        "chance": F.fmt(sep.get("chance")) if sep else None,
+        "figures": [{"name": f.name, "title": f.title, "caption": f.caption, "json": script_json(f.to_dict()), "height": f.height} for f in figs],
+        "explorer": explorer.payload,
+        "explorer_json": script_json(explorer.payload),
+        "methods": methods,
+        "lineage": lineage,
+        "perspectives": perspectives,
+        "notes": notes,
+    }
+    html = render(context)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=str(out.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it private; a report is for sharing
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    exported: list[Path] = []
+    if export_figures is not None:
+        from monoculture.report.export import export_figures as _export
+
+        exported = _export(figs, Path(export_figures))
+    return ReportInfo(path=out, bytes=out.stat().st_size, figures=[f.name for f in figs], explorer_prompts=explorer.held,
+                      total_prompts=explorer.total, label=measured.label, exported=exported, notes=notes)

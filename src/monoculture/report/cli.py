@@ -1,0 +1,42 @@
+"""``monoculture report``: the command the CLI registers (see report_command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer import Argument, Option
+
+
+def report_command(
+    target: Optional[str] = Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
+    out: Path = Option(Path("report.html"), "-o", "--out", help="the HTML file to write"),
+    store: Optional[Path] = Option(None, "--store", help="DuckDB store file (default: the study's, else ./monoculture.duckdb)"),
+    label: Optional[str] = Option(None, "--label", help="which measurement (default: latest)"),
+    export_figures: Optional[Path] = Option(None, "--figures", help="folder: also write each figure as PNG and SVG"),
+    max_prompts: int = Option(100, "--max-prompts", help="prompts whose answers the explorer holds (the fewest- and most-voiced; 0: none)"),
+):
+    """Write a self-contained HTML report of the latest measurement: headline, figures, prompt explorer, methods."""
+    from rich.console import Console
+
+    from monoculture.cli import resolve_store  # lazily: monoculture.cli imports this module
+    from monoculture.report.build import build_report
+
+    path, study = resolve_store(target, store, must_exist=True)
+    info = build_report(path, out, label=label, max_prompts=max_prompts, export_figures=export_figures, study=study)
+    console = Console()
+    held = (f"answers to all {info.total_prompts} prompts" if info.explorer_prompts == info.total_prompts
+            else f"answers to {info.explorer_prompts} of {info.total_prompts} prompts")
+    console.print(f"wrote {info.path} ({info.bytes / 1e6:.1f} MB; {len(info.figures)} figures; explorer holds {held})", highlight=False, soft_wrap=True)
+    if info.exported:
+        console.print(f"wrote {len(info.exported)} figure files to {export_figures}", highlight=False, soft_wrap=True)
+    for n in info.notes:
+        Console(stderr=True).print(f"note: {n}", style="dim", highlight=False, soft_wrap=True)
+
+
+def app() -> typer.Typer:
+    """A one-command app, for running the report without the main CLI (tests, debugging)."""
+    a = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    a.command()(report_command)
+    return a

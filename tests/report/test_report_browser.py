@@ -1,0 +1,108 @@
+"""The report in a real headless Chromium: it renders offline, and model outputs stay text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from browser import open_page, require_browser
+from monoculture.report import build_report
+
+FIGURES_DRAWN = """() => Array.from(document.querySelectorAll('[data-figure]')).map(div => {
+    const svg = Array.from(div.querySelectorAll('svg.main-svg'));
+    const marks = div.querySelectorAll('.plot .trace, .plot path, .plot image, .plot rect, .heatmaplayer image').length;
+    const canvas = Array.from(div.querySelectorAll('canvas')).filter(c => c.width > 0 && c.height > 0).length;
+    const box = div.getBoundingClientRect();
+    return {id: div.id, rendered: div.getAttribute('data-rendered'), svg: svg.length, marks: marks, canvas: canvas,
+            width: box.width, height: box.height};
+})"""
+
+
+def _wait_rendered(page) -> None:
+    page.page.wait_for_function("document.documentElement.getAttribute('data-rendered') === 'true'", timeout=30_000)
+
+
+def test_report_renders_offline_in_chromium(measured_store, tmp_path):
+    require_browser()
+    out = tmp_path / "report.html"
+    info = build_report(measured_store, out)
+    assert {"similarity", "map", "leave_one_out", "groups", "diversity", "separability", "voices", "languages"} <= set(info.figures)
+
+    with open_page(out, viewport=(1280, 900)) as page:
+        _wait_rendered(page)
+        assert page.console_errors == []
+        assert page.external_requests() == [], page.external_requests()
+        assert page.blocked == []
+        assert page.dialogs == []
+
+        figs = page.evaluate(FIGURES_DRAWN)
+        assert len(figs) == len(info.figures)
+        for f in figs:
+            assert f["rendered"] == "true", f
+            assert f["svg"] >= 1 or f["canvas"] >= 1, f
+            assert f["marks"] > 0, f  # not an empty frame: traces were drawn
+            assert f["width"] > 200 and f["height"] > 200, f
+
+        # Choose a prompt through the explorer's search, as a reader would.
+        page.page.fill("#ex-search", "topic number 7")
+        page.page.wait_for_timeout(300)
+        buttons = page.page.locator("#ex-list button")
+        assert buttons.count() == 1
+        buttons.first.click()
+        detail = page.page.locator("#ex-detail")
+        assert detail.get_attribute("data-prompt") == "p07"
+        assert "Describe topic number 7" in detail.locator(".prompt-text").inner_text()
+        cards = detail.locator(".answer")
+        assert cards.count() == 5 * 2  # 5 models, k = 2
+        names = set(detail.locator(".answer .who").all_inner_texts())
+        assert any(n.startswith("loner") for n in names)
+        assert all(cards.nth(i).locator(".text").inner_text().strip() for i in range(cards.count()))
+        assert "Most similar pairs" in detail.inner_text()
+
+        shot = page.screenshot(tmp_path / "report.png")
+        assert shot.exists() and shot.stat().st_size > 10_000
+        assert page.console_errors == []
+
+
+def test_model_outputs_render_as_text(hostile_store, tmp_path):
+    """Outputs (and a model name and a prompt) carrying markup must show as the characters they are."""
+    require_browser()
+    out = tmp_path / "hostile.html"
+    build_report(hostile_store, out)
+    html = out.read_text(encoding="utf-8")
+    for bad in ("<script>alert", "<img src=x", 'href="javascript:', "</script><script>"):
+        assert bad not in html, bad
+
+    with open_page(out) as page:
+        _wait_rendered(page)
+        page.evaluate("window.monocultureExplorer.show('p00', true)")
+        page.page.wait_for_timeout(200)
+        assert page.dialogs == []
+        assert page.console_errors == []
+        assert page.external_requests() == []
+        detail = page.page.locator("#ex-detail")
+        texts = "\n".join(detail.locator(".answer .text").all_inner_texts())
+        for s in ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '<a href="javascript:alert(1)">click me</a>',
+                  "</script><script>alert(2)</script>"):
+            assert s in texts, s
+        assert "Prompt with <script>alert(5)</script> inside" in detail.locator(".prompt-text").inner_text()
+        assert "evil<img src=x onerror=alert(4)>" in "\n".join(detail.locator(".answer .who").all_inner_texts())
+        # Nothing from the data became an element: no images, no javascript: links, and only
+        # the page's own scripts exist.
+        assert page.evaluate("document.querySelectorAll('img').length") == 0
+        assert page.evaluate("document.querySelectorAll('a[href^=\"javascript:\" i]').length") == 0
+        assert page.evaluate("document.querySelectorAll('script:not([type])').length") == 2
+        assert page.evaluate("typeof window.alert") == "function"
+        # The hostile model name in the figures' labels is shown as text too.
+        ticks = page.evaluate("Array.from(document.querySelectorAll('#plot-similarity .ytick text, #plot-similarity .y2tick text')).map(t => t.textContent)")
+        assert "evil<img src=x onerror=alert(4)>" in ticks
+        # Searching the answers for the markup finds it as text and still runs nothing.
+        page.page.check("#ex-in-answers")
+        page.page.fill("#ex-search", "onerror=alert(1)")
+        page.page.wait_for_timeout(300)
+        assert page.page.locator("#ex-list button").count() == 1
+        page.page.locator("#ex-list button").first.click()
+        page.page.wait_for_timeout(200)
+        assert page.dialogs == []
+        page.screenshot(tmp_path / "hostile.png")
