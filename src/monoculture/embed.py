@@ -82,7 +82,7 @@ class SentenceTransformersEmbedder(Embedder):
 
     def truncated(self, texts):
         tok = self.model.tokenizer
-        lens = [len(ids) for ids in tok([self.prefix + t for t in texts], add_special_tokens=True, truncation=False)["input_ids"]]
+        lens = [len(ids) for ids in tok([self.prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
         return np.asarray(lens) > self.max_len
 
 
