@@ -38,7 +38,7 @@ class HashingEmbedder(Embedder):
 
 
 @pytest.fixture
-def alpaca_store(shared_data, tmp_path, monkeypatch) -> Path:
+def alpaca_store(shared_data, tmp_path) -> Path:
     data = shared_data
     if not (data / "alpaca_eval" / "results").is_dir():
         pytest.skip(f"AlpacaEval data not found in {data / 'alpaca_eval' / 'results'}")
@@ -47,7 +47,6 @@ def alpaca_store(shared_data, tmp_path, monkeypatch) -> Path:
     from monoculture.store import Store
 
     path = tmp_path / "alpaca.duckdb"
-    monkeypatch.setattr(M, "get_embedder", lambda name: HashingEmbedder())
     with Store(path) as st:
         import_records(st, reader("alpaca-eval")(data / "alpaca_eval" / "results"), "alpaca-eval")
         attrs_file = Path(__file__).resolve().parents[2] / "examples" / "alpaca_eval_attributes.yaml"
@@ -55,7 +54,7 @@ def alpaca_store(shared_data, tmp_path, monkeypatch) -> Path:
             from monoculture.attributes import apply_attributes
 
             apply_attributes(st, file=attrs_file)
-        M.measure(st, n_boot=100, show_progress=False)
+        M.measure(st, embedder=HashingEmbedder(), n_boot=100, show_progress=False)
     return path
 
 

@@ -195,4 +195,45 @@ def test_report_command(measured_store, tmp_path):
     res = CliRunner().invoke(app(), ["--store", str(measured_store), "-o", str(tmp_path / "b.html")])
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(app(), [str(tmp_path / "missing.duckdb"), "-o", str(tmp_path / "c.html")])
-    assert isinstance(res.exception, UserError)
+    assert res.exit_code == 2 and "no store" in res.output
+    res = CliRunner().invoke(app(), [str(measured_store), "-o", str(tmp_path / "d.html"), "--label", "nope"])
+    assert res.exit_code == 2 and "no measurement labelled" in res.output
+
+
+def test_mounted_in_the_cli(measured_store, tmp_path):
+    from typer.testing import CliRunner
+
+    from monoculture.cli import app as main_app
+
+    res = CliRunner().invoke(main_app, ["report", str(measured_store), "-o", str(tmp_path / "m.html"), "--max-prompts", "2"])
+    if res.exit_code != 0 and "No such command" in res.output:
+        pytest.skip("the CLI does not mount `report` yet")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "m.html").exists()
+
+
+def test_study_measurement_and_sampling_settings(measured_store, tmp_path):
+    """A study file's report shows that study's measurement and its sampling settings."""
+    import shutil
+
+    from monoculture.measure import measure
+
+    path = tmp_path / "study.duckdb"
+    shutil.copy(measured_store, path)
+    with Store(path) as st:
+        keys = st.con.execute("SELECT prompt_key FROM prompts ORDER BY prompt_id LIMIT 6").fetchall()
+        models = ["alpha-small", "beta-one", "loner"]
+        spec = {"name": "s1", "samples": 2, "suites": [{"name": "open-ended", "limit": 6}],
+                "sampling": {"temperature": 0.8, "top_p": 0.95, "max_tokens": 200, "seed": 0, "system_prompt": None, "stop": []}}
+        st.register_study("s1", None, spec, models, [k for (k,) in keys])
+        measure(st, study="s1", embedder="tfidf", n_boot=50, show_progress=False)
+    info = build_report(path, tmp_path / "s1.html", study="s1")
+    assert info.label.startswith("s1|") and info.total_prompts == 6
+    html = info.path.read_text(encoding="utf-8")
+    methods = html[html.index('id="methods"'):]
+    for needle in ("Study <strong>s1</strong>", "temperature", "0.95", "open-ended (first 6)", "2 sample(s)"):
+        assert needle in methods, needle
+    # Without a study the latest measurement of the store is the study's too; asking for a
+    # study that was never measured is a user error.
+    with pytest.raises(UserError, match="not been measured"):
+        build_report(path, tmp_path / "x.html", study="nope")

@@ -4,6 +4,11 @@ The pipeline cleans the input once (dropping, and counting, rows no metric can u
 cell index, and then computes each family of metrics as per-prompt arrays. All intervals come
 from one seeded (B x P) prompt-resampling matrix shared by every figure, so any two figures
 are resampled with the same prompts and their differences are paired.
+
+Departures from METRICS.md and readings of what it leaves open are listed in DEVIATIONS.md
+beside this file; those visible here: distinct_k needs an explicit tau (no threshold is valid
+for every embedder), the diagonal of the similarity matrix holds W_m, and empty texts are
+dropped with the other unusable rows.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
 import numpy as np
+from scipy import sparse
 
 from monoculture.errors import UserError
 
@@ -119,7 +120,8 @@ def calibrate(raw_X: np.ndarray, mu: np.ndarray | None = None, *, rtol: float = 
     removes what all texts share so that cosines spread out. A row equal to mu (to ``rtol`` of
     its own norm) has no direction after centring: it is returned as zeros and flagged in
     ``zero`` instead of becoming NaN, and rows that are not finite are flagged the same way.
-    Pass the ``mu`` of another study to put two studies on one scale.
+    Pass the ``mu`` of another study to put two studies on one scale. Returns three values,
+    not two, so that the mask cannot be forgotten (DEVIATIONS.md, item 2).
     """
     raw = np.asarray(raw_X, dtype=np.float64)
     if raw.ndim != 2:
@@ -188,11 +190,16 @@ class CellIndex:
 
     def cell_sums(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sum of embeddings and of squared norms per cell (float64)."""
-        Xs = np.asarray(X, dtype=np.float64)[self.order]
-        if len(self.cell_start) == 0:
-            return np.zeros((0, Xs.shape[1])), np.zeros(0)
-        sums = np.add.reduceat(Xs, self.cell_start, axis=0)
-        sq = np.add.reduceat(np.einsum("ij,ij->i", Xs, Xs), self.cell_start)
+        X = np.asarray(X, dtype=np.float64)
+        n_cells = len(self.cell_start)
+        if n_cells == 0:
+            return np.zeros((0, X.shape[1])), np.zeros(0)
+        # A sparse (cells x rows) indicator times X: np.add.reduceat is ~10x slower when most
+        # cells hold one or two rows.
+        cell_of = np.repeat(np.arange(n_cells), self.cell_size)
+        A = sparse.csr_matrix((np.ones(len(self.order)), (cell_of, self.order)), shape=(n_cells, X.shape[0]))
+        sums = np.asarray(A @ X)
+        sq = A @ np.einsum("ij,ij->i", X, X)
         return sums, sq
 
 

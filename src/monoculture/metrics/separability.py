@@ -108,7 +108,9 @@ def style_separability(
     ``pairwise`` is "multinomial" (pairs read off the fold's multinomial model), "fit" (one
     binary model per pair and fold) or None. ``counts`` is the study's bootstrap count matrix.
     """
-    X = np.asarray(X, dtype=np.float64)
+    # float32 halves the fit time (the fit is two matrix products per iteration) and is the
+    # precision embeddings come in; on test data the predictions match float64 fits.
+    X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
     g = np.asarray(prompts, dtype=np.int64)
     M = int(n_models if n_models is not None else y.max() + 1)

@@ -66,24 +66,52 @@ def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: floa
         cols = np.arange(sl.start, sl.stop)
         ok = valid[sl]
         Xg = Xf[np.where(ok, rows[sl], 0)] * ok[..., None]
-        G = Xg @ Xg.transpose(0, 2, 1)  # (c, width, width), built once for every scenario
+        G = Xg @ Xg.transpose(0, 2, 1)
+        # Weights are 1 / (n_kept k_m): fold 1/sqrt(k_i k_j) into the Gram once; each scenario
+        # then only selects its rows and divides by its number of kept models.
+        sk = 1.0 / np.sqrt(k_slot[sl])
+        Gk = (G * sk[:, :, None] * sk[:, None, :])[None]  # (1, c, width, width)
         c = len(cols)
+        if ok.all() and (pm0[sl] == pm0[sl][:1]).all():
+            # Every prompt has the same layout (a complete study): each scenario keeps the same
+            # slots everywhere, so its kernels are one strided selection of the Gram stack.
+            _uniform_scenarios(Gk[0], pm0[plo], include, n_inc[:, cols], cols, q, out)
+            continue
         for wdt in np.unique(width_r[width_r > 0]):
             group = np.flatnonzero(width_r == wdt)
-            step_r = max(1, int(_WEIGHT_BYTES // max(1, 8 * 4 * c * int(wdt) ** 2)))
+            step_r = max(1, int(_WEIGHT_BYTES // max(1, 8 * 3 * c * int(wdt) * width)))
             for rlo in range(0, len(group), step_r):
                 rr = group[rlo: rlo + step_r]
                 keep = include[rr][:, pm0[sl]] & ok[None]  # (r, c, width)
                 pos = np.argsort(~keep, axis=2, kind="stable")[:, :, :wdt]
-                kept = np.take_along_axis(keep, pos, axis=2)
-                kk = np.take_along_axis(np.broadcast_to(k_slot[sl], keep.shape), pos, axis=2)
+                K = np.take_along_axis(Gk, pos[..., :, None], axis=2)
+                K = np.take_along_axis(K, pos[..., None, :], axis=3)
                 n = n_inc[rr][:, cols]
-                w = np.where(kept, 1.0 / (np.maximum(n, 1)[..., None] * kk), 0.0)
-                Gs = G[np.arange(c)[None, :, None, None], pos[..., :, None], pos[..., None, :]]
-                sw = np.sqrt(w)
-                lam = np.linalg.eigvalsh(Gs * sw[..., :, None] * sw[..., None, :])
+                kept = np.take_along_axis(keep, pos, axis=2)
+                if not kept.all():  # prompts that keep fewer rows than the widest one
+                    K = K * (kept[..., :, None] & kept[..., None, :])
+                K /= np.maximum(n, 1)[..., None, None]
+                lam = np.linalg.eigvalsh(K)
                 out[rr[:, None], cols[None, :]] = np.where(n > 0, vendi_from_eigenvalues(lam, q), np.nan)
     return out
+
+
+def _uniform_scenarios(Gk, slot_model, include, n_inc, cols, q, out) -> None:
+    keep = include[:, slot_model]  # (R, width): the same for every prompt
+    widths = keep.sum(axis=1)
+    for wdt in np.unique(widths[widths > 0]):
+        group = np.flatnonzero(widths == wdt)
+        step_r = max(1, int(_WEIGHT_BYTES // max(1, 8 * 2 * len(cols) * int(wdt) ** 2)))
+        for rlo in range(0, len(group), step_r):
+            rr = group[rlo: rlo + step_r]
+            K = np.empty((len(rr), Gk.shape[0], int(wdt), int(wdt)))
+            for i, r in enumerate(rr):
+                ix = np.flatnonzero(keep[r])
+                np.take(np.take(Gk, ix, axis=1), ix, axis=2, out=K[i])
+            n = n_inc[rr]
+            K /= np.maximum(n, 1)[..., None, None]
+            lam = np.linalg.eigvalsh(K)
+            out[rr[:, None], cols[None, :]] = np.where(n > 0, vendi_from_eigenvalues(lam, q), np.nan)
 
 
 def _scenario_vendi_padded(X, rows, valid, pm0, k_slot, include, n_inc, q, out) -> np.ndarray:

@@ -90,6 +90,17 @@ def _label_of(store, label: str | None) -> tuple[Any, float | None, np.ndarray |
     return row[0], row[1], (np.asarray(row[2], dtype=np.float32) if row[2] is not None else None)
 
 
+def _latest_label_of_study(store, study: str) -> str | None:
+    """A study file names its study: report that study's latest measurement, not the store's."""
+    try:
+        rows = store.con.execute("SELECT label FROM measure_runs WHERE study = ? ORDER BY created_at DESC", [study]).fetchall()
+    except Exception:  # noqa: BLE001 - no results table: load_results says "measure first"
+        return None
+    if not rows:
+        raise UserError(f"study {study!r} has not been measured yet; run `monoculture measure` on its study file first")
+    return rows[0][0]
+
+
 def _frame(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame | None:
     df = tables.get(name)
     if df is None:
@@ -111,6 +122,7 @@ def headline(summary: dict, per_model: pd.DataFrame | None, groups: pd.DataFrame
         "groups": [],
         "reference": None,
         "what_if": [],
+        "single_sample": bool(per_model is not None and "mean_k" in per_model.columns and np.nanmax(per_model["mean_k"].astype(float)) <= 1),
     }
     if per_model is not None and "loo" in per_model.columns:
         pm = per_model[np.isfinite(per_model["loo"].astype(float))].sort_values("loo", ascending=False)
@@ -352,6 +364,8 @@ def build_report(store_path: str | Path, out: str | Path = "report.html", *, lab
         raise UserError("is a folder; give a file name such as report.html", where=str(out))
     notes: list[str] = []
     with Store(store_path, read_only=True) as store:
+        if study and not label:
+            label = _latest_label_of_study(store, study)
         measured = load_results(store, label)
         mstudy = (measured.settings or {}).get("study")
         if study and mstudy != study:

@@ -1,7 +1,7 @@
 """The prompt explorer's data: every prompt's text and voices, and the answers of a subset.
 
 All answers of a large study do not fit in a page one wants to open (AlpacaEval: 28 models x
-805 prompts is about 35 MB of text), so the page holds the answers of a stated subset: the
+805 prompts is about 31 MB of text), so the page holds the answers of a stated subset: the
 prompts at both ends of the voices scale, where the models agree most and least, which is what
 a reader wants to see first. Every prompt's text stays searchable either way.
 
@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 MAX_ANSWER_CHARS = 20_000
+PROMPT_TEXT_BUDGET = 3_000_000
+PROMPT_CUT = 400
 ANSWER_BUDGET_BYTES = 12_000_000
 PAIRS_SHOWN = 3
 
@@ -212,6 +214,14 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
             "most": most,
             "least": least,
         })
+    # Thousands of long prompts would crowd out the answers: past a budget, prompts whose
+    # answers are not held keep only their beginning (enough to search and recognise them).
+    cut_prompts = 0
+    if sum(len(p["text"]) for p in prompts) > PROMPT_TEXT_BUDGET:
+        for p in prompts:
+            if not p["answers"] and len(p["text"]) > PROMPT_CUT:
+                p["text"] = p["text"][:PROMPT_CUT] + "…"
+                cut_prompts += 1
     counts = gen.groupby("plabel")["model"].nunique().to_dict()
     for pr in prompts:
         if pr["models"] is None:
@@ -230,6 +240,8 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
                 + f". Every prompt's text and voices are searchable; build with --max-prompts {total} to include all answers.")
     if truncated:
         desc += f" {truncated} answers longer than {max_answer_chars:,} characters are cut, saying so."
+    if cut_prompts:
+        desc += f" The texts of {cut_prompts} prompts without answers here are shortened to their first {PROMPT_CUT} characters."
     payload = {
         "models": [{"name": m, "family": f} for m, f in zip(models, family)],
         "prompts": prompts,

@@ -485,7 +485,7 @@ def voices_histogram(per_prompt: pd.DataFrame, voices: dict | None, n_models: in
         fig.add_vline(x=voices["value"], line={"dash": "dash", "color": "#333"}, annotation_text=f"mean {fmt(voices['value'], 2)}",
                       annotation_position="top right")
     fig.update_layout(**_base_layout(None, height=340, width=900, margin={"l": 60, "r": 30, "t": 30, "b": 50}, bargap=0.05,
-                                     xaxis={"title": {"text": f"voices per prompt V(p) (1 = all {n_models} models say one thing; {n_models} = all different)"}, "gridcolor": "#eee"},
+                                     xaxis={"title": {"text": f"voices per prompt V(p) among {n_models} models (1 = they all say one thing)"}, "gridcolor": "#eee"},
                                      yaxis={"title": {"text": "prompts"}, "gridcolor": "#eee"}))
     cap = ("How many distinct voices each prompt drew; prompts at the left end are where the models agree most, and the "
            "prompt explorer below opens on them.")
