@@ -6,8 +6,6 @@ script can tell bad input (2) from a crash (1).
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from monoculture.errors import UserError
+from monoculture.errors import UserError, user_errors
 
 app = typer.Typer(
     name="monoculture",
@@ -27,23 +25,6 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
-
-
-def user_errors(fn):
-    """Turn a UserError into one line on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]: everything written so far is kept; run the same command again to resume")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def resolve_store(target: Optional[str], store: Optional[Path], *, must_exist: bool = False):

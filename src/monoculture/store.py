@@ -159,7 +159,7 @@ class Store:
             )
             self.con.execute("DELETE FROM study_models WHERE study = ?", [name])
             self.con.execute("DELETE FROM study_prompts WHERE study = ?", [name])
-            sm = pd.DataFrame({"study": name, "model": models})
+            sm = pd.DataFrame({"study": name, "model": models})  # noqa: F841 - read by the SQL
             sp = pd.DataFrame({"study": name, "prompt_key": prompt_keys, "position": range(len(prompt_keys))}).drop_duplicates("prompt_key")
             self.con.execute("INSERT INTO study_models SELECT * FROM sm")
             self.con.execute("INSERT INTO study_prompts SELECT * FROM sp")
@@ -195,7 +195,7 @@ class Store:
         """Keys that already have a successful generation."""
         if not keys:
             return set()
-        kdf = pd.DataFrame({"key": list(keys)})
+        kdf = pd.DataFrame({"key": list(keys)})  # noqa: F841 - read by the SQL (DuckDB replacement scan)
         got = self.con.execute(
             "SELECT g.key FROM generations g JOIN kdf USING (key) WHERE g.error IS NULL AND g.text IS NOT NULL"
         ).fetchall()

@@ -6,7 +6,7 @@ Validated with pydantic before anything runs; an error names the file and the fi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator

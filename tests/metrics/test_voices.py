@@ -17,9 +17,12 @@ def direct_pool_vendi(rs, p, models, q=1.0):
     return vendi_score(rs.X[rows], np.array(w), q)
 
 
-def test_voices_loo_and_groups_match_direct_computation(rng):
-    rs = synthetic_study(rng, n_models=4, n_prompts=6, k=3, d=12)
-    rs = rs.subset(rng.random(rs.n) > 0.3)
+@pytest.mark.parametrize("d,ragged", [(12, True), (12, False), (5, True)])
+def test_voices_loo_and_groups_match_direct_computation(rng, d, ragged):
+    # d = 12 >= pool size: Gram path (ragged and complete layouts); d = 5: the d x d path.
+    rs = synthetic_study(rng, n_models=4, n_prompts=6, k=3, d=d)
+    if ragged:
+        rs = rs.subset(rng.random(rs.n) > 0.3)
     idx = index_cells(rs.model, rs.prompt, 4, 6, rs.sample)
     grp = np.array([True, True, False, False])
     vr = voices_analysis(rs.X, idx, {"g": grp}, q=2.0, n_random=100)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import pytest
 
 from browser import open_page, require_browser
 from monoculture.report import build_report

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Optional
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from monoculture.errors import UserError
+from monoculture.errors import UserError, reported
 
 app = typer.Typer(
     name="ecosystem",
@@ -31,15 +30,6 @@ out = Console()
 
 StoreOpt = typer.Option("monoculture.duckdb", "--store", "-s", help="DuckDB store file (shared with the rest of monoculture).")
 RegistryOpt = typer.Option(None, "--registry", help="YAML file that extends or overrides the shipped family registry.")
-
-
-@contextmanager
-def _user_errors():
-    try:
-        yield
-    except UserError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 def _date(v: Optional[str], name: str) -> Optional[date]:
@@ -80,7 +70,7 @@ def fetch(
     from monoculture.ecosystem.hub_client import HubClient
     from monoculture.ecosystem.registry import load_registry
 
-    with _user_errors():
+    with reported():
         reg = load_registry(registry)
         fams = reg.select(families)
         with _open(store) as st, HubClient(endpoint, max_retries=max_retries) as client, _progress() as prog:
@@ -117,7 +107,7 @@ def import_(
     from monoculture.ecosystem.importers import collect, import_paths
     from monoculture.ecosystem.registry import load_registry
 
-    with _user_errors():
+    with reported():
         ts = _date(taken_at, "--taken-at")
         ts = datetime(ts.year, ts.month, ts.day) if ts else None
         reg = load_registry(registry)
@@ -153,7 +143,7 @@ def report(
     from monoculture.ecosystem.registry import load_registry
     from monoculture.ecosystem.report import build_report
 
-    with _user_errors():
+    with reported():
         reg = load_registry(registry)
         with _open(store, create=False) as st, _progress() as prog:
             steps = ["release histories", "signals", "lineage", "adoption", "derivative trees", "render"]
@@ -180,7 +170,7 @@ def alerts(
     from monoculture.ecosystem.registry import load_registry
     from monoculture.ecosystem.signals import STRENGTHS, alerts_table
 
-    with _user_errors():
+    with reported():
         if min_strength not in STRENGTHS:
             raise UserError(f"--min-strength must be one of {', '.join(STRENGTHS)}")
         if fmt not in ("table", "csv", "json"):
@@ -214,7 +204,7 @@ def families_(registry: Optional[Path] = RegistryOpt):
     from monoculture.ecosystem.openness import level_name
     from monoculture.ecosystem.registry import load_registry
 
-    with _user_errors():
+    with reported():
         reg = load_registry(registry)
         t = Table(title="Family registry (" + " + ".join(reg.sources) + ")")
         for c in ("key", "name", "organisations", "country", "flagships (date, openness)"):

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from .lexical import lexical_table
 from .lineage import accent_retention, group_contrast, mantel_test
@@ -282,6 +283,21 @@ def measure_all(
     """
     if n_boot < 1:
         raise MetricsInputError(f"n_boot must be at least 1, got {n_boot}")
+    # Every product here is small (per-prompt Gram matrices, B x P resampling); multithreaded
+    # BLAS only adds synchronisation to them, and on a busy machine makes them several times
+    # slower. Separability raises the limit for its own, larger fits.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _measure_all(
+            rs, groups, what_if_removed, reference, derivatives, n_boot, seed, q, tau, equivalent,
+            center=center, family=family, n_random=n_random, n_perm=n_perm, floor_pairs=floor_pairs,
+            separability=separability, pairwise=pairwise, lexical=lexical, level=level, n_jobs=n_jobs,
+        )
+
+
+def _measure_all(
+    rs, groups, what_if_removed, reference, derivatives, n_boot, seed, q, tau, equivalent, *, center,
+    family, n_random, n_perm, floor_pairs, separability, pairwise, lexical, level, n_jobs,
+) -> MeasureResult:
     clock = _Stopwatch()
     X_all, model_all, prompt_all, rows, reasons, mu = _prepare(rs, center)
     notes: list[str] = []
@@ -290,7 +306,8 @@ def measure_all(
     # Recode to the models and prompts that still have rows.
     used_models = np.unique(model_all[rows])
     used_prompts = np.unique(prompt_all[rows])
-    lost_models = [rs.model_names[i] for i in range(len(rs.model_names)) if i not in set(used_models.tolist())]
+    used = set(used_models.tolist())
+    lost_models = [name for i, name in enumerate(rs.model_names) if i not in used]
     skipped["models_without_responses"] = lost_models
     skipped["prompts_without_responses"] = int(len(rs.prompt_ids) - len(used_prompts))
     if len(used_models) < 2:
@@ -306,7 +323,7 @@ def measure_all(
     m_map[used_models] = np.arange(len(used_models))
     p_map = np.full(len(rs.prompt_ids), -1, dtype=np.int64)
     p_map[used_prompts] = np.arange(len(used_prompts))
-    X = X_all[rows]
+    X = X_all if len(rows) == len(X_all) else X_all[rows]
     model = m_map[model_all[rows]]
     prompt = p_map[prompt_all[rows]]
     texts = [rs.texts[i] for i in rows] if rs.texts is not None else None

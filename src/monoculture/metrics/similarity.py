@@ -17,7 +17,7 @@ import numpy as np
 from .responses import CellIndex
 from .stats import Estimate, percentile_ci, replicate_sums
 
-_CHUNK_BYTES = 64 * 2**20
+_CHUNK_BYTES = 32 * 2**20
 
 
 def pair_similarity(X: np.ndarray, index: CellIndex) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Working-memory budget for one batch of stacked kernels; bounds peak memory on big studies.
-MAX_BATCH_BYTES = 96 * 2**20
+MAX_BATCH_BYTES = 32 * 2**20
 
 
 def _check_q(q: float) -> float:

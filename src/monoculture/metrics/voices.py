@@ -26,7 +26,7 @@ import numpy as np
 from .responses import CellIndex
 from .vendi import vendi_from_eigenvalues, vendi_pools
 
-_WEIGHT_BYTES = 128 * 2**20
+_WEIGHT_BYTES = 32 * 2**20
 
 
 def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: float = 1.0) -> np.ndarray:

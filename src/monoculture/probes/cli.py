@@ -7,7 +7,6 @@ by the next run, and make the exit status 3, like ``monoculture run``.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,37 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from monoculture.errors import UserError
+from monoculture.errors import UserError, user_errors
 from monoculture.probes.format import ci as _ci
 from monoculture.probes.format import moved_most
 from monoculture.probes.format import num as _f
 
 console = Console()
 err = Console(stderr=True)
-
-
-def _user_errors(fn):
-    """The main CLI's decorator when it is importable, so both print errors alike; a local copy
-    otherwise (the CLI module may be mid-edit, and importing it must not break this command)."""
-    try:
-        from monoculture.cli import user_errors
-
-        return user_errors(fn)
-    except Exception:
-        pass
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]: everything written so far is kept; run the same command again to resume")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def _split(values: Optional[list[str]]) -> Optional[list[str]]:
@@ -71,7 +46,7 @@ def probe_command(
     return _probe(Path(study_file), suite, method, countries, list(steer or []), store, languages, samples, quiet)
 
 
-@_user_errors
+@user_errors
 def _probe(study_file, suite, method, countries, steer, store, languages, samples, quiet):
     from monoculture.probes.analysis import load_results
     from monoculture.probes.countries import load_countries

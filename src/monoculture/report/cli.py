@@ -21,17 +21,12 @@ def report_command(
     from rich.console import Console
 
     from monoculture.cli import resolve_store  # lazily: monoculture.cli imports this module
-    from monoculture.errors import UserError
+    from monoculture.errors import reported
     from monoculture.report.build import build_report
 
-    try:
+    with reported():
         path, study = resolve_store(target, store, must_exist=True)
         info = build_report(path, out, label=label, max_prompts=max_prompts, export_figures=export_figures, study=study)
-    except UserError as e:
-        # The same contract as every other command (one line, exit status 2), whether or not
-        # the CLI wraps this function in its user_errors decorator.
-        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
     console = Console()
     held = (f"answers to all {info.total_prompts} prompts" if info.explorer_prompts == info.total_prompts
             else f"answers to {info.explorer_prompts} of {info.total_prompts} prompts")
