@@ -121,8 +121,8 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted(tmp_path):
     """Kill `monoculture run` with SIGKILL several times mid-flight; the resumed table must equal
     an uninterrupted run's: same keys, same texts, no duplicates, nothing missing."""
     rng = random.Random(7)
-    with FakeOpenAIServer(latency=0.03) as server:
-        study = openai_study(tmp_path, server.base_url, n_prompts=40, k=2, batch_size=4, concurrency=4)
+    with FakeOpenAIServer(latency=0.05) as server:
+        study = openai_study(tmp_path, server.base_url, n_prompts=40, k=2, batch_size=4, concurrency=2)
         reference = tmp_path / "reference.duckdb"
         p = _run_cli(study, reference)
         assert p.wait(timeout=240) == 0, p.stderr.read()
@@ -132,15 +132,22 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted(tmp_path):
         killed = tmp_path / "killed.duckdb"
         kills = 0
         for _ in range(4):
+            served = sum(server.counts.values())
             p = _run_cli(study, killed)
-            time.sleep(rng.uniform(1.0, 2.5))  # startup takes ~1 s: kills land mid-generation
+            # kill only once generation is under way (the server has answered a few requests),
+            # at a random moment after that, so kills land mid-batch as well as between batches
+            deadline = time.monotonic() + 60
+            while p.poll() is None and sum(server.counts.values()) < served + 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.6))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 p.wait()
                 kills += 1
-        assert kills >= 2
+        assert kills >= 3
         partial = rows(killed) if killed.exists() else {}
         assert len(partial) < 160, "the kills came too late to interrupt anything"
+        assert partial.items() <= want.items()  # what survived a kill is exactly what a clean run wrote
         p = _run_cli(study, killed)
         assert p.wait(timeout=240) == 0, p.stderr.read()
         got = rows(killed)
