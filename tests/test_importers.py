@@ -355,6 +355,6 @@ def test_bad_input_names_file_and_line_and_leaves_store_unchanged(tmp_path, stor
             assert "empty" in msg
         else:
             assert f"{target}:{line}:" in msg
-            expect = {"non-json": "not valid JSON", "missing-field": f"missing field '{REQUIRED_FIELD[fmt]}'", "non-utf8": "not UTF-8"}[problem]
+            expect = {"non-json": "not valid JSON", "missing-field": f"missing field '{REQUIRED_FIELD[fmt]}'", "non-utf8": "not valid UTF-8"}[problem]
             assert expect in msg
         assert counts(store) == before

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from monoculture.errors import UserError
+from monoculture.files import read_utf8
 
 
 class Sampling(BaseModel):
@@ -177,14 +178,7 @@ def load_study(path: str | Path) -> Study:
     path = Path(path)
     if not path.exists():
         raise UserError("study file not found", where=str(path))
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise UserError("file is empty", where=str(path))
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise UserError(f"not valid UTF-8 (byte {e.start})", where=f"{path}:{line}") from None
+    text = read_utf8(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from monoculture.errors import UserError
+from monoculture.files import read_utf8 as read_text
 from monoculture.hashing import digest
 from monoculture.importers import Imported
 
@@ -61,21 +62,6 @@ def find_files(path: Path, patterns: Iterable[str], what: str) -> list[Path]:
         if found:
             return found
     raise UserError(f"no {what} found (looked for {', '.join(patterns)})", where=str(path))
-
-
-def read_text(path: Path) -> str:
-    """Decode a file as UTF-8 (a leading BOM is dropped); a bad byte or an empty file is a
-    UserError naming the line."""
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise UserError("file is empty", where=str(path))
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise UserError(f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col}); re-save the file as UTF-8", where=f"{path}:{line}") from None
-    return text[1:] if text.startswith("\ufeff") else text
 
 
 def jsonl_objects(path: Path) -> list[tuple[int, dict]]:

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from monoculture.errors import UserError
+from monoculture.files import read_utf8
 from monoculture.hashing import digest
 
 SHIPPED = ("open-ended", "multilingual", "values")
@@ -79,14 +80,7 @@ def load_suite(name: str, limit: int | None = None, languages: list[str] | None 
     suite_name = name if name in SHIPPED else path.stem
     prompts: list[Prompt] = []
     seen: dict[str, int] = {}
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise UserError("file is empty", where=str(path))
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise UserError(f"not valid UTF-8 (byte {e.start})", where=f"{path}:{line}") from None
+    text = read_utf8(path)
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
