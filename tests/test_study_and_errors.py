@@ -155,3 +155,30 @@ def test_ls_and_export(tmp_path):
     assert len(df) == 2 and set(df.columns) >= {"model", "prompt_id", "prompt", "sample_index", "text"}
     r = cli("ls", str(tmp_path / "nothing.duckdb"), cwd=tmp_path)
     assert r.returncode == 2 and "no store at" in r.stderr
+
+
+def test_shipped_examples_are_valid(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    study = load_study(root / "examples" / "quickstart.yaml")
+    assert {m.attributes.family for m in study.models} >= {"qwen", "llama", "jais", "phi"}
+    assert len(study.load_prompts()) == 20
+    from monoculture.attributes import read_attributes_file
+
+    attrs = read_attributes_file(root / "examples" / "alpaca_eval_attributes.yaml")
+    assert len(attrs) == 28 and attrs["vicuna-7b-v1.5"]["family"] == "vicuna"
+
+
+def test_attributes_command(tmp_path):
+    store = tmp_path / "a.duckdb"
+    seeded_store(store)
+    r = cli("attributes", str(store), "--set", "m1:family=alpha", "--set", "m2:open_weights=false", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with Store(store, read_only=True) as st:
+        attrs = st.model_attributes()
+    assert attrs["m1"]["family"] == "alpha" and attrs["m2"]["open_weights"] is False
+    r = cli("attributes", str(store), "--set", "nosuch:family=x", cwd=tmp_path)
+    assert r.returncode == 2 and "no model named nosuch" in r.stderr
+    r = cli("attributes", str(store), "--family-from-name", cwd=tmp_path)
+    with Store(store, read_only=True) as st:
+        attrs = st.model_attributes()
+    assert attrs["m1"]["family"] == "alpha" and attrs["m2"]["family"] == "m"
