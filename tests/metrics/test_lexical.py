@@ -64,3 +64,19 @@ def test_table_matches_per_set_summaries():
     first = lexical_summary(texts[:2])
     for k, v in first.items():
         assert t.loc[0, k] == pytest.approx(v, nan_ok=True)
+
+
+def test_nested_and_crossed_partitions_agree_with_single_sets():
+    rng = np.random.default_rng(3)
+    words = ["a", "b", "c", "d", "e", "f"]
+    texts = [" ".join(rng.choice(words, rng.integers(2, 9))) for _ in range(12)]
+    model = np.repeat([0, 1, 2], 4)  # nested: model > (model, pair)
+    cell = np.arange(12) // 2
+    crossed = np.arange(12) % 3  # not nested in either: needs its own ordering
+    crossed[5] = -1
+    tables = lexical_table(texts, [model, cell, crossed])
+    for sid, table in zip([model, cell, crossed], tables):
+        for s in range(table.shape[0]):
+            expect = lexical_summary([t for t, x in zip(texts, sid) if x == s])
+            for k, v in expect.items():
+                assert table.loc[s, k] == pytest.approx(v, nan_ok=True), (s, k)

@@ -13,7 +13,9 @@ because a mean over fewer orders would be a different quantity.
 from __future__ import annotations
 
 import gzip
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -21,7 +23,6 @@ import pandas as pd
 
 ORDERS = (1, 2, 3, 4)
 _TOKEN = re.compile(r"\w+(?:['’]\w+)*")
-_INT_LIMIT = np.iinfo(np.int64).max
 
 
 def tokenize(text: str) -> list[str]:
@@ -37,121 +38,163 @@ def compression_ratio(texts: Sequence[str]) -> float:
     return len(raw) / len(gzip.compress(raw, compresslevel=9, mtime=0))
 
 
-def _sorted_unique(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct values. np.unique is avoided: in numpy 2.x its hash path takes ~20 s on
-    5 million wide-range int64 keys, where a sort takes well under one."""
-    s = np.sort(keys)
-    if s.size == 0:
-        return s
-    return s[np.concatenate([[True], s[1:] != s[:-1]])]
+def _tokenize_all(texts: Sequence[str | None], has: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, int]:
+    """Token ids of all texts, concatenated, and tokens per text.
+
+    Strings are numbered chunk by chunk (pandas' hash table, then one dict lookup per distinct
+    word of the chunk) so that a list of every token string of the study never exists at once.
+    """
+    n = len(texts)
+    lens = np.zeros(n, dtype=np.int64)
+    vocab: dict[str, int] = {}
+    parts = []
+    for lo in range(0, n, chunk):
+        flat: list[str] = []
+        for i in range(lo, min(n, lo + chunk)):
+            if has[i]:
+                toks = tokenize(texts[i])
+                lens[i] = len(toks)
+                flat.extend(toks)
+        if flat:
+            codes, uniq = pd.factorize(np.asarray(flat, dtype=object))
+            remap = np.fromiter((vocab.setdefault(u, len(vocab)) for u in uniq), dtype=np.int64, count=len(uniq))
+            parts.append(remap[codes])
+    tok = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return tok, lens, max(len(vocab), 1)
 
 
-def _group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each key's rank among the distinct keys (0..n-1), from one argsort.
+def _passes(set_ids: list[np.ndarray], use: list[np.ndarray]) -> list[tuple[np.ndarray, list[int]]]:
+    """Text orders under which each level's set number never decreases.
 
-    (searchsorted of 5 million unsorted keys into the distinct ones is ~10x slower: every
-    lookup misses the cache.)"""
-    if keys.size == 0:
-        return np.zeros(0, dtype=np.int64), 0
-    order = np.argsort(keys)
-    s = keys[order]
-    rank = np.cumsum(np.concatenate([[0], s[1:] != s[:-1]]))
-    out = np.empty(keys.size, dtype=np.int64)
-    out[order] = rank
-    return out, int(rank[-1]) + 1
+    Sorting the n-grams of one order once, stably, puts them in (n-gram, text) order; for a
+    level whose set numbers are monotone in text order that is also (n-gram, set) order, and
+    every count becomes a linear scan. Nested levels (model > model-and-prompt) share one
+    order; a level that does not fit gets its own.
+    """
+    perm0 = np.lexsort(tuple(reversed(set_ids))) if set_ids else np.zeros(0, dtype=np.int64)
+    shared, alone = [], []
+    for L, sid in enumerate(set_ids):
+        s = sid[perm0][use[L][perm0]]
+        (shared if np.all(s[1:] >= s[:-1]) else alone).append(L)
+    out = [(perm0, shared)] if shared else []
+    out += [(np.argsort(set_ids[L], kind="stable"), [L]) for L in alone]
+    return out
 
 
-def _count_distinct_per_set(set_of: np.ndarray, gram: np.ndarray, n_grams: int, n_sets: int) -> np.ndarray:
-    pairs = _sorted_unique(set_of * n_grams + gram)
-    return np.bincount(pairs // n_grams, minlength=n_sets)
+def _first_of_runs(*keys: np.ndarray) -> np.ndarray:
+    """True where any of the (sorted-order) keys differs from the entry before."""
+    n = keys[0].size
+    out = np.zeros(n, dtype=bool)
+    if n:
+        out[0] = True
+        for k in keys:
+            out[1:] |= k[1:] != k[:-1]
+    return out
 
 
 def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_sets: Sequence[int] | None = None) -> list[pd.DataFrame]:
     """Lexical figures for several partitions of the same texts into sets.
 
     ``set_ids`` is a list of (n,) integer arrays (set number per text, -1 to leave a text
-    out); one DataFrame, indexed by set number, is returned per array. Tokenisation and n-gram
-    numbering are shared between them.
+    out); one DataFrame, indexed by set number, is returned per array. Tokenisation and the
+    sorting of n-grams are shared between nested partitions.
     """
     n = len(texts)
     has = np.fromiter((isinstance(t, str) for t in texts), dtype=bool, count=n)
-    lens = np.zeros(n, dtype=np.int64)
-    flat: list[str] = []
-    for i, t in enumerate(texts):
-        if has[i]:
-            toks = tokenize(t)
-            lens[i] = len(toks)
-            flat.extend(toks)
-    codes, vocab = pd.factorize(pd.Series(flat, dtype=object)) if flat else (np.zeros(0, np.int64), [])
-    tok = np.asarray(codes, dtype=np.int64)
-    V = max(len(vocab), 1)
-    text_of = np.repeat(np.arange(n), lens)
-    pos = np.arange(tok.size) - np.repeat(np.cumsum(lens) - lens, lens)
-    remaining = np.repeat(lens, lens) - pos  # tokens from here to the end of the text
+    tok, lens, V = _tokenize_all(texts, has)
+    offsets = np.cumsum(lens) - lens
+    sids = [np.asarray(sid, dtype=np.int64) for sid in set_ids]
+    sizes = [int(n_sets[L]) if n_sets is not None else (int(sid.max()) + 1 if sid.size else 0) for L, sid in enumerate(sids)]
+    uses = [has & (sid >= 0) for sid in sids]
+    results: list[dict[str, np.ndarray]] = [dict() for _ in sids]
 
-    grams: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
-    key = tok.copy()
-    n_keys = V
-    for order in ORDERS:
-        if order > 1:
-            if n_keys > _INT_LIMIT // V:
-                key, n_keys = _group_ids(key)
-            nxt = np.zeros_like(tok)
-            nxt[: max(0, tok.size - order + 1)] = tok[order - 1:]
-            key = key * V + nxt
-            n_keys = n_keys * V
-        start = remaining >= order
-        gid, n_g = _group_ids(key[start])
-        grams[order] = (text_of[start], gid, max(n_g, 1))
+    for perm, levels in _passes(sids, uses):
+        texts_p = perm[np.any([uses[L][perm] for L in levels], axis=0)]  # texts of this pass, in order
+        lens_p = lens[texts_p]
+        total_tokens = int(lens_p.sum())
+        idx = np.repeat(offsets[texts_p] - (np.cumsum(lens_p) - lens_p), lens_p) + np.arange(total_tokens)
+        tok_p = tok[idx]
+        rank = np.repeat(np.arange(len(texts_p)), lens_p)  # text number in pass order
+        remaining = np.repeat(lens_p, lens_p) - (np.arange(total_tokens) - np.repeat(np.cumsum(lens_p) - lens_p, lens_p))
+        set_rank = {L: sids[L][texts_p] for L in levels}  # set per text of the pass, -1 if unused
+        key = tok_p
+        for order in ORDERS:
+            if order > 1:
+                nxt = np.zeros_like(tok_p)
+                nxt[: max(0, total_tokens - order + 1)] = tok_p[order - 1:]
+                key = dense * V + nxt  # dense < tokens, so this cannot overflow
+            valid = np.flatnonzero(remaining >= order)
+            vo = valid[np.argsort(key[valid], kind="stable")]  # positions in (n-gram, text) order
+            r = rank[vo]
+            d_sorted = np.cumsum(_first_of_runs(key[vo])) - 1  # n-grams renumbered 0, 1, ...
+            dense = np.zeros(total_tokens, dtype=np.int64)
+            dense[vo] = d_sorted
+            for L in levels:
+                s_all = set_rank[L][r]
+                keep = s_all >= 0
+                s, d, rr = s_all[keep], d_sorted[keep], r[keep]
+                total = np.bincount(s, minlength=sizes[L])
+                distinct = np.bincount(s[_first_of_runs(d, s)], minlength=sizes[L])
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    results[L][f"ngram_div_{order}"] = np.where(total > 0, distinct / np.maximum(total, 1), np.nan)
+                if order == 4:
+                    results[L]["self_repetition"] = _self_repetition(d, rr, s, set_rank[L], sizes[L])
 
     out = []
-    for level, sid in enumerate(set_ids):
-        sid = np.asarray(sid, dtype=np.int64)
-        S = int(n_sets[level]) if n_sets is not None else int(sid.max()) + 1 if sid.size else 0
-        use = has & (sid >= 0)
+    for L, sid in enumerate(sids):
+        S, use = sizes[L], uses[L]
         table = pd.DataFrame(index=pd.RangeIndex(S, name="set"))
         table["texts"] = np.bincount(sid[use], minlength=S)
         table["tokens"] = np.bincount(sid[use], weights=lens[use], minlength=S).astype(np.int64)
         members: list[list[str]] = [[] for _ in range(S)]
         for i in np.flatnonzero(use):
             members[sid[i]].append(texts[i])
-        table["compression_ratio"] = np.fromiter(map(compression_ratio, members), dtype=np.float64, count=S)
-        divs = []
+        table["compression_ratio"] = _compression_ratios(members)
         for order in ORDERS:
-            t_of, gid, n_g = grams[order]
-            keep = use[t_of]
-            set_of = sid[t_of[keep]]
-            total = np.bincount(set_of, minlength=S)
-            distinct = _count_distinct_per_set(set_of, gid[keep], n_g, S)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                div = np.where(total > 0, distinct / np.maximum(total, 1), np.nan)
-            table[f"ngram_div_{order}"] = div
-            divs.append(div)
-        table["ngram_div_mean"] = np.mean(divs, axis=0) if S else []
-        table["self_repetition"] = _self_repetition(grams[4], sid, use, S)
+            table[f"ngram_div_{order}"] = results[L].get(f"ngram_div_{order}", np.full(S, np.nan))
+        table["ngram_div_mean"] = table[[f"ngram_div_{o}" for o in ORDERS]].to_numpy().mean(axis=1) if S else []
+        table["self_repetition"] = results[L].get("self_repetition", _self_repetition_empty(sid, use, S))
         out.append(table)
     return out
 
 
-def _self_repetition(gram4: tuple[np.ndarray, np.ndarray, int], sid: np.ndarray, use: np.ndarray, S: int) -> np.ndarray:
+def _compression_ratios(members: list[list[str]]) -> np.ndarray:
+    """Compression ratio per set. zlib releases the GIL on large buffers, so big sets (a whole
+    model's answers) are compressed in threads; small ones are not worth a thread each."""
+    big = [i for i, m in enumerate(members) if sum(map(len, m)) > 2**18]
+    is_big = set(big)
+    out = np.fromiter((np.nan if i in is_big else compression_ratio(m) for i, m in enumerate(members)),
+                      dtype=np.float64, count=len(members))
+    if big:
+        with ThreadPoolExecutor(max(1, min(len(big), os.cpu_count() or 1))) as ex:
+            out[big] = list(ex.map(compression_ratio, (members[i] for i in big)))
+    return out
+
+
+def _self_repetition(gram: np.ndarray, text: np.ndarray, set_of: np.ndarray, set_of_text: np.ndarray, S: int) -> np.ndarray:
     """Mean over a set's texts of log(1 + number of the text's distinct 4-grams found in
-    another text of the set); NaN for sets of fewer than two texts."""
-    t_of, gid, n_g = gram4
-    keep = use[t_of]
-    t_of, gid = t_of[keep], gid[keep]
-    n_texts = np.bincount(sid[use], minlength=S)
-    per_text = np.zeros(len(sid))
-    if t_of.size:
-        tg = _sorted_unique(t_of * n_g + gid)  # each text's distinct 4-grams
-        text = tg // n_g
-        set_gram = sid[text] * n_g + tg % n_g
-        where, n_u = _group_ids(set_gram)
-        shared = np.bincount(where, minlength=n_u)[where] >= 2  # also in another text of the set
-        per_text = np.bincount(text, weights=shared, minlength=len(sid))
-    score = np.log1p(per_text)
-    sums = np.bincount(sid[use], weights=score[use], minlength=S)
+    another text of the set); NaN for sets of fewer than two texts.
+
+    Inputs are the 4-grams in (gram, text) order with their text and set; sets are monotone in
+    text, so equal (gram, set) entries are contiguous.
+    """
+    first = _first_of_runs(gram, text)  # each text's distinct 4-grams once
+    g, t, s = gram[first], text[first], set_of[first]
+    group = np.cumsum(_first_of_runs(g, s)) - 1
+    shared = np.bincount(group)[group] >= 2 if group.size else np.zeros(0, dtype=bool)
+    per_text = np.bincount(t, weights=shared, minlength=len(set_of_text))
+    used = set_of_text >= 0
+    n_texts = np.bincount(set_of_text[used], minlength=S)
+    sums = np.bincount(set_of_text[used], weights=np.log1p(per_text)[used], minlength=S)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_texts >= 2, sums / np.maximum(n_texts, 1), np.nan)
+
+
+def _self_repetition_empty(sid: np.ndarray, use: np.ndarray, S: int) -> np.ndarray:
+    """Sets whose texts all lack 4-grams: 0 where there are two texts or more (nothing is
+    repeated), NaN otherwise."""
+    n_texts = np.bincount(sid[use], minlength=S)
+    return np.where(n_texts >= 2, 0.0, np.nan)
 
 
 def lexical_summary(texts: Sequence[str]) -> dict[str, float]:

@@ -240,9 +240,10 @@ def _prepare(rs: ResponseSet, center: bool | np.ndarray) -> tuple[np.ndarray, np
         X, mu = cal.X, cal.mu
         drop("zero_embedding", cal.zero)
     else:
-        norm = np.linalg.norm(np.where(keep[:, None], X, 0.0), axis=1)
+        Xk = X if keep.all() else np.where(keep[:, None], X, 0.0)
+        norm = np.sqrt(np.einsum("ij,ij->i", Xk, Xk))  # np.linalg.norm is ~10x slower here
         drop("zero_embedding", norm <= 1e-12)
-        X = X / np.where(norm > 1e-12, norm, 1.0)[:, None]
+        X = Xk / np.where(norm > 1e-12, norm, 1.0)[:, None]
     rows = np.flatnonzero(keep)
     return X, model, prompt, rows, reasons, mu
 

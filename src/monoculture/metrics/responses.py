@@ -135,8 +135,9 @@ def calibrate(raw_X: np.ndarray, mu: np.ndarray | None = None, *, rtol: float = 
     if mu.shape != (raw.shape[1],):
         raise MetricsInputError(f"mu has shape {mu.shape}, embeddings have {raw.shape[1]} dims")
     centred = np.where(finite[:, None], raw - mu, 0.0)
-    norm = np.linalg.norm(centred, axis=1)
-    scale = np.maximum(np.linalg.norm(np.where(finite[:, None], raw, 0.0), axis=1), 1.0)
+    norm = np.sqrt(np.einsum("ij,ij->i", centred, centred))
+    raw0 = np.where(finite[:, None], raw, 0.0)
+    scale = np.maximum(np.sqrt(np.einsum("ij,ij->i", raw0, raw0)), 1.0)
     zero = ~finite | (norm <= rtol * scale)
     out = np.zeros_like(centred)
     ok = ~zero

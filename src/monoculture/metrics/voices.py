@@ -16,7 +16,10 @@ least one model left after the removal.
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import combinations
 from math import comb
@@ -27,6 +30,42 @@ from .responses import CellIndex
 from .vendi import vendi_from_eigenvalues, vendi_pools
 
 _WEIGHT_BYTES = 32 * 2**20
+
+
+class _Decomposer:
+    """Decomposes kernel stacks in worker threads and writes scores into ``out``.
+
+    LAPACK releases the GIL, so on an idle machine two threads do the eigendecompositions
+    1.5-1.7x faster than one. At most ``workers + 1`` stacks are in flight, which bounds memory,
+    and only the calling thread writes to ``out``.
+    """
+
+    def __init__(self, out: np.ndarray, q: float, workers: int | None = None):
+        self.out, self.q = out, q
+        self.workers = max(1, min(4, workers or os.cpu_count() or 1))
+        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self.pending: deque = deque()
+
+    def submit(self, K: np.ndarray, rr: np.ndarray, cols: np.ndarray, n: np.ndarray) -> None:
+        if self.pool is None:
+            self._write(np.linalg.eigvalsh(K), rr, cols, n)
+            return
+        self.pending.append((self.pool.submit(np.linalg.eigvalsh, K), rr, cols, n))
+        while len(self.pending) > self.workers:
+            self._finish_one()
+
+    def _finish_one(self) -> None:
+        fut, rr, cols, n = self.pending.popleft()
+        self._write(fut.result(), rr, cols, n)
+
+    def _write(self, lam, rr, cols, n) -> None:
+        self.out[rr[:, None], cols[None, :]] = np.where(n > 0, vendi_from_eigenvalues(lam, self.q), np.nan)
+
+    def close(self) -> None:
+        while self.pending:
+            self._finish_one()
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: float = 1.0) -> np.ndarray:
@@ -61,6 +100,16 @@ def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: floa
     kept_rows = include.astype(np.int64) @ index.counts.T  # (R, P)
     width_r = kept_rows.max(axis=1)
     step_p = max(1, int(_WEIGHT_BYTES // max(1, 8 * width * (width + d))))
+    dec = _Decomposer(out, q)
+    try:
+        _scenario_chunks(Xf, rows, valid, pm0, k_slot, include, n_inc, width_r, step_p, dec)
+    finally:
+        dec.close()
+    return out
+
+
+def _scenario_chunks(Xf, rows, valid, pm0, k_slot, include, n_inc, width_r, step_p, dec) -> None:
+    P, width = rows.shape
     for plo in range(0, P, step_p):
         sl = slice(plo, min(P, plo + step_p))
         cols = np.arange(sl.start, sl.stop)
@@ -75,7 +124,7 @@ def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: floa
         if ok.all() and (pm0[sl] == pm0[sl][:1]).all():
             # Every prompt has the same layout (a complete study): each scenario keeps the same
             # slots everywhere, so its kernels are one strided selection of the Gram stack.
-            _uniform_scenarios(Gk[0], pm0[plo], include, n_inc[:, cols], cols, q, out)
+            _uniform_scenarios(Gk[0], pm0[plo], include, n_inc[:, cols], cols, dec)
             continue
         for wdt in np.unique(width_r[width_r > 0]):
             group = np.flatnonzero(width_r == wdt)
@@ -91,12 +140,10 @@ def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: floa
                 if not kept.all():  # prompts that keep fewer rows than the widest one
                     K = K * (kept[..., :, None] & kept[..., None, :])
                 K /= np.maximum(n, 1)[..., None, None]
-                lam = np.linalg.eigvalsh(K)
-                out[rr[:, None], cols[None, :]] = np.where(n > 0, vendi_from_eigenvalues(lam, q), np.nan)
-    return out
+                dec.submit(K, rr, cols, n)
 
 
-def _uniform_scenarios(Gk, slot_model, include, n_inc, cols, q, out) -> None:
+def _uniform_scenarios(Gk, slot_model, include, n_inc, cols, dec: _Decomposer) -> None:
     keep = include[:, slot_model]  # (R, width): the same for every prompt
     widths = keep.sum(axis=1)
     for wdt in np.unique(widths[widths > 0]):
@@ -110,8 +157,7 @@ def _uniform_scenarios(Gk, slot_model, include, n_inc, cols, q, out) -> None:
                 np.take(np.take(Gk, ix, axis=1), ix, axis=2, out=K[i])
             n = n_inc[rr]
             K /= np.maximum(n, 1)[..., None, None]
-            lam = np.linalg.eigvalsh(K)
-            out[rr[:, None], cols[None, :]] = np.where(n > 0, vendi_from_eigenvalues(lam, q), np.nan)
+            dec.submit(K, rr, cols, n)
 
 
 def _scenario_vendi_padded(X, rows, valid, pm0, k_slot, include, n_inc, q, out) -> np.ndarray:
