@@ -71,7 +71,7 @@ def test_nested_and_crossed_partitions_agree_with_single_sets():
     words = ["a", "b", "c", "d", "e", "f"]
     texts = [" ".join(rng.choice(words, rng.integers(2, 9))) for _ in range(12)]
     model = np.repeat([0, 1, 2], 4)  # nested: model > (model, pair)
-    cell = np.arange(12) // 2
+    cell = ((np.arange(12) % 4) // 2) * 3 + model  # numbered prompt-major, as the pipeline does
     crossed = np.arange(12) % 3  # not nested in either: needs its own ordering
     crossed[5] = -1
     tables = lexical_table(texts, [model, cell, crossed])
@@ -80,3 +80,9 @@ def test_nested_and_crossed_partitions_agree_with_single_sets():
             expect = lexical_summary([t for t, x in zip(texts, sid) if x == s])
             for k, v in expect.items():
                 assert table.loc[s, k] == pytest.approx(v, nan_ok=True), (s, k)
+
+
+def test_self_repetition_ignores_texts_too_short_to_repeat():
+    assert math.isnan(self_repetition(["Paris"] * 10))  # no 4-gram anywhere: missing, not 0
+    texts = ["the cat sat on the mat", "the cat sat on a hat", "yes"]
+    assert self_repetition(texts) == pytest.approx(math.log(2))  # "yes" does not pull it to 2/3

@@ -10,33 +10,28 @@ benchmark's judge reads 128 tokens of each text, and the cut keeps this test fas
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import shared_data_dir
 from monoculture.metrics import ResponseSet, calibrate, calibrate_tau, index_cells, measure_all, partition_responses
 from monoculture.metrics.partition import labelled_pairs
 
 SOURCES = ["gpt-4o", "gpt-4o-in-context", "gpt-4o-paraphrase", "gpt-4o-system-prompt", "humans"]
-DATA = shared_data_dir()
-SAMPLES = DATA / "noveltybench" / "sample_data" if DATA else None
-
-pytestmark = pytest.mark.skipif(
-    SAMPLES is None or not all((SAMPLES / f"{s}.jsonl").is_file() for s in SOURCES),
-    reason="NoveltyBench sample_data not found (set MONOCULTURE_SHARED_DATA or place shared/data beside the repo)",
-)
 
 
-@pytest.fixture(scope="module")
-def novelty():
+@functools.lru_cache(maxsize=1)
+def _embed(samples: str):
+    """Load and embed once per session; both tests read the same embedding."""
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     texts, src, pid, samp, lab = [], [], [], [], []
     for s in SOURCES:
-        for line in (SAMPLES / f"{s}.jsonl").read_text().splitlines():
+        for line in (Path(samples) / f"{s}.jsonl").read_text().splitlines():
             r = json.loads(line)
             assert len(r["generations"]) == len(r["partition"])
             for i, (g, c) in enumerate(zip(r["generations"], r["partition"])):
@@ -56,6 +51,16 @@ def novelty():
     theirs = np.zeros(idx.counts.shape)
     np.maximum.at(theirs, (rs.prompt, rs.model), labels + 1)  # classes = max(partition) + 1
     return rs, idx, labels, theirs
+
+
+@pytest.fixture
+def novelty(shared_data):
+    """shared_data (tests/conftest.py) skips, saying why, when ../shared/data is absent."""
+    samples = shared_data / "noveltybench" / "sample_data"
+    missing = [s for s in SOURCES if not (samples / f"{s}.jsonl").is_file()]
+    if missing:
+        pytest.skip(f"NoveltyBench sample_data incomplete under {samples}: missing {missing}")
+    return _embed(str(samples))
 
 
 def test_partition_ranks_sources_like_the_benchmark(novelty):

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import synthetic_study, unit
+from metrics_helpers import synthetic_study, unit
 from monoculture.metrics import MetricsInputError, ResponseSet, measure_all
 
 

@@ -5,8 +5,8 @@ counts of distinct (set, n-gram) integer pairs, so thousands of sets (one per mo
 prompt, one per model) cost a few sorts instead of a Python set per set and n.
 
 A figure that has no defined value is NaN, never 0 or 1: n-gram diversity of a set with no
-n-gram, self-repetition of a set with fewer than two texts (there is no "other text"),
-compression ratio of an empty set. The mean over n = 1..4 is NaN when any of the four is,
+n-gram, self-repetition of a set with fewer than two texts (there is no "other text") or
+without any 4-gram, compression ratio of an empty set. The mean over n = 1..4 is NaN when any of the four is,
 because a mean over fewer orders would be a different quantity.
 """
 
@@ -64,18 +64,19 @@ def _tokenize_all(texts: Sequence[str | None], has: np.ndarray, chunk: int = 409
 
 
 def _passes(set_ids: list[np.ndarray], use: list[np.ndarray]) -> list[tuple[np.ndarray, list[int]]]:
-    """Text orders under which each level's set number never decreases.
+    """Text orders under which each level's sets are contiguous runs of texts.
 
     Sorting the n-grams of one order once, stably, puts them in (n-gram, text) order; for a
-    level whose set numbers are monotone in text order that is also (n-gram, set) order, and
-    every count becomes a linear scan. Nested levels (model > model-and-prompt) share one
-    order; a level that does not fit gets its own.
+    level whose sets are contiguous in text order, equal (n-gram, set) entries are then
+    adjacent too, and every count becomes a linear scan. Nested levels (model > model and
+    prompt) share one order; a level that does not fit gets its own.
     """
     perm0 = np.lexsort(tuple(reversed(set_ids))) if set_ids else np.zeros(0, dtype=np.int64)
     shared, alone = [], []
     for L, sid in enumerate(set_ids):
         s = sid[perm0][use[L][perm0]]
-        (shared if np.all(s[1:] >= s[:-1]) else alone).append(L)
+        runs = 1 + int(np.count_nonzero(s[1:] != s[:-1])) if s.size else 0
+        (shared if runs == len(np.unique(s)) else alone).append(L)
     out = [(perm0, shared)] if shared else []
     out += [(np.argsort(set_ids[L], kind="stable"), [L]) for L in alone]
     return out
@@ -117,6 +118,7 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
         rank = np.repeat(np.arange(len(texts_p)), lens_p)  # text number in pass order
         remaining = np.repeat(lens_p, lens_p) - (np.arange(total_tokens) - np.repeat(np.cumsum(lens_p) - lens_p, lens_p))
         set_rank = {L: sids[L][texts_p] for L in levels}  # set per text of the pass, -1 if unused
+        used_all = {L: bool((set_rank[L] >= 0).all()) for L in levels}
         key = tok_p
         for order in ORDERS:
             if order > 1:
@@ -130,9 +132,11 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
             dense = np.zeros(total_tokens, dtype=np.int64)
             dense[vo] = d_sorted
             for L in levels:
-                s_all = set_rank[L][r]
-                keep = s_all >= 0
-                s, d, rr = s_all[keep], d_sorted[keep], r[keep]
+                s = set_rank[L][r]
+                d, rr = d_sorted, r
+                if not used_all[L]:
+                    keep = s >= 0
+                    s, d, rr = s[keep], d[keep], r[keep]
                 total = np.bincount(s, minlength=sizes[L])
                 distinct = np.bincount(s[_first_of_runs(d, s)], minlength=sizes[L])
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -151,9 +155,9 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
             members[sid[i]].append(texts[i])
         table["compression_ratio"] = _compression_ratios(members)
         for order in ORDERS:
-            table[f"ngram_div_{order}"] = results[L].get(f"ngram_div_{order}", np.full(S, np.nan))
+            table[f"ngram_div_{order}"] = results[L][f"ngram_div_{order}"]
         table["ngram_div_mean"] = table[[f"ngram_div_{o}" for o in ORDERS]].to_numpy().mean(axis=1) if S else []
-        table["self_repetition"] = results[L].get("self_repetition", _self_repetition_empty(sid, use, S))
+        table["self_repetition"] = results[L]["self_repetition"]
         out.append(table)
     return out
 
@@ -173,28 +177,28 @@ def _compression_ratios(members: list[list[str]]) -> np.ndarray:
 
 def _self_repetition(gram: np.ndarray, text: np.ndarray, set_of: np.ndarray, set_of_text: np.ndarray, S: int) -> np.ndarray:
     """Mean over a set's texts of log(1 + number of the text's distinct 4-grams found in
-    another text of the set); NaN for sets of fewer than two texts.
+    another text of the set).
 
-    Inputs are the 4-grams in (gram, text) order with their text and set; sets are monotone in
-    text, so equal (gram, set) entries are contiguous.
+    Only texts with at least one 4-gram count: a shorter text cannot repeat a 4-gram, and
+    counting it as 0 would report "no repetition" for ten identical one-word answers. The
+    figure is missing for a set of fewer than two texts or with no 4-gram at all.
+    Inputs are the 4-grams in (gram, text) order with their text and set; each set's texts are
+    contiguous, so equal (gram, set) entries are adjacent.
     """
     first = _first_of_runs(gram, text)  # each text's distinct 4-grams once
     g, t, s = gram[first], text[first], set_of[first]
     group = np.cumsum(_first_of_runs(g, s)) - 1
     shared = np.bincount(group)[group] >= 2 if group.size else np.zeros(0, dtype=bool)
-    per_text = np.bincount(t, weights=shared, minlength=len(set_of_text))
+    n_text = len(set_of_text)
+    per_text = np.bincount(t, weights=shared, minlength=n_text)
+    has_gram = np.bincount(t, minlength=n_text) > 0
     used = set_of_text >= 0
     n_texts = np.bincount(set_of_text[used], minlength=S)
-    sums = np.bincount(set_of_text[used], weights=np.log1p(per_text)[used], minlength=S)
+    scored = used & has_gram
+    n_scored = np.bincount(set_of_text[scored], minlength=S)
+    sums = np.bincount(set_of_text[scored], weights=np.log1p(per_text)[scored], minlength=S)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n_texts >= 2, sums / np.maximum(n_texts, 1), np.nan)
-
-
-def _self_repetition_empty(sid: np.ndarray, use: np.ndarray, S: int) -> np.ndarray:
-    """Sets whose texts all lack 4-grams: 0 where there are two texts or more (nothing is
-    repeated), NaN otherwise."""
-    n_texts = np.bincount(sid[use], minlength=S)
-    return np.where(n_texts >= 2, 0.0, np.nan)
+        return np.where((n_texts >= 2) & (n_scored > 0), sums / np.maximum(n_scored, 1), np.nan)
 
 
 def lexical_summary(texts: Sequence[str]) -> dict[str, float]:
