@@ -26,6 +26,11 @@ def api_key_env(spec: ModelSpec, default: str | None) -> str | None:
     return str(var)
 
 
+class LogprobsUnavailable(Exception):
+    """The backend (or the server behind it) cannot give first-token log-probabilities; the
+    probes then tell the user to use sampled answers instead."""
+
+
 @dataclass
 class Job:
     """One prompt for one model, with the samples still to generate."""
@@ -98,8 +103,8 @@ class Backend(ABC):
         """Log-probabilities of each candidate string as the first token of the answer.
 
         Used to read a model's answer distribution over multiple-choice options without
-        sampling. Backends that cannot expose logprobs raise NotImplementedError."""
-        raise NotImplementedError(f"backend {self.name!r} does not expose first-token log-probabilities")
+        sampling. Backends that cannot expose logprobs raise :class:`LogprobsUnavailable`."""
+        raise LogprobsUnavailable(f"backend {self.name!r} does not expose first-token log-probabilities")
 
     def close(self) -> None:
         """Release engines, sessions and memory."""

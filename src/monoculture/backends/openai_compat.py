@@ -35,7 +35,7 @@ from datetime import timezone
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from monoculture.backends.base import Backend, Job, Result
+from monoculture.backends.base import Backend, Job, LogprobsUnavailable, Result
 from monoculture.errors import UserError
 from monoculture.study import ModelSpec, Sampling
 
@@ -609,7 +609,7 @@ class OpenAIBackend(Backend):
         choices = outcome.response.choices or []
         pairs = _first_top_logprobs(choices[0]) if choices else None
         if pairs is None:
-            raise NotImplementedError(f"model {self.spec.name!r}: the server at {_hide_userinfo(self.base_url)} returned no logprobs")
+            raise LogprobsUnavailable(f"model {self.spec.name!r}: the server at {_hide_userinfo(self.base_url)} returned no logprobs")
         return match_candidates(pairs, candidates)
 
     def first_token_logprobs(self, messages: list[dict[str, str]], candidates: list[str], *, assistant_prefix: str = "") -> dict[str, float]:

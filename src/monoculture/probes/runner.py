@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from monoculture.backends import backend_class, create_backend
-from monoculture.backends.base import Job, Result
+from monoculture.backends.base import Job, LogprobsUnavailable, Result
 from monoculture.collect import generation_key
 from monoculture.errors import UserError
 from monoculture.hashing import digest
@@ -188,7 +188,7 @@ def _run_logprobs(spec: ModelSpec, tasks: list[_Task], store: Store, batch_size:
             letters = t.item.letters
             try:
                 lp = backend.first_token_logprobs(t.messages, letters, assistant_prefix=answer_prefix(t.item))
-            except NotImplementedError as e:
+            except LogprobsUnavailable as e:
                 raise UserError(f"model {spec.name!r}: {e}; use --method sample") from None
             except UserError:
                 raise
