@@ -26,6 +26,20 @@ def api_key_env(spec: ModelSpec, default: str | None) -> str | None:
     return str(var)
 
 
+def import_extra(module: str, backend: str, spec: ModelSpec):
+    """Import an optional engine inside a backend's ``__init__`` (so the registry can list the
+    backend without it), turning its absence into the install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise UserError(
+            f"backend {backend!r} needs an optional dependency ({e.name or e}); install it with: pip install 'monoculture[{backend}]'",
+            where=f"model {spec.name!r}",
+        ) from None
+
+
 class LogprobsUnavailable(Exception):
     """The backend (or the server behind it) cannot give first-token log-probabilities; the
     probes then tell the user to use sampled answers instead."""

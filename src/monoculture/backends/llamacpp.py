@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from monoculture.backends.base import Backend, Job, Result
+from monoculture.backends.base import Backend, Job, Result, import_extra
 from monoculture.backends.hf_transformers import apply_stop, engine_seed, error_text, plain_render, usable_cpus
 from monoculture.errors import UserError
 
@@ -33,13 +33,7 @@ class LlamaCppBackend(Backend):
     def __init__(self, spec):
         super().__init__(spec)
         where = f"model {spec.name!r}"
-        try:
-            import llama_cpp
-        except ImportError as e:
-            raise UserError(
-                f"backend 'llamacpp' needs an optional dependency ({e.name or e}); install it with: pip install 'monoculture[llamacpp]'",
-                where=where,
-            ) from None
+        llama_cpp = import_extra("llama_cpp", "llamacpp", spec)
         self._llama_cpp = llama_cpp
         path = os.path.expanduser(spec.model)
         if not os.path.isfile(path):

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from monoculture.backends.base import Backend, Job, Result
+from monoculture.backends.base import Backend, Job, Result, import_extra
 from monoculture.backends.hf_transformers import (
     apply_stop,
     candidate_token_ids,
@@ -62,15 +62,7 @@ class VLLMBackend(Backend):
     def __init__(self, spec):
         super().__init__(spec)
         where = f"model {spec.name!r}"
-        try:
-            import vllm
-        except ImportError as e:
-            # Raised here rather than at module import so that the registry can list the
-            # backend; the message matches the registry's for missing extras.
-            raise UserError(
-                f"backend 'vllm' needs an optional dependency ({e.name or e}); install it with: pip install 'monoculture[vllm]'",
-                where=where,
-            ) from None
+        vllm = import_extra("vllm", "vllm", spec)
         self._vllm = vllm
         p = dict(spec.params)
         model_ref = spec.model
