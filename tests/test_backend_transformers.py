@@ -172,7 +172,9 @@ def test_stop_sequences_and_max_tokens(backend):
     short = Sampling(temperature=0.8, max_tokens=3, seed=3)
     for r in backend.generate([_job(p, [0, 1], short) for p in PROMPTS]):
         assert r.completion_tokens <= 3
-        assert r.finish_reason == "length" or r.completion_tokens < 3
+        # "length" means the cap was reached; "stop" may come on the last allowed token (an
+        # end-of-turn token is counted), so it only bounds the count
+        assert r.finish_reason != "length" or r.completion_tokens == 3
 
     # sampled generation with a stop string: the stop text never appears in the answer
     common = Sampling(temperature=1.0, max_tokens=12, seed=5, stop=[" ", "e"])
