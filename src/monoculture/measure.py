@@ -162,7 +162,7 @@ def measure(
         "reference": reference, "responses": int(len(df)), "models": len(model_names), "prompts": len(prompt_keys),
         "seconds": round(elapsed, 3), "monoculture_version": _version(),
     }
-    summary["settings"] = settings
+    summary["settings"] = {**(summary.get("settings") or {}), **settings}  # the pipeline's own (permutations, draws) kept
     tables = result_tables(result)
     label = run_label(study, emb.name, calibrated)
     save_results(store, label, study, emb.name, calibrated, mu, summary, tables, settings)
