@@ -124,6 +124,21 @@ def engine_seed(spec, job: Job, sample_index: int, bits: int = 63) -> int:
     return int.from_bytes(digest, "big") >> (64 - bits)
 
 
+def encode_jobs(tokenizer, jobs: Iterable[Job]) -> Iterator["tuple[Job, list[int], str] | Result"]:
+    """(job, prompt token ids, prompt format) for each job; a job whose chat cannot be rendered
+    becomes one error Result per sample instead, so one bad prompt never stops a batch."""
+    for job in jobs:
+        try:
+            text, fmt = render_chat(tokenizer, job.messages)
+            ids = encode_prompt(tokenizer, text, fmt)
+        except Exception as e:
+            err = f"prompt rendering failed: {error_text(e)}"
+            for i, key in zip(job.sample_indices, job.keys):
+                yield Result(key=key, sample_index=i, error=err)
+            continue
+        yield job, ids, fmt
+
+
 def error_text(e: BaseException) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {msg}"[:500] if msg else type(e).__name__
@@ -254,15 +269,11 @@ class TransformersBackend(Backend):
 
     def generate(self, jobs: Iterable[Job]) -> Iterator[Result]:
         window: list[_Row] = []
-        for job in jobs:
-            try:
-                text, fmt = render_chat(self.tokenizer, job.messages)
-                ids = encode_prompt(self.tokenizer, text, fmt)
-            except Exception as e:
-                err = f"prompt rendering failed: {error_text(e)}"
-                for i, key in zip(job.sample_indices, job.keys):
-                    yield Result(key=key, sample_index=i, error=err)
+        for item in encode_jobs(self.tokenizer, jobs):
+            if isinstance(item, Result):
+                yield item
                 continue
+            job, ids, fmt = item
             if job.sampling.temperature == 0:
                 window.append(_Row(job, list(job.sample_indices), list(job.keys), ids, None, fmt))
             else:

@@ -33,6 +33,7 @@ from monoculture.backends.base import Backend, Job, Result, import_extra
 from monoculture.backends.hf_transformers import (
     apply_stop,
     candidate_token_ids,
+    encode_jobs,
     encode_prompt,
     engine_seed,
     error_text,
@@ -128,16 +129,11 @@ class VLLMBackend(Backend):
 
     def _run_chunk(self, jobs: list[Job]) -> Iterator[Result]:
         requests: list[_Request] = []
-        for job in jobs:
-            try:
-                text, fmt = render_chat(self.tokenizer, job.messages)
-                ids = encode_prompt(self.tokenizer, text, fmt)
-            except Exception as e:
-                err = f"prompt rendering failed: {error_text(e)}"
-                for i, key in zip(job.sample_indices, job.keys):
-                    yield Result(key=key, sample_index=i, error=err)
+        for item in encode_jobs(self.tokenizer, jobs):
+            if isinstance(item, Result):
+                yield item
                 continue
-            requests.extend(self._requests(job, ids, fmt))
+            requests.extend(self._requests(*item))
         if not requests:
             return
         prompts = [{"prompt_token_ids": r.prompt_ids} for r in requests]
