@@ -32,3 +32,21 @@ def shared_data() -> Path:
 @pytest.fixture
 def store_path(tmp_path) -> Path:
     return tmp_path / "test.duckdb"
+
+
+@pytest.fixture
+def fake_server():
+    """Start local OpenAI-compatible servers on demand (``fake_server(**options)``); all are
+    stopped at the end of the test."""
+    from fake_openai import FakeOpenAIServer
+
+    started = []
+
+    def start(**kw) -> FakeOpenAIServer:
+        s = FakeOpenAIServer(**kw).start()
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()

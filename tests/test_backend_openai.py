@@ -23,18 +23,9 @@ FAKE_KEY = "sk-test-Zq9SECRETkey-4f1c2a"
 
 
 @pytest.fixture
-def servers():
-    """Start servers on demand; all are stopped at the end of the test."""
-    started: list[FakeOpenAIServer] = []
-
-    def start(**kw) -> FakeOpenAIServer:
-        s = FakeOpenAIServer(**kw).start()
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
+def servers(fake_server):
+    """Start servers on demand; all are stopped at the end of the test (tests/conftest.py)."""
+    return fake_server
 
 
 @pytest.fixture

@@ -50,19 +50,3 @@ def tiny_qwen(tmp_path_factory) -> Path:
     from tiny_models import cached_tiny_model
 
     return cached_tiny_model("qwen2", 0, cache_dir=tmp_path_factory.mktemp("probe-tiny"))
-
-
-@pytest.fixture
-def fake_server():
-    from fake_openai import FakeOpenAIServer
-
-    started = []
-
-    def start(**kw):
-        s = FakeOpenAIServer(**kw).start()
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()

@@ -11,7 +11,7 @@ from monoculture.measure import measure
 from monoculture.probes.cli import probe_command
 from monoculture.store import Store
 from monoculture.study import load_study
-from probe_helpers import fake_server, small_suite, write_study  # noqa: F401 - fixtures
+from probe_helpers import small_suite, write_study  # noqa: F401 - fixtures
 
 COUNTRIES = "question_id,country,option,share\n" + "".join(
     f"{q},{c},{o},{s}\n"
