@@ -86,3 +86,43 @@ def test_self_repetition_ignores_texts_too_short_to_repeat():
     assert math.isnan(self_repetition(["Paris"] * 10))  # no 4-gram anywhere: missing, not 0
     texts = ["the cat sat on the mat", "the cat sat on a hat", "yes"]
     assert self_repetition(texts) == pytest.approx(math.log(2))  # "yes" does not pull it to 2/3
+
+
+def reference_figures(texts):
+    """METRICS.md read literally: Python sets and Counters, one set of texts at a time."""
+    import re
+    from collections import Counter
+
+    toks = [re.findall(r"\w+(?:['’]\w+)*", t.lower()) for t in texts]
+    out = {}
+    for n in (1, 2, 3, 4):
+        grams = [tuple(t[i:i + n]) for t in toks for i in range(len(t) - n + 1)]
+        out[f"ngram_div_{n}"] = len(set(grams)) / len(grams) if grams else math.nan
+    sets = [{tuple(t[i:i + 4]) for i in range(len(t) - 3)} for t in toks]
+    seen = Counter(g for s in sets for g in s)
+    scores = [math.log1p(sum(seen[g] >= 2 for g in s)) for s in sets if s]
+    out["self_repetition"] = float(np.mean(scores)) if len(texts) >= 2 and scores else math.nan
+    raw = "\n".join(texts).encode()
+    out["compression_ratio"] = len(raw) / len(gzip.compress(raw, 9, mtime=0)) if raw else math.nan
+    return out
+
+
+@pytest.mark.parametrize("pack_limit", [None, 1000])
+def test_table_matches_a_literal_implementation(monkeypatch, pack_limit):
+    # pack_limit forces the path that renumbers n-grams too large to pack with the text number.
+    import monoculture.metrics.lexical as lexical
+
+    if pack_limit is not None:
+        monkeypatch.setattr(lexical, "_INT64_MAX", pack_limit)
+    rng = np.random.default_rng(7)
+    words = ["the", "cat", "Sat", "on", "mat", "don't", "rock’n’roll", "Ünïcode", "x_y", "42", "a"]
+    texts = [" ".join(rng.choice(words, rng.integers(0, 14))) + rng.choice(["", ".", " !", "''"]) for _ in range(60)]
+    model = rng.integers(0, 4, 60)
+    cell = model * 5 + rng.integers(0, 5, 60)
+    crossed = rng.integers(-1, 3, 60)
+    tables = lexical_table(texts, [model, cell, crossed], [4, 20, 3])
+    for sid, table in zip([model, cell, crossed], tables):
+        for s in range(table.shape[0]):
+            members = [t for t, x in zip(texts, sid) if x == s]
+            for k, v in reference_figures(members).items():
+                assert table.loc[s, k] == pytest.approx(v, nan_ok=True, rel=1e-12), (s, k)

@@ -17,6 +17,34 @@ def direct_pool_vendi(rs, p, models, q=1.0):
     return vendi_score(rs.X[rows], np.array(w), q)
 
 
+def assert_matches_direct(rs, vr, n_models, n_prompts, grp, q):
+    """Every per-prompt figure against pools built and scored one at a time."""
+    M = n_models
+    inside = set(np.flatnonzero(grp))
+    for p in range(n_prompts):
+        present = [m for m in range(M) if ((rs.prompt == p) & (rs.model == m)).any()]
+        if len(present) < 2:
+            assert np.isnan(vr.voices[p])
+            continue
+        V = direct_pool_vendi(rs, p, range(M), q)
+        assert vr.voices[p] == pytest.approx(V, abs=1e-9)
+        for m in range(M):
+            if m in present:
+                rest = direct_pool_vendi(rs, p, [o for o in range(M) if o != m], q)
+                assert vr.loo[p, m] == pytest.approx(V - rest, abs=1e-9)
+            else:
+                assert np.isnan(vr.loo[p, m])
+        if inside & set(present) and set(present) - inside:
+            rest = direct_pool_vendi(rs, p, [o for o in range(M) if o not in inside], q)
+            assert vr.group_loss["g"][p] == pytest.approx(V - rest, abs=1e-9)
+        diffs = []
+        for draw in random_groups(M, len(inside), 100):
+            members = set(np.flatnonzero(draw))
+            if members & set(present) and set(present) - members:
+                diffs.append(V - direct_pool_vendi(rs, p, [o for o in range(M) if o not in members], q))
+        assert vr.group_baseline["g"][p] == pytest.approx(np.mean(diffs), abs=1e-9)
+
+
 @pytest.mark.parametrize("d,ragged", [(12, True), (12, False), (5, True)])
 def test_voices_loo_and_groups_match_direct_computation(rng, d, ragged):
     # d = 12 >= pool size: Gram path (ragged and complete layouts); d = 5: the d x d path.
@@ -26,29 +54,20 @@ def test_voices_loo_and_groups_match_direct_computation(rng, d, ragged):
     idx = index_cells(rs.model, rs.prompt, 4, 6, rs.sample)
     grp = np.array([True, True, False, False])
     vr = voices_analysis(rs.X, idx, {"g": grp}, q=2.0, n_random=100)
-    for p in range(6):
-        present = [m for m in range(4) if ((rs.prompt == p) & (rs.model == m)).any()]
-        if len(present) < 2:
-            assert np.isnan(vr.voices[p])
-            continue
-        V = direct_pool_vendi(rs, p, range(4), 2.0)
-        assert vr.voices[p] == pytest.approx(V, abs=1e-9)
-        for m in range(4):
-            if m in present:
-                rest = direct_pool_vendi(rs, p, [o for o in range(4) if o != m], 2.0)
-                assert vr.loo[p, m] == pytest.approx(V - rest, abs=1e-9)
-            else:
-                assert np.isnan(vr.loo[p, m])
-        if {0, 1} & set(present) and {2, 3} & set(present):
-            assert vr.group_loss["g"][p] == pytest.approx(V - direct_pool_vendi(rs, p, [2, 3], 2.0), abs=1e-9)
-        # Size-2 baseline: all 6 pairs of 4 models (exact, since 6 <= 100 draws).
-        diffs = []
-        for pair in random_groups(4, 2, 100):
-            members = set(np.flatnonzero(pair))
-            if members & set(present) and set(present) - members:
-                diffs.append(V - direct_pool_vendi(rs, p, [o for o in range(4) if o not in members], 2.0))
-        assert vr.group_baseline["g"][p] == pytest.approx(np.mean(diffs), abs=1e-9)
-    assert vr.baseline_draws[2] == 6
+    assert_matches_direct(rs, vr, 4, 6, grp, 2.0)
+    assert vr.baseline_draws[2] == 6  # all 6 pairs of 4 models (exact, since 6 <= 100 draws)
+
+
+def test_prompts_sharing_a_layout_and_stragglers_agree_with_direct_computation(rng):
+    # 20 complete prompts, 20 without model 1 (two shared layouts, fast path) and 8 ragged
+    # stragglers (gathered one by one), all in one study.
+    rs = synthetic_study(rng, n_models=5, n_prompts=48, k=2, d=16)
+    drop = ((rs.prompt >= 20) & (rs.prompt < 40) & (rs.model == 1)) | ((rs.prompt >= 40) & (rng.random(rs.n) < 0.4))
+    rs = rs.subset(~drop)
+    idx = index_cells(rs.model, rs.prompt, 5, 48, rs.sample)
+    grp = np.array([True, False, True, False, False])
+    vr = voices_analysis(rs.X, idx, {"g": grp}, n_random=100)
+    assert_matches_direct(rs, vr, 5, 48, grp, 1.0)
 
 
 def test_own_range(rng):

@@ -16,7 +16,7 @@ import gzip
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -113,36 +113,14 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
         texts_p = perm[np.any([uses[L][perm] for L in levels], axis=0)]  # texts of this pass, in order
         lens_p = lens[texts_p]
         total_tokens = int(lens_p.sum())
-        idx = np.repeat(offsets[texts_p] - (np.cumsum(lens_p) - lens_p), lens_p) + np.arange(total_tokens)
+        starts_p = np.cumsum(lens_p) - lens_p
+        idx = np.repeat(offsets[texts_p] - starts_p, lens_p) + np.arange(total_tokens)
         tok_p = tok[idx]
         rank = np.repeat(np.arange(len(texts_p)), lens_p)  # text number in pass order
-        remaining = np.repeat(lens_p, lens_p) - (np.arange(total_tokens) - np.repeat(np.cumsum(lens_p) - lens_p, lens_p))
+        remaining = np.repeat(lens_p + starts_p, lens_p) - np.arange(total_tokens)  # tokens left in the text
         set_rank = {L: sids[L][texts_p] for L in levels}  # set per text of the pass, -1 if unused
-        used_all = {L: bool((set_rank[L] >= 0).all()) for L in levels}
-        key = tok_p
-        for order in ORDERS:
-            if order > 1:
-                nxt = np.zeros_like(tok_p)
-                nxt[: max(0, total_tokens - order + 1)] = tok_p[order - 1:]
-                key = dense * V + nxt  # dense < tokens, so this cannot overflow
-            valid = np.flatnonzero(remaining >= order)
-            vo = valid[np.argsort(key[valid], kind="stable")]  # positions in (n-gram, text) order
-            r = rank[vo]
-            d_sorted = np.cumsum(_first_of_runs(key[vo])) - 1  # n-grams renumbered 0, 1, ...
-            dense = np.zeros(total_tokens, dtype=np.int64)
-            dense[vo] = d_sorted
-            for L in levels:
-                s = set_rank[L][r]
-                d, rr = d_sorted, r
-                if not used_all[L]:
-                    keep = s >= 0
-                    s, d, rr = s[keep], d[keep], r[keep]
-                total = np.bincount(s, minlength=sizes[L])
-                distinct = np.bincount(s[_first_of_runs(d, s)], minlength=sizes[L])
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    results[L][f"ngram_div_{order}"] = np.where(total > 0, distinct / np.maximum(total, 1), np.nan)
-                if order == 4:
-                    results[L]["self_repetition"] = _self_repetition(d, rr, s, set_rank[L], sizes[L])
+        for L, figures in _count_ngrams(tok_p, rank, remaining, V, set_rank, sizes).items():
+            results[L].update(figures)
 
     out = []
     for L, sid in enumerate(sids):
@@ -162,16 +140,96 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
     return out
 
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def _count_ngrams(tok, rank, remaining, V, set_rank, sizes) -> dict[int, dict[str, np.ndarray]]:
+    """n-gram diversity for n = 1..4 and self-repetition for every level of one pass.
+
+    Each order's (n-gram, text) pairs are sorted once, by n-gram and then text; counting is a
+    linear scan of that order. Orders 3 and 4 are keyed by bigram numbers, so only order 2
+    has to number its n-grams and, once it has, the other three sorts are independent: they
+    run in a second thread (numpy releases the GIL while it sorts).
+    """
+    T = max(1, len(next(iter(set_rank.values()))))
+
+    def figures(order: int, g: np.ndarray, r: np.ndarray) -> dict[int, dict[str, np.ndarray]]:
+        out: dict[int, dict[str, np.ndarray]] = {}
+        for L, sr in set_rank.items():
+            gl, rl, s = g, r, sr[r]
+            if not (sr >= 0).all():
+                keep = s >= 0
+                gl, rl, s = g[keep], r[keep], s[keep]
+            total = np.bincount(s, minlength=sizes[L])
+            distinct = np.bincount(s[_first_of_runs(gl, s)], minlength=sizes[L])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[L] = {f"ngram_div_{order}": np.where(total > 0, distinct / np.maximum(total, 1), np.nan)}
+            if order == 4:
+                out[L]["self_repetition"] = _self_repetition(gl, rl, s, sr, sizes[L])
+        return out
+
+    def order_from(key_of: Callable[[np.ndarray], np.ndarray], order: int) -> dict:
+        pos = np.flatnonzero(remaining >= order)
+        return figures(order, *_sorted_pairs(key_of(pos), rank[pos], T))
+
+    with ThreadPoolExecutor(1) as ex:
+        first = ex.submit(order_from, lambda pos: tok[pos], 1)
+        bigram, second = _number_bigrams(tok, rank, remaining, V)
+        D2 = int(bigram.max()) + 1 if bigram.size else 1
+        parts = [first, ex.submit(figures, 2, *second),
+                 ex.submit(order_from, lambda pos: bigram[pos] * V + tok[pos + 2], 3)]
+        parts = [p.result() for p in parts] + [order_from(lambda pos: bigram[pos] * D2 + bigram[pos + 2], 4)]
+    merged: dict[int, dict[str, np.ndarray]] = {L: {} for L in set_rank}
+    for part in parts:
+        for L, figs in part.items():
+            merged[L].update(figs)
+    return merged
+
+
+def _sorted_pairs(key: np.ndarray, text: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n-gram, text) pairs sorted by n-gram, then text.
+
+    Both are packed into one int64 and the values sorted, which is about twice as fast as a
+    stable argsort of the keys. Keys too large to pack are renumbered first.
+    """
+    if key.size and int(key.max()) > (_INT64_MAX - T) // T:
+        key = np.unique(key, return_inverse=True)[1].ravel()
+    packed = key * T + text
+    packed.sort()
+    return np.divmod(packed, T)
+
+
+def _number_bigrams(tok, rank, remaining, V) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Bigram numbers by token position (0 where no bigram starts), and the order-2 pairs
+    sorted by (bigram, text) as :func:`_sorted_pairs` returns them."""
+    N = len(tok)
+    pos = np.flatnonzero(remaining >= 2)
+    key = tok[pos] * V + tok[pos + 1]
+    if key.size and int(key.max()) > (_INT64_MAX - N) // N:
+        key = np.unique(key, return_inverse=True)[1].ravel()
+    packed = key * N + pos  # positions grow with the text, so this also sorts by text
+    packed.sort()
+    key, pos = np.divmod(packed, N)
+    numbers = np.cumsum(_first_of_runs(key)) - 1
+    bigram = np.zeros(N, dtype=np.int64)
+    bigram[pos] = numbers
+    return bigram, (numbers, rank[pos])
+
+
 def _compression_ratios(members: list[list[str]]) -> np.ndarray:
-    """Compression ratio per set. zlib releases the GIL on large buffers, so big sets (a whole
-    model's answers) are compressed in threads; small ones are not worth a thread each."""
-    big = [i for i, m in enumerate(members) if sum(map(len, m)) > 2**18]
-    is_big = set(big)
-    out = np.fromiter((np.nan if i in is_big else compression_ratio(m) for i, m in enumerate(members)),
-                      dtype=np.float64, count=len(members))
-    if big:
-        with ThreadPoolExecutor(max(1, min(len(big), os.cpu_count() or 1))) as ex:
-            out[big] = list(ex.map(compression_ratio, (members[i] for i in big)))
+    """Compression ratio per set, in threads: zlib releases the GIL while it compresses, which
+    is most of the time here (level 9 runs at about 40 MB/s). Sets are dealt out in slices of
+    similar size so that one thread does not finish long after the others."""
+    size = np.fromiter((sum(map(len, m)) for m in members), dtype=np.int64, count=len(members))
+    workers = min(os.cpu_count() or 1, 8)
+    if workers == 1 or size.sum() < 2**20:
+        return np.fromiter(map(compression_ratio, members), dtype=np.float64, count=len(members))
+    edges = np.searchsorted(np.cumsum(size), np.linspace(0, size.sum(), 4 * workers + 1)[1:-1])
+    slices = [s for s in np.split(np.arange(len(members)), edges) if s.size]
+    out = np.empty(len(members))
+    with ThreadPoolExecutor(workers) as ex:
+        for sl, ratios in zip(slices, ex.map(lambda sl: [compression_ratio(members[i]) for i in sl], slices)):
+            out[sl] = ratios
     return out
 
 

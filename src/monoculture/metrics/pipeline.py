@@ -14,6 +14,7 @@ dropped with the other unusable rows.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -287,17 +288,19 @@ def measure_all(
     # Every product here is small (per-prompt Gram matrices, B x P resampling); multithreaded
     # BLAS only adds synchronisation to them, and on a busy machine makes them several times
     # slower. Separability raises the limit for its own, larger fits.
-    with threadpool_limits(limits=1, user_api="blas"):
+    # The side thread computes the lexical figures while the embedding metrics run.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(1, thread_name_prefix="lexical") as side:
         return _measure_all(
             rs, groups, what_if_removed, reference, derivatives, n_boot, seed, q, tau, equivalent,
             center=center, family=family, n_random=n_random, n_perm=n_perm, floor_pairs=floor_pairs,
             separability=separability, pairwise=pairwise, lexical=lexical, level=level, n_jobs=n_jobs,
+            side=side,
         )
 
 
 def _measure_all(
     rs, groups, what_if_removed, reference, derivatives, n_boot, seed, q, tau, equivalent, *, center,
-    family, n_random, n_perm, floor_pairs, separability, pairwise, lexical, level, n_jobs,
+    family, n_random, n_perm, floor_pairs, separability, pairwise, lexical, level, n_jobs, side: ThreadPoolExecutor,
 ) -> MeasureResult:
     clock = _Stopwatch()
     X_all, model_all, prompt_all, rows, reasons, mu = _prepare(rs, center)
@@ -342,6 +345,14 @@ def _measure_all(
 
     counts = resample_counts(P, n_boot, seed)
     clock.lap("prepare")
+
+    # Lexical figures need only the texts. They run beside the embedding metrics: tokenising
+    # holds the GIL on one core while the eigendecompositions and fits below release it.
+    lexical_job = None
+    if lexical and texts is not None:
+        lexical_job = side.submit(_timed, _lexical, texts, model, index, models)
+    elif lexical:
+        notes.append("lexical metrics not computed: the response set has no texts")
 
     # Similarity.
     pair = pair_similarity(X, index)
@@ -486,12 +497,10 @@ def _measure_all(
         result.accent = _accent(derivatives, models, groups or {}, fam_attr, pair, counts, level, notes)
 
     clock.lap("lineage")
-    if lexical:
-        if texts is None:
-            notes.append("lexical metrics not computed: the response set has no texts")
-        else:
-            result.lexical = _lexical(texts, model, index, models)
-    clock.lap("lexical")
+    if lexical_job is not None:
+        result.lexical, seconds = lexical_job.result()
+        clock.lap("lexical_wait")
+        clock.laps["lexical"] = round(seconds, 4)
     result.timings = clock.laps
     return result
 
@@ -635,6 +644,11 @@ def _accent(derivatives, models, groups, fam_attr, pair, counts, level, notes) -
         rows[d] = {"base": b, "value": e.value, "lo": e.lo, "hi": e.hi, "prompts": e.prompts,
                    "others": int(len([o for o in others if o not in (di, bi)]))}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("derivative")
+
+
+def _timed(f, *args):
+    t = time.perf_counter()
+    return f(*args), time.perf_counter() - t
 
 
 def _lexical(texts, model, index: CellIndex, models: list[str]) -> pd.DataFrame:

@@ -108,43 +108,66 @@ def scenario_vendi(X: np.ndarray, index: CellIndex, include: np.ndarray, q: floa
     return out
 
 
+#: Prompts that share a layout (which model sits in which slot) with at least this many others
+#: take the layout's fast path; the rest are gathered one by one.
+_SHARED_LAYOUT = 16
+
+
 def _scenario_chunks(Xf, rows, valid, pm0, k_slot, include, n_inc, width_r, step_p, dec) -> None:
-    P, width = rows.shape
-    for plo in range(0, P, step_p):
-        sl = slice(plo, min(P, plo + step_p))
-        cols = np.arange(sl.start, sl.stop)
-        ok = valid[sl]
-        Xg = Xf[np.where(ok, rows[sl], 0)] * ok[..., None]
-        G = Xg @ Xg.transpose(0, 2, 1)
-        # Weights are 1 / (n_kept k_m): fold 1/sqrt(k_i k_j) into the Gram once; each scenario
-        # then only selects its rows and divides by its number of kept models.
-        sk = 1.0 / np.sqrt(k_slot[sl])
-        Gk = (G * sk[:, :, None] * sk[:, None, :])[None]  # (1, c, width, width)
-        c = len(cols)
-        if ok.all() and (pm0[sl] == pm0[sl][:1]).all():
-            # Every prompt has the same layout (a complete study): each scenario keeps the same
-            # slots everywhere, so its kernels are one strided selection of the Gram stack.
-            _uniform_scenarios(Gk[0], pm0[plo], include, n_inc[:, cols], cols, dec)
-            continue
-        for wdt in np.unique(width_r[width_r > 0]):
-            group = np.flatnonzero(width_r == wdt)
-            step_r = max(1, int(_WEIGHT_BYTES // max(1, 8 * 3 * c * int(wdt) * width)))
-            for rlo in range(0, len(group), step_r):
-                rr = group[rlo: rlo + step_r]
-                keep = include[rr][:, pm0[sl]] & ok[None]  # (r, c, width)
-                pos = np.argsort(~keep, axis=2, kind="stable")[:, :, :wdt]
-                K = np.take_along_axis(Gk, pos[..., :, None], axis=2)
-                K = np.take_along_axis(K, pos[..., None, :], axis=3)
-                n = n_inc[rr][:, cols]
-                kept = np.take_along_axis(keep, pos, axis=2)
-                if not kept.all():  # prompts that keep fewer rows than the widest one
-                    K = K * (kept[..., :, None] & kept[..., None, :])
-                K /= np.maximum(n, 1)[..., None, None]
-                dec.submit(K, rr, cols, n)
+    """Feed every scenario's kernels to ``dec``, grouping prompts by layout.
+
+    Prompts with the same layout keep the same slots in a scenario, so their kernels are one
+    strided selection of a Gram stack. In a complete study that is every prompt; a few prompts
+    with a missing answer should not send the rest down the slow per-prompt gather.
+    """
+    layout = np.where(valid, pm0, -1)
+    uniq, inverse = np.unique(layout, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    shared = np.bincount(inverse)[inverse] >= _SHARED_LAYOUT
+    for u in np.unique(inverse[shared]):
+        prompts = np.flatnonzero(inverse == u)
+        for lo in range(0, len(prompts), step_p):
+            cols = prompts[lo: lo + step_p]
+            _uniform_scenarios(_gram_stack(Xf, rows, valid, k_slot, cols), uniq[u], include, n_inc[:, cols], cols, dec)
+    rest = np.flatnonzero(~shared)
+    for lo in range(0, len(rest), step_p):
+        cols = rest[lo: lo + step_p]
+        _gathered_scenarios(_gram_stack(Xf, rows, valid, k_slot, cols)[None], valid[cols], pm0[cols], include, n_inc, width_r, cols, dec)
 
 
-def _uniform_scenarios(Gk, slot_model, include, n_inc, cols, dec: _Decomposer) -> None:
-    keep = include[:, slot_model]  # (R, width): the same for every prompt
+def _gram_stack(Xf, rows, valid, k_slot, cols) -> np.ndarray:
+    """(c, width, width) Gram matrices of the given prompts' pools with 1 / sqrt(k_i k_j) folded
+    in: each scenario then only selects its rows and divides by its number of kept models."""
+    ok = valid[cols]
+    Xg = Xf[np.where(ok, rows[cols], 0)] * ok[..., None]
+    G = Xg @ Xg.transpose(0, 2, 1)
+    sk = 1.0 / np.sqrt(k_slot[cols])
+    return G * sk[:, :, None] * sk[:, None, :]
+
+
+def _gathered_scenarios(Gk, ok, pm0, include, n_inc, width_r, cols, dec: _Decomposer) -> None:
+    """Scenarios over prompts of different layouts: each prompt's kept slots are gathered."""
+    c, width = ok.shape
+    for wdt in np.unique(width_r[width_r > 0]):
+        group = np.flatnonzero(width_r == wdt)
+        step_r = max(1, int(_WEIGHT_BYTES // max(1, 8 * 3 * c * int(wdt) * width)))
+        for rlo in range(0, len(group), step_r):
+            rr = group[rlo: rlo + step_r]
+            keep = include[rr][:, pm0] & ok[None]  # (r, c, width)
+            pos = np.argsort(~keep, axis=2, kind="stable")[:, :, :wdt]
+            K = np.take_along_axis(Gk, pos[..., :, None], axis=2)
+            K = np.take_along_axis(K, pos[..., None, :], axis=3)
+            n = n_inc[rr][:, cols]
+            kept = np.take_along_axis(keep, pos, axis=2)
+            if not kept.all():  # prompts that keep fewer rows than the widest one
+                K = K * (kept[..., :, None] & kept[..., None, :])
+            K /= np.maximum(n, 1)[..., None, None]
+            dec.submit(K, rr, cols, n)
+
+
+def _uniform_scenarios(Gk, layout, include, n_inc, cols, dec: _Decomposer) -> None:
+    """Scenarios over prompts that share ``layout`` (model per slot, -1 for an empty slot)."""
+    keep = include[:, np.maximum(layout, 0)] & (layout >= 0)[None]  # (R, width): the same for every prompt
     widths = keep.sum(axis=1)
     for wdt in np.unique(widths[widths > 0]):
         group = np.flatnonzero(widths == wdt)
