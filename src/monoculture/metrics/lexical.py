@@ -147,9 +147,9 @@ def _count_ngrams(tok, rank, remaining, V, set_rank, sizes) -> dict[int, dict[st
     """n-gram diversity for n = 1..4 and self-repetition for every level of one pass.
 
     Each order's (n-gram, text) pairs are sorted once, by n-gram and then text; counting is a
-    linear scan of that order. Orders 3 and 4 are keyed by bigram numbers, so only order 2
-    has to number its n-grams and, once it has, the other three sorts are independent: they
-    run in a second thread (numpy releases the GIL while it sorts).
+    linear scan of that order. Orders 3 and 4 are keyed by bigram numbers, so only the bigrams
+    have to be numbered (one sort, while order 1 is counted in a second thread) and orders 2-3
+    and 4 are then counted in the two threads at once (numpy releases the GIL while it sorts).
     """
     T = max(1, len(next(iter(set_rank.values()))))
 
