@@ -102,13 +102,44 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
     """
     n = len(texts)
     has = np.fromiter((isinstance(t, str) for t in texts), dtype=bool, count=n)
-    tok, lens, V = _tokenize_all(texts, has)
-    offsets = np.cumsum(lens) - lens
     sids = [np.asarray(sid, dtype=np.int64) for sid in set_ids]
     sizes = [int(n_sets[L]) if n_sets is not None else (int(sid.max()) + 1 if sid.size else 0) for L, sid in enumerate(sids)]
     uses = [has & (sid >= 0) for sid in sids]
-    results: list[dict[str, np.ndarray]] = [dict() for _ in sids]
+    results: list[dict[str, np.ndarray]] = [{} for _ in sids]
+    # Compression needs only the texts, and zlib releases the GIL: it runs while the texts are
+    # tokenised here.
+    with ThreadPoolExecutor(1, thread_name_prefix="gzip") as ex:
+        ratios = ex.submit(lambda: [_compression_ratios(_members(texts, sid, use, S)) for sid, use, S in zip(sids, uses, sizes)])
+        tok, lens, V = _tokenize_all(texts, has)
+        _count_passes(tok, lens, V, sids, uses, sizes, results)
+        for L, ratio in enumerate(ratios.result()):
+            results[L]["compression_ratio"] = ratio
 
+    out = []
+    for L, sid in enumerate(sids):
+        S, use = sizes[L], uses[L]
+        table = pd.DataFrame(index=pd.RangeIndex(S, name="set"))
+        table["texts"] = np.bincount(sid[use], minlength=S)
+        table["tokens"] = np.bincount(sid[use], weights=lens[use], minlength=S).astype(np.int64)
+        table["compression_ratio"] = results[L]["compression_ratio"]
+        for order in ORDERS:
+            table[f"ngram_div_{order}"] = results[L][f"ngram_div_{order}"]
+        table["ngram_div_mean"] = table[[f"ngram_div_{o}" for o in ORDERS]].to_numpy().mean(axis=1) if S else []
+        table["self_repetition"] = results[L]["self_repetition"]
+        out.append(table)
+    return out
+
+
+def _members(texts, sid, use, S) -> list[list[str]]:
+    members: list[list[str]] = [[] for _ in range(S)]
+    for i in np.flatnonzero(use):
+        members[sid[i]].append(texts[i])
+    return members
+
+
+def _count_passes(tok, lens, V, sids, uses, sizes, results) -> None:
+    """n-gram figures of every level into ``results``, one pass per compatible text order."""
+    offsets = np.cumsum(lens) - lens
     for perm, levels in _passes(sids, uses):
         texts_p = perm[np.any([uses[L][perm] for L in levels], axis=0)]  # texts of this pass, in order
         lens_p = lens[texts_p]
@@ -121,23 +152,6 @@ def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_
         set_rank = {L: sids[L][texts_p] for L in levels}  # set per text of the pass, -1 if unused
         for L, figures in _count_ngrams(tok_p, rank, remaining, V, set_rank, sizes).items():
             results[L].update(figures)
-
-    out = []
-    for L, sid in enumerate(sids):
-        S, use = sizes[L], uses[L]
-        table = pd.DataFrame(index=pd.RangeIndex(S, name="set"))
-        table["texts"] = np.bincount(sid[use], minlength=S)
-        table["tokens"] = np.bincount(sid[use], weights=lens[use], minlength=S).astype(np.int64)
-        members: list[list[str]] = [[] for _ in range(S)]
-        for i in np.flatnonzero(use):
-            members[sid[i]].append(texts[i])
-        table["compression_ratio"] = _compression_ratios(members)
-        for order in ORDERS:
-            table[f"ngram_div_{order}"] = results[L][f"ngram_div_{order}"]
-        table["ngram_div_mean"] = table[[f"ngram_div_{o}" for o in ORDERS]].to_numpy().mean(axis=1) if S else []
-        table["self_repetition"] = results[L]["self_repetition"]
-        out.append(table)
-    return out
 
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
