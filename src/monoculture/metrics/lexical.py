@@ -200,32 +200,27 @@ def _count_ngrams(tok, rank, remaining, V, set_rank, sizes) -> dict[int, dict[st
     return merged
 
 
-def _sorted_pairs(key: np.ndarray, text: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n-gram, text) pairs sorted by n-gram, then text.
+def _sorted_pairs(key: np.ndarray, minor: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+    """(key, minor) pairs sorted by key, then minor (0 <= minor < base).
 
     Both are packed into one int64 and the values sorted, which is about twice as fast as a
     stable argsort of the keys. Keys too large to pack are renumbered first.
     """
-    if key.size and int(key.max()) > (_INT64_MAX - T) // T:
+    if key.size and int(key.max()) > (_INT64_MAX - base) // base:
         key = np.unique(key, return_inverse=True)[1].ravel()
-    packed = key * T + text
+    packed = key * base + minor
     packed.sort()
-    return np.divmod(packed, T)
+    return np.divmod(packed, base)
 
 
 def _number_bigrams(tok, rank, remaining, V) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Bigram numbers by token position (0 where no bigram starts), and the order-2 pairs
     sorted by (bigram, text) as :func:`_sorted_pairs` returns them."""
-    N = len(tok)
     pos = np.flatnonzero(remaining >= 2)
-    key = tok[pos] * V + tok[pos + 1]
-    if key.size and int(key.max()) > (_INT64_MAX - N) // N:
-        key = np.unique(key, return_inverse=True)[1].ravel()
-    packed = key * N + pos  # positions grow with the text, so this also sorts by text
-    packed.sort()
-    key, pos = np.divmod(packed, N)
+    # Positions grow with the text, so sorting by (bigram, position) also sorts by text.
+    key, pos = _sorted_pairs(tok[pos] * V + tok[pos + 1], pos, len(tok))
     numbers = np.cumsum(_first_of_runs(key)) - 1
-    bigram = np.zeros(N, dtype=np.int64)
+    bigram = np.zeros(len(tok), dtype=np.int64)
     bigram[pos] = numbers
     return bigram, (numbers, rank[pos])
 
