@@ -298,21 +298,104 @@ def measure_all(
         )
 
 
+@dataclass
+class _Study:
+    """The cleaned study every stage reads: usable rows only, models and prompts recoded to
+    those that kept a row, one cell index and one bootstrap count matrix."""
+
+    X: np.ndarray
+    model: np.ndarray
+    prompt: np.ndarray
+    texts: list[str] | None
+    models: list[str]
+    prompts: list[str]
+    index: CellIndex
+    counts: np.ndarray
+    mu: np.ndarray | None
+    skipped: dict[str, Any]
+    notes: list[str]
+
+    @property
+    def M(self) -> int:
+        return len(self.models)
+
+    @property
+    def P(self) -> int:
+        return len(self.prompts)
+
+
+@dataclass
+class _Similarity:
+    pair: np.ndarray  # (P, M, M) per-prompt similarities, diagonal W
+    C: np.ndarray
+    C_n: np.ndarray
+    W: np.ndarray
+    H: Estimate
+    F: dict
+
+
 def _measure_all(
     rs, groups, what_if_removed, reference, derivatives, n_boot, seed, q, tau, equivalent, *, center,
     family, n_random, n_perm, floor_pairs, separability, pairwise, lexical, level, n_jobs, side: ThreadPoolExecutor,
 ) -> MeasureResult:
+    """The stages in order: prepare, lexical (in the side thread), similarity, groups and
+    voices, partition, one bootstrap pass and the tables, separability, lineage."""
     clock = _Stopwatch()
+    st = _prepare_study(rs, center, n_boot, seed)
+    clock.lap("prepare")
+    lexical_job = _start_lexical(st, lexical, side)
+    sim = _similarity_stage(st, floor_pairs, seed, level)
+    clock.lap("similarity")
+    group_list = _resolve_groups(groups or {}, st.models, st.skipped)
+    highlight = _resolve_highlights(what_if_removed, group_list, st.models)
+    masks = {g.key: np.isin(st.models, g.members) for g in group_list}
+    vr = voices_analysis(st.X, st.index, masks, q=q, n_random=n_random, seed=seed)
+    clock.lap("voices")
+    distinct = _partition_stage(st, tau, equivalent)
+    clock.lap("partition")
+    split = _bootstrap_stage(st, sim, vr, distinct, list(masks), level)
+    per_model = _per_model_table(st, sim, split)
+    result = _assemble(st, sim, vr, distinct, split, per_model, group_list, highlight, reference, level,
+                       settings={
+                           "n_boot": n_boot,
+                           "seed": seed,
+                           "q": q,
+                           "tau": tau,
+                           "equivalence": "cosine" if equivalent is None else getattr(equivalent, "__name__", "callable"),
+                           "level": level,
+                           "n_random": n_random,
+                           "n_perm": n_perm,
+                           "floor_pairs": floor_pairs,
+                           "embeddings": "centred here" if st.mu is not None else "as given",
+                       })
+    clock.lap("bootstrap")
+    if separability:
+        _separability_stage(result, st, pairwise, level, seed, n_jobs)
+    clock.lap("separability")
+    if group_list:
+        result.lineage = _lineage(group_list, st.models, sim.C, n_perm, seed)
+    if derivatives:
+        fam_attr = family if family is not None else ("family" if groups and "family" in groups else None)
+        result.accent = _accent(derivatives, st.models, groups or {}, fam_attr, sim.pair, st.counts, level, st.notes)
+    clock.lap("lineage")
+    if lexical_job is not None:
+        result.lexical, seconds = lexical_job.result()
+        clock.lap("lexical_wait")
+        clock.laps["lexical"] = round(seconds, 4)
+    result.timings = clock.laps
+    return result
+
+
+def _prepare_study(rs: ResponseSet, center, n_boot: int, seed: int) -> _Study:
+    """Clean the rows, recode to the models and prompts that still have rows, index the cells
+    and draw the resampling; refuse a study with nothing to compare."""
     X_all, model_all, prompt_all, rows, reasons, mu = _prepare(rs, center)
     notes: list[str] = []
     skipped: dict[str, Any] = dict(reasons)
-
-    # Recode to the models and prompts that still have rows.
     used_models = np.unique(model_all[rows])
     used_prompts = np.unique(prompt_all[rows])
     used = set(used_models.tolist())
-    lost_models = [name for i, name in enumerate(rs.model_names) if i not in used]
-    skipped["models_without_responses"] = lost_models
+    skipped["models_without_responses"] = [name for i, name in enumerate(rs.model_names) if i not in used]
     skipped["prompts_without_responses"] = int(len(rs.prompt_ids) - len(used_prompts))
     if len(used_models) < 2:
         present = ", ".join(rs.model_names[i] for i in used_models) or "none"
@@ -342,167 +425,134 @@ def _measure_all(
     skipped["models_without_repeats"] = no_repeat
     if no_repeat:
         notes.append(f"within-model similarity and own range need k >= 2; undefined for {len(no_repeat)} model(s)")
-
     counts = resample_counts(P, n_boot, seed)
-    clock.lap("prepare")
+    return _Study(X, model, prompt, texts, models, prompts, index, counts, mu, skipped, notes)
 
-    # Lexical figures need only the texts. They run beside the embedding metrics: tokenising
-    # holds the GIL on one core while the eigendecompositions and fits below release it.
-    lexical_job = None
-    if lexical and texts is not None:
-        lexical_job = side.submit(_timed, _lexical, texts, model, index, models)
-    elif lexical:
-        notes.append("lexical metrics not computed: the response set has no texts")
 
-    # Similarity.
-    pair = pair_similarity(X, index)
+def _start_lexical(st: _Study, lexical: bool, side: ThreadPoolExecutor):
+    """Lexical figures need only the texts. They run beside the embedding metrics: tokenising
+    holds the GIL on one core while the eigendecompositions and fits release it."""
+    if lexical and st.texts is not None:
+        return side.submit(_timed, _lexical, st.texts, st.model, st.index, st.models)
+    if lexical:
+        st.notes.append("lexical metrics not computed: the response set has no texts")
+    return None
+
+
+def _similarity_stage(st: _Study, floor_pairs: int, seed: int, level: float) -> _Similarity:
+    pair = pair_similarity(st.X, st.index)
     C, C_n = prompt_means(pair)
     W = np.diag(C).copy()
-    W_n = np.diag(C_n).copy()
-    H = homogeneity_estimate(pair, counts, level=level)
-    F = off_prompt_floor(X, index, floor_pairs, seed)
-    if abs(F["value"]) > 0.2 and mu is not None:
-        notes.append(f"off-prompt floor {F['value']:.3f} is far from 0 after calibration")
+    H = homogeneity_estimate(pair, st.counts, level=level)
+    F = off_prompt_floor(st.X, st.index, floor_pairs, seed)
+    if abs(F["value"]) > 0.2 and st.mu is not None:
+        st.notes.append(f"off-prompt floor {F['value']:.3f} is far from 0 after calibration")
+    return _Similarity(pair, C, C_n, W, H, F)
 
-    clock.lap("similarity")
 
-    # Groups.
-    group_list = _resolve_groups(groups or {}, models, skipped)
-    highlight = _resolve_highlights(what_if_removed, group_list, models)
-    masks = {g.key: np.isin(models, g.members) for g in group_list}
-
-    vr = voices_analysis(X, index, masks, q=q, n_random=n_random, seed=seed)
-    clock.lap("voices")
-
-    # Partition.
-    distinct = None
+def _partition_stage(st: _Study, tau, equivalent) -> np.ndarray | None:
     if tau is not None or equivalent is not None:
-        part = partition_responses(X, index, tau=tau, texts=texts, equivalent=equivalent)
-        distinct = part.distinct
-    else:
-        notes.append("distinct_k not computed: give tau (calibrated for this embedder) or an equivalence function")
+        return partition_responses(st.X, st.index, tau=tau, texts=st.texts, equivalent=equivalent).distinct
+    st.notes.append("distinct_k not computed: give tau (calibrated for this embedder) or an equivalence function")
+    return None
 
-    clock.lap("partition")
 
-    # One bootstrap pass for every per-prompt mean.
-    W_pp = np.einsum("pmm->pm", pair)
-    blocks = {"voices": vr.voices[:, None], "loo": vr.loo, "own_range": vr.own_range, "W": W_pp}
+def _bootstrap_stage(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, keys: list[str], level: float) -> dict[str, list[Estimate]]:
+    """One bootstrap pass for every per-prompt mean, split back by figure."""
+    blocks = {"voices": vr.voices[:, None], "loo": vr.loo, "own_range": vr.own_range, "W": np.einsum("pmm->pm", sim.pair)}
     if distinct is not None:
         blocks["distinct_k"] = distinct
-    keys = list(masks)
     if keys:
         loss = np.column_stack([vr.group_loss[k] for k in keys])
         base = np.column_stack([vr.group_baseline[k] for k in keys])
         blocks["group_loss"] = loss
         blocks["group_base"] = base
         blocks["group_excess"] = np.where(np.isfinite(loss) & np.isfinite(base), loss - base, np.nan)
-    stacked = np.column_stack(list(blocks.values()))
-    ests = bootstrap_means(stacked, counts, level)
+    ests = bootstrap_means(np.column_stack(list(blocks.values())), st.counts, level)
     split: dict[str, list[Estimate]] = {}
     pos = 0
     for name, arr in blocks.items():
         split[name] = ests[pos: pos + arr.shape[1]]
         pos += arr.shape[1]
+    return split
 
+
+def _per_model_table(st: _Study, sim: _Similarity, split: dict[str, list[Estimate]]) -> pd.DataFrame:
+    index, models = st.index, st.models
     per_model = pd.DataFrame(index=pd.Index(models, name="model"))
     per_model["responses"] = index.counts.sum(axis=0)
     per_model["prompts"] = (index.counts > 0).sum(axis=0)
     per_model["mean_k"] = np.where(per_model["prompts"] > 0, per_model["responses"] / np.maximum(per_model["prompts"], 1), np.nan)
-    for name, col in (("W", "W"), ("own_range", "own_range"), ("loo", "loo"), ("distinct_k", "distinct_k")):
-        if name not in split:
+    for col in ("W", "own_range", "loo", "distinct_k"):
+        if col not in split:
             continue
-        per_model[col] = [e.value for e in split[name]]
-        per_model[f"{col}_lo"] = [e.lo for e in split[name]]
-        per_model[f"{col}_hi"] = [e.hi for e in split[name]]
-        per_model[f"{col}_prompts"] = [e.prompts for e in split[name]]
-    peer, peer_sim, indist = nearest_peers(C, W)
+        per_model[col] = [e.value for e in split[col]]
+        per_model[f"{col}_lo"] = [e.lo for e in split[col]]
+        per_model[f"{col}_hi"] = [e.hi for e in split[col]]
+        per_model[f"{col}_prompts"] = [e.prompts for e in split[col]]
+    peer, peer_sim, indist = nearest_peers(sim.C, sim.W)
     per_model["nearest_peer"] = [models[p] if p >= 0 else None for p in peer]
     per_model["nearest_peer_similarity"] = peer_sim
     per_model["indistinguishable"] = indist
+    return per_model
 
-    voices_est = split["voices"][0]
+
+def _assemble(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, split, per_model, group_list, highlight,
+              reference, level, settings: dict) -> MeasureResult:
+    """The headline, the group and what-if tables, and the result that holds them."""
+    models, prompts = st.models, st.prompts
     headline: dict[str, Any] = {
-        "homogeneity": H.to_dict(),
-        "off_prompt_floor": F,
-        "voices": voices_est.to_dict(),
+        "homogeneity": sim.H.to_dict(),
+        "off_prompt_floor": sim.F,
+        "voices": split["voices"][0].to_dict(),
     }
-
     if reference is not None:
-        headline["reference"] = _reference(reference, models, group_list, pair, counts, level)
-
-    groups_df = _groups_table(group_list, keys, split, vr, counts, level, highlight)
-    what_if = _what_if(highlight, groups_df, per_model)
-
-    result = MeasureResult(
+        headline["reference"] = _reference(reference, models, group_list, sim.pair, st.counts, level)
+    keys = [g.key for g in group_list]
+    groups_df = _groups_table(group_list, keys, split, vr, st.counts, level, highlight)
+    return MeasureResult(
         models=models,
         prompts=prompts,
         per_model=per_model,
-        similarity=pd.DataFrame(C, index=models, columns=models),
-        similarity_prompts=pd.DataFrame(C_n, index=models, columns=models),
+        similarity=pd.DataFrame(sim.C, index=models, columns=models),
+        similarity_prompts=pd.DataFrame(sim.C_n, index=models, columns=models),
         per_prompt=pd.DataFrame(
             {
-                "models": index.models_per_prompt,
-                "responses": index.prompt_size,
+                "models": st.index.models_per_prompt,
+                "responses": st.index.prompt_size,
                 "voices": vr.voices,
-                "homogeneity": per_prompt_homogeneity(pair),
+                "homogeneity": per_prompt_homogeneity(sim.pair),
             },
             index=pd.Index(prompts, name="prompt"),
         ),
         loo_per_prompt=pd.DataFrame(vr.loo, index=pd.Index(prompts, name="prompt"), columns=models),
         groups=groups_df,
         headline=headline,
-        skipped=skipped,
-        settings={
-            "n_boot": n_boot,
-            "seed": seed,
-            "q": q,
-            "tau": tau,
-            "equivalence": "cosine" if equivalent is None else getattr(equivalent, "__name__", "callable"),
-            "level": level,
-            "n_random": n_random,
-            "n_perm": n_perm,
-            "floor_pairs": floor_pairs,
-            "embeddings": "centred here" if mu is not None else "as given",
-        },
-        mu=mu,
-        what_if_removed=what_if,
-        notes=notes,
+        skipped=st.skipped,
+        settings=settings,
+        mu=st.mu,
+        what_if_removed=_what_if(highlight, groups_df, per_model),
+        notes=st.notes,
         voices_detail=vr,
         distinct_per_prompt=distinct,
-        pair_per_prompt=pair,
-        counts=counts,
+        pair_per_prompt=sim.pair,
+        counts=st.counts,
     )
 
-    clock.lap("bootstrap")
-    if separability:
-        if P < 2:
-            notes.append("separability not computed: needs at least 2 prompts for prompt-grouped folds")
-        else:
-            sep = style_separability(
-                X, model, prompt, M, P, pairwise=pairwise, counts=counts, level=level, seed=seed, n_jobs=n_jobs
-            )
-            result.separability = sep
-            result.pairwise_auc = pd.DataFrame(sep.pairwise_auc, index=models, columns=models)
-            per_model["separability_recall"] = np.where(
-                sep.per_prompt_total.sum(axis=0) > 0,
-                sep.per_prompt_correct.sum(axis=0) / np.maximum(sep.per_prompt_total.sum(axis=0), 1),
-                np.nan,
-            )
 
-    clock.lap("separability")
-    if group_list:
-        result.lineage = _lineage(group_list, models, C, n_perm, seed)
-    if derivatives:
-        fam_attr = family if family is not None else ("family" if groups and "family" in groups else None)
-        result.accent = _accent(derivatives, models, groups or {}, fam_attr, pair, counts, level, notes)
-
-    clock.lap("lineage")
-    if lexical_job is not None:
-        result.lexical, seconds = lexical_job.result()
-        clock.lap("lexical_wait")
-        clock.laps["lexical"] = round(seconds, 4)
-    result.timings = clock.laps
-    return result
+def _separability_stage(result: MeasureResult, st: _Study, pairwise, level, seed, n_jobs) -> None:
+    if st.P < 2:
+        st.notes.append("separability not computed: needs at least 2 prompts for prompt-grouped folds")
+        return
+    sep = style_separability(
+        st.X, st.model, st.prompt, st.M, st.P, pairwise=pairwise, counts=st.counts, level=level, seed=seed, n_jobs=n_jobs
+    )
+    result.separability = sep
+    result.pairwise_auc = pd.DataFrame(sep.pairwise_auc, index=st.models, columns=st.models)
+    total = sep.per_prompt_total.sum(axis=0)
+    result.per_model["separability_recall"] = np.where(
+        total > 0, sep.per_prompt_correct.sum(axis=0) / np.maximum(total, 1), np.nan
+    )
 
 
 def _resolve_groups(groups: dict[str, dict[str, str]], models: list[str], skipped: dict) -> list[Group]:
