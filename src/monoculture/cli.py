@@ -230,10 +230,8 @@ def _mount_optional_commands() -> None:
 
     app.command("probe", help="Ask a study's models the values suite; compare their answers with countries and across languages.")(probe_command)
     app.add_typer(ecosystem_app, name="ecosystem", help="Releases, licences, lineage and downloads of open-weight families, and early signs of a quiet retreat.")
-    try:
-        from monoculture.report.cli import report_command
-    except ImportError:
-        return
+    from monoculture.report.cli import report_command  # part of the package: a failing import is a bug to see, not to hide
+
     app.command("report", help="Write one self-contained HTML report of the latest measurement.")(report_command)
 
 

@@ -261,16 +261,17 @@ def _lineage(tables: dict, summary: dict) -> dict:
 
 
 def _perspectives(store, study: str | None, notes: list[str]) -> dict | None:
-    """The probes section when that module exists and has data; absent otherwise, quietly."""
+    """The probes section when the store holds probe data; absent otherwise, quietly.
+
+    The section is called once, with one signature: a retry with other arguments would hide an
+    error raised inside it (and show another study's probes). A section that fails, on import
+    or while building, is left out with a note naming the error, so the rest of the report
+    still appears and the failure is seen.
+    """
     try:
         from monoculture.probes.report_section import perspectives_section
-    except ImportError:
-        return None
-    try:
-        try:
-            sec = perspectives_section(store, study=study)
-        except TypeError:
-            sec = perspectives_section(store)
+
+        sec = perspectives_section(store, study=study)
     except Exception as e:  # noqa: BLE001 - one failing section must not cost the whole report
         notes.append(f"perspectives section left out: {type(e).__name__}: {e}")
         return None
