@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Optional
 
@@ -105,11 +105,11 @@ def import_(
 ):
     """Import offline files into the store (re-importing a file replaces what it wrote)."""
     from monoculture.ecosystem.importers import collect, import_paths
+    from monoculture.ecosystem.quality import snapshot_time
     from monoculture.ecosystem.registry import load_registry
 
     with reported():
-        ts = _date(taken_at, "--taken-at")
-        ts = datetime(ts.year, ts.month, ts.day) if ts else None
+        ts = snapshot_time(_date(taken_at, "--taken-at"), field_name="--taken-at")
         reg = load_registry(registry)
         files = collect(paths)
         with _open(store) as st, _progress() as prog:

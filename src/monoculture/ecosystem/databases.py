@@ -16,6 +16,7 @@ import yaml
 from monoculture.ecosystem.countries import country_of_cell, normalize_country
 from monoculture.ecosystem.openness import Openness
 from monoculture.ecosystem.quality import Tally, is_missing, parse_timestamp
+from monoculture.files import read_utf8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS eco_releases (
@@ -121,7 +122,19 @@ def import_epoch(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, dataset: str,
     return len(out)
 
 
-def import_table(con: duckdb.DuckDBPyConnection, kind: str, df: pd.DataFrame) -> int:
+def _coerced(values: pd.Series, converted: pd.Series, tally: Tally, source: str, column: str, kind: str) -> pd.Series:
+    """Count each cell that was given but could not be read (it becomes null), so a dropped
+    number or date shows in the import's issues instead of vanishing."""
+    given = values.map(lambda v: not is_missing(v))
+    for i in values.index[given & converted.isna()]:
+        tally.add(kind, f"{source} row {i + 1}", f"{column}={values[i]!r}")
+    return converted
+
+
+def import_table(con: duckdb.DuckDBPyConnection, kind: str, df: pd.DataFrame, tally: Tally | None = None, source: str = "") -> int:
+    """One organisation / parameter / date-correction table; unreadable numbers and dates are
+    counted in ``tally`` (by CSV line), rows without a usable release date are dropped."""
+    tally = tally if tally is not None else Tally()
     if kind == "org-regions":
         out = pd.DataFrame({"hf_org": df["hf_org"].astype(str).str.strip(), "region": df["region"].astype(str).str.strip().str.lower(),
                             "notes": df.get("notes", pd.Series([None] * len(df))).astype(object)}).drop_duplicates("hf_org")
@@ -136,16 +149,18 @@ def import_table(con: duckdb.DuckDBPyConnection, kind: str, df: pd.DataFrame) ->
     elif kind == "params":
         out = pd.DataFrame({
             "model_id": df["model_id"].astype(str).str.strip(),
-            "total_params_b": pd.to_numeric(df["total_params_b"], errors="coerce"),
-            "active_params_b": pd.to_numeric(df.get("active_params_b"), errors="coerce"),
+            "total_params_b": _coerced(df["total_params_b"], pd.to_numeric(df["total_params_b"], errors="coerce"), tally, source, "total_params_b", "bad_number"),
+            "active_params_b": (_coerced(df["active_params_b"], pd.to_numeric(df["active_params_b"], errors="coerce"), tally, source, "active_params_b", "bad_number")
+                                if "active_params_b" in df else pd.Series([None] * len(df), dtype=float)),
             "is_moe": df.get("is_moe", pd.Series([None] * len(df))).map(lambda v: None if is_missing(v) else str(v).lower() == "true"),
         }).drop_duplicates("model_id")
         con.execute("INSERT OR REPLACE INTO eco_params SELECT * FROM out")
     elif kind == "date-corrections":
         out = pd.DataFrame({
             "model_id": df["model_id"].astype(str).str.strip(),
-            "hf_created_at": pd.to_datetime(df["hf_created_at"], errors="coerce"),
-            "actual_release_date": pd.to_datetime(df["actual_release_date"], errors="coerce"),
+            "hf_created_at": _coerced(df["hf_created_at"], pd.to_datetime(df["hf_created_at"], errors="coerce"), tally, source, "hf_created_at", "bad_date"),
+            "actual_release_date": _coerced(df["actual_release_date"], pd.to_datetime(df["actual_release_date"], errors="coerce"), tally, source,
+                                            "actual_release_date", "bad_date"),
             "notes": df.get("notes", pd.Series([None] * len(df))).astype(object),
         }).dropna(subset=["actual_release_date"]).drop_duplicates("model_id")
         con.execute("INSERT OR REPLACE INTO eco_date_corrections SELECT * FROM out")
@@ -159,7 +174,7 @@ def import_mot(con: duckdb.DuckDBPyConnection, paths: list[Path], openness: Open
     rows = []
     for p in paths:
         try:
-            doc = yaml.load(p.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+            doc = yaml.load(read_utf8(p), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
         except yaml.YAMLError:
             tally.add("bad_json", p.name, "YAML")
             continue

@@ -13,15 +13,24 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
+
+from monoculture.errors import UserError
 
 #: The Hub stores no creation date before this day; older repos all report it.
 HUB_FLOOR_DATE = date(2022, 3, 2)
 #: Anything earlier than this is not a plausible release date for a neural language model repo.
 EARLIEST_PLAUSIBLE = date(2015, 1, 1)
+#: No snapshot of the Hugging Face Hub can be older than the Hub itself (it began holding models
+#: in 2016-2019; the earlier bound leaves room for mirrors of older crawls).
+HUB_FIRST = date(2016, 1, 1)
+#: How far a snapshot's date may lie ahead of this machine's clock (time zones, a skewed clock).
+CLOCK_SKEW = timedelta(days=1)
+#: The largest count a store column (BIGINT) holds; a larger "count" is corrupt, not a count.
+INT64_MAX = 2**63 - 1
 
 KIND_HELP = {
     "missing_field": "a field the analysis needs is absent or empty",
@@ -30,7 +39,7 @@ KIND_HELP = {
     "bad_date": "a date that cannot be parsed",
     "floor_date": "createdAt is the Hub's 2022-03-02 floor: the real date is unknown (on or before it)",
     "implausible_date": "a date before 2015 or after the snapshot was taken",
-    "bad_number": "a count or size that is not a number",
+    "bad_number": "a count or size that is not a number, is negative, or is too large to be one (kept as unknown)",
     "unknown_licence": "a licence that is not on the openness scale (counted, level left unknown)",
     "cycle": "base-model links that form a cycle (the closing link is ignored)",
     "self_loop": "a model that names itself as its base (ignored)",
@@ -126,19 +135,48 @@ def is_floor_date(ts: datetime | None) -> bool:
 
 
 def parse_int(v: Any, tally: Tally | None = None, item: str = "", field_name: str = "number") -> int | None:
+    """A non-negative count, or None (counted as ``bad_number``) when it is not a number, is
+    negative, or exceeds what a BIGINT column holds (1e30 downloads is corruption, and would
+    otherwise stop the whole import with an OverflowError)."""
     if is_missing(v):
         return None
     if isinstance(v, bool):
         return int(v)
     try:
-        f = float(v)
-        if math.isnan(f) or math.isinf(f) or f < 0:
+        if isinstance(v, int):
+            n = v
+        else:
+            f = float(v)
+            if math.isnan(f) or math.isinf(f):
+                raise ValueError
+            n = int(f)
+        if n < 0 or n > INT64_MAX:
             raise ValueError
-        return int(f)
-    except (TypeError, ValueError):
+        return n
+    except (TypeError, ValueError, OverflowError):
         if tally is not None:
             tally.add("bad_number", item, f"{field_name}={v!r}")
         return None
+
+
+def snapshot_time(v: Any, *, field_name: str, where: str | None = None) -> datetime | None:
+    """When a snapshot was taken, from a file's field, a file name or ``--taken-at``; None when
+    absent. Unlike a model's own dates (counted when implausible), this one dates every
+    observation in the snapshot and moves every alert's "as of", so a date that cannot be read,
+    lies in the future (beyond a day of clock skew) or precedes the Hub is refused, naming the
+    file and field."""
+    if is_missing(v):
+        return None
+    shown = repr(v.isoformat() if isinstance(v, (date, datetime)) else v)
+    ts = parse_timestamp(v, earliest=None)
+    if ts is None:
+        raise UserError(f"{field_name} {shown} is not a date (use ISO 8601, e.g. 2025-06-30T12:00:00Z)", where=where)
+    now = utcnow()
+    if ts > now + CLOCK_SKEW:
+        raise UserError(f"{field_name} {shown} lies in the future (today is {now.date()}); a snapshot is dated when it was taken", where=where)
+    if ts.date() < HUB_FIRST:
+        raise UserError(f"{field_name} {shown} is before {HUB_FIRST.year}, when the Hugging Face Hub did not yet exist", where=where)
+    return ts
 
 
 def utcnow() -> datetime:

@@ -312,20 +312,15 @@ def record_issues(con: duckdb.DuckDBPyConnection, source: str, tally: Tally) -> 
 
 
 def ingest_records(con: duckdb.DuckDBPyConnection, snapshot_id: str, records: Iterable[Any], tally: Tally, *, taken_at: datetime | None, batch: int = 2000) -> int:
-    """Normalise and write records in batches, each batch in its own transaction."""
+    """Normalise and write records in batches, inside the caller's transaction (an import is
+    one transaction, so a file that fails half-way leaves nothing behind)."""
     n = 0
     rows: list[dict] = []
     edges: list[tuple[str, str, str, str]] = []
     seen: set[str] = set()
 
     def flush():
-        con.execute("BEGIN TRANSACTION")
-        try:
-            write_models(con, snapshot_id, rows, edges)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        write_models(con, snapshot_id, rows, edges)
         rows.clear()
         edges.clear()
 
