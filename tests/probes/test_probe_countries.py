@@ -159,3 +159,40 @@ def test_a_question_repeated_in_the_file_keeps_the_first(tmp_path, items):
     data = load_countries(f, items)
     np.testing.assert_allclose(data.dists[("val-01", "Peru")], [1, 0, 0, 0])
     assert "first is kept" in data.skipped[0]
+
+
+# -- issue 16 item 8: a repeated or null row in the long format is an error, never summed or "nan" --
+def test_long_format_duplicate_row_names_both_lines(tmp_path, items):
+    f = tmp_path / "long.csv"
+    f.write_text("question_id,country,option,share\nval-01,Egypt,1,0.5\nval-01,Egypt,2,0.5\nval-01,Egypt,1,0.5\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"long.csv:4: .*Egypt.*again.*line 2"):
+        load_countries(f, items)
+
+
+def test_long_format_duplicate_through_an_item_id_is_an_error(tmp_path, items):
+    f = tmp_path / "long.csv"
+    f.write_text("question_id,country,option,share\nval-01,Peru,A,1\nval-01-en,Peru,A,1\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"long.csv:3: .*line 2"):
+        load_countries(f, items)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+@pytest.mark.parametrize("column", ["country", "option", "question_id", "share"])
+def test_long_format_null_cell_is_an_error_naming_the_line(tmp_path, items, suffix, column):
+    rows = [{"question_id": "val-01", "country": "Egypt", "option": "1", "share": 0.5},
+            {"question_id": "val-01", "country": "Egypt", "option": "2", "share": 0.5}]
+    rows[1][column] = None
+    f = tmp_path / f"long{suffix}"
+    if suffix == ".jsonl":
+        f.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    elif suffix == ".parquet":
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(f)
+    else:
+        f.write_text("question_id,country,option,share\n" + "\n".join(",".join("" if r[c] is None else str(r[c]) for c in rows[0]) for r in rows) + "\n",
+                     encoding="utf-8")
+    where = {".jsonl": "long.jsonl:2", ".parquet": "long.parquet row 2", ".csv": "long.csv:3"}[suffix]
+    with pytest.raises(UserError, match=rf"{where}: .*{column}") as e:
+        load_countries(f, items)
+    assert "nan" not in str(e.value).lower() and "None" not in str(e.value)

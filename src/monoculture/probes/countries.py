@@ -14,7 +14,8 @@ Two layouts are read.
   ``question_id`` (or ``item``, ``id``, ``group``: the suite's question group like ``val-01``,
   or an item id like ``val-01-en``), ``country``, ``option`` (1-based number, letter, or the
   option's text in any suite language) and ``share`` (or ``proportion``, ``weight``; any scale,
-  normalised per question and country). CSV, TSV, JSONL or Parquet.
+  normalised per question and country). CSV, TSV, JSONL or Parquet. Each (question, country,
+  option) appears once and no cell is empty: a repeat or a null is an error naming the line.
 
 A mapping file for GlobalOpinionQA lies beside the data: ``question_map.csv`` (or ``.json``,
 ``.jsonl``) in a directory passed as ``--countries``, or ``<stem>.map.csv`` beside a single
@@ -255,32 +256,50 @@ def _load_goqa(df: pd.DataFrame, path: Path, suite: _Suite, mapping: dict, out: 
             _put(out, group, country.strip(), vec, total, where)
 
 
+def _given(row: dict, col: str, where: str):
+    """A cell's value; an empty or null cell (a CSV's empty field, JSON null, a Parquet NA) is an
+    error naming the line, never the text "nan" or "None" taken for a country or question."""
+    v = row.get(col)
+    if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) or (isinstance(v, str) and not v.strip()):
+        raise UserError(f"{col} is empty", where=where)
+    return v
+
+
 def _load_long(df: pd.DataFrame, path: Path, suite: _Suite, out: CountryData) -> None:
+    """One row per (question, country, option). A row given twice is an error naming both lines
+    (summing them would turn a country's 1/2, 1/2 into 2/3, 1/3 without a word)."""
     id_col = next(c for c in ID_COLUMNS if c in df.columns)
     share_col = next(c for c in SHARE_COLUMNS if c in df.columns)
     acc: dict[tuple[str, str], np.ndarray] = {}
+    first: dict[tuple[str, str, int], str] = {}
     unmatched: set[str] = set()
     suffix = path.suffix.lower()
     for i, row in enumerate(df.to_dict("records")):
         # the place a user would look: the line of a text file (after a CSV's header), else the row
-        where = f"{path}:{i + 2}" if suffix in (".csv", ".tsv") else f"{path}:{i + 1}" if suffix == ".jsonl" else f"{path} row {i + 1}"
-        ref = str(row[id_col]).strip()
+        place = f"line {i + 2}" if suffix in (".csv", ".tsv") else f"line {i + 1}" if suffix == ".jsonl" else f"row {i + 1}"
+        where = f"{path}:{place[5:]}" if place.startswith("line") else f"{path} {place}"
+        ref = str(_given(row, id_col, where)).strip()
         group = suite.group_of.get(ref)
         if group is None:
             unmatched.add(ref)
             continue
-        country = str(row["country"]).strip()
-        if not country:
-            raise UserError("empty country", where=where)
-        opt = suite.option(group, row["option"])
+        country = str(_given(row, "country", where)).strip()
+        raw_opt = _given(row, "option", where)
+        opt = suite.option(group, raw_opt)
         if opt is None:
-            raise UserError(f"option {row['option']!r} is not one of question {group!r}'s options (1-{suite.n_options[group]}, a letter, or the option's text)", where=where)
+            raise UserError(f"option {raw_opt!r} is not one of question {group!r}'s options (1-{suite.n_options[group]}, a letter, or the option's text)", where=where)
+        raw_share = _given(row, share_col, where)
         try:
-            share = float(row[share_col])
+            share = float(raw_share)
         except (TypeError, ValueError):
-            raise UserError(f"{share_col} {row[share_col]!r} is not a number", where=where) from None
+            raise UserError(f"{share_col} {raw_share!r} is not a number", where=where) from None
         if not np.isfinite(share) or share < 0:
-            raise UserError(f"{share_col} {row[share_col]!r} is not a non-negative number", where=where)
+            raise UserError(f"{share_col} {raw_share!r} is not a non-negative number", where=where)
+        key = (group, country, opt)
+        if key in first:
+            raise UserError(f"question {group!r}, country {country!r}, option {LETTERS[opt]} appears again (first on {first[key]}); "
+                            "give each (question, country, option) once", where=where)
+        first[key] = place
         acc.setdefault((group, country), np.zeros(suite.n_options[group]))[opt] += share
     out.unmatched += len(unmatched)
     for (group, country), vec in acc.items():
