@@ -62,15 +62,49 @@ def test_a_family_that_stops_is_flagged():
     assert licence_signal(h).strength == "none"
 
 
-def test_exponential_gap_test_is_calibrated():
-    """Under the null (the silence is one more exponential gap) p is uniform: P(p < 0.05) ~ 0.05."""
+def at_days(days: list[int], silence: int, *, merge_days: int = 7) -> History:
+    """A history with open-weight releases on exactly these days (from START), as of ``silence``
+    days after the last one."""
+    rel = [Release(START + timedelta(days=d), f"model-{i}", PERMISSIVE, 7.0, "registry", True) for i, d in enumerate(days)]
+    return History("synthetic", "synthetic", ("org",), "Nowhere", rel[-1].date + timedelta(days=silence), rel, [], merge_days)
+
+
+@pytest.mark.parametrize("days, silence, p, strength", [
+    ([0, 100, 200, 300], 300, (300 / 600) ** 3, "none"),  # S = 300 over n = 3 gaps: (1/2)^3 = 0.125
+    ([0, 100, 200, 300], 900, (300 / 1200) ** 3, "moderate"),  # (1/4)^3 = 0.015625
+    ([0, 50, 150, 300, 400], 100, (400 / 500) ** 4, "none"),  # uneven gaps: only their sum counts
+    ([0, 10, 20, 30, 40, 50], 200, (50 / 250) ** 5, "strong"),  # (1/5)^5 = 0.00032
+    ([0, 100, 200, 300], 0, 1.0, "none"),  # released today
+])
+def test_silence_signal_known_answers(days, silence, p, strength):
+    s = silence_signal(at_days(days, silence))
+    assert s.signal == "silence" and s.p_value == pytest.approx(p, rel=1e-12) and s.strength == strength
+    assert s.details["silence_days"] == silence and s.details["n_gaps"] == len(days) - 1
+    assert s.details["mean_gap_days"] == pytest.approx(days[-1] / (len(days) - 1))
+
+
+def test_silence_signal_counts_events_not_releases():
+    """Checkpoints a few days apart are one launch: two releases 3 days apart are one event, so
+    the gap and the silence run from the event's start."""
+    s = silence_signal(at_days([0, 100, 103, 200, 300], 300))
+    assert s.details["n_gaps"] == 3 and s.p_value == pytest.approx((300 / 600) ** 3)
+    last = silence_signal(at_days([0, 100, 200, 300, 303], 297))  # the last launch's second checkpoint came on day 303
+    assert last.details["silence_days"] == 300 and last.p_value == pytest.approx((300 / 600) ** 3)
+    assert silence_signal(at_days([0, 100, 200], 500)).strength == "n/a"  # two gaps: too few to judge
+
+
+def test_silence_signal_is_calibrated():
+    """Under the null (the silence is one more exponential gap at the same rate) the p-values
+    silence_signal returns are uniform: P(p < 0.05) ~ 0.05 and P(p < 0.5) ~ 0.5."""
     rng = np.random.default_rng(11)
     ps = []
-    for _ in range(4000):
-        g = rng.exponential(1.0, 9)
-        s = rng.exponential(1.0)
-        ps.append((g.sum() / (g.sum() + s)) ** len(g))
-    assert abs(np.mean(np.array(ps) < 0.05) - 0.05) < 0.012
+    for _ in range(3000):
+        gaps = np.maximum(rng.exponential(2000.0, 9).round(), 1).astype(int)  # days; a long mean keeps rounding negligible
+        silence = round(rng.exponential(2000.0))
+        ps.append(silence_signal(at_days([0, *np.cumsum(gaps).tolist()], silence, merge_days=0)).p_value)
+    ps = np.array(ps)
+    assert abs(np.mean(ps < 0.05) - 0.05) < 0.013
+    assert abs(np.mean(ps < 0.5) - 0.5) < 0.035
 
 
 def test_licences_that_tighten_are_flagged():
