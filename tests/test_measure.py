@@ -99,8 +99,11 @@ def test_bad_vectors_and_empty_texts_are_skipped_and_counted(store):
     import_records(store, [Imported("pundit", "p0", "Tell me about the sea.", "   ", sample_index=5)], "jsonl")
     res = measure(store, embedder=BrokenEmbedder(), n_boot=50, show_progress=False)
     skipped = res.summary["skipped"]
-    assert skipped["empty texts"] == 1
-    assert skipped["NaN or zero vectors from the embedder"] == 4 * 2 * 2  # moon + chess answers, 4 models, k=2
+    # One set of reasons, counted where the metrics clean their input, whichever path came in.
+    assert skipped["empty_text"] == 1
+    assert skipped["nonfinite_embedding"] == 4 * 2  # the moon answers, 4 models, k=2
+    assert skipped["zero_embedding"] == 4 * 2  # the chess answers: dropped before they pull the mean
+    assert skipped["equal_to_calibration_mean"] == 0
     assert res.summary["voices"]["prompts"] == len(TOPICS) - 2  # the moon and chess prompts lost every answer
 
 
@@ -132,3 +135,79 @@ def test_cli_json_and_errors(store, tmp_path):
     assert r.returncode == 2 and "nosuchattr" in r.stderr
     r = subprocess.run([sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "-B", "50"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "voices per prompt" in r.stdout and "leave-one-out" in r.stdout
+
+
+def test_cli_json_carries_mu_and_the_floor_check(store):
+    """The CLI path calibrates where the library does: mu is in the JSON (in full, with its
+    norm and a digest of the float32 vector that is stored) beside the off-prompt-floor check."""
+    path = str(store.path)
+    store.close()
+    r = subprocess.run([sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "-B", "50", "--json"],
+                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["calibrated"] is True and d["mu"] is not None
+    cal = d["calibration"]
+    mu = np.asarray(d["mu"], dtype="<f4")
+    assert cal["centred"] and cal["mu_dims"] == len(mu) and cal["mu_from"] == "this study"
+    assert cal["mu_norm"] == pytest.approx(float(np.linalg.norm(mu)), rel=1e-5)
+    import hashlib
+
+    with Store(path, read_only=True) as st:
+        (stored,) = st.con.execute("SELECT mu FROM measure_runs").fetchone()
+    assert hashlib.sha256(np.asarray(stored, dtype="<f4").tobytes()).hexdigest()[:16] == cal["mu_sha256"]
+    check = cal["floor_check"]
+    assert check["floor"] == pytest.approx(d["off_prompt_floor"]["value"]) and check["limit"] == 0.2
+    assert check["ok"] is (abs(check["floor"]) <= 0.2)
+
+
+def _snapshot(path) -> tuple:
+    with Store(path, read_only=True) as st:
+        emb = st.con.execute("SELECT embedder, count(*) FROM embeddings GROUP BY ALL ORDER BY 1").fetchall()
+        runs = st.con.execute("SELECT label, created_at FROM measure_runs ORDER BY 1").fetchall()
+    return emb, runs
+
+
+def test_center_from_matches_the_embedder_and_refuses_tfidf(store, tmp_path):
+    from tiny_models import build_tiny_sentence_transformer
+
+    st_a = f"sentence-transformers:{build_tiny_sentence_transformer(tmp_path / 'st-a')}"
+    st_b = f"sentence-transformers:{build_tiny_sentence_transformer(tmp_path / 'st-b')}"
+    first = measure(store, embedder=st_a, n_boot=50, show_progress=False)
+    # The same store's mean, picked by embedder name: the same vector, so the same digest.
+    again = measure(store, embedder=st_a, center_from=str(store.path), n_boot=50, show_progress=False)
+    assert again.summary["calibration"]["mu_sha256"] == first.summary["calibration"]["mu_sha256"]
+    assert again.summary["calibration"]["mu_from"] == str(store.path)
+    with pytest.raises(UserError, match="no calibrated measurement labelled 'nosuch'"):
+        measure(store, embedder=st_a, center_from=str(store.path), center_label="nosuch", show_progress=False)
+    path = str(store.path)
+    store.close()
+    before = _snapshot(path)
+    env = {**os.environ, "COLUMNS": "300"}
+    base = [sys.executable, "-m", "monoculture.cli", "measure", path, "-B", "20", "--center-from", path]
+    r = subprocess.run(base + ["--embedder", st_b], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and f"no calibrated measurement with embedder {st_b!r}" in r.stderr, r.stderr
+    r = subprocess.run(base + ["--embedder", "tfidf"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "tfidf embedder is fitted to each corpus" in r.stderr, r.stderr
+    r = subprocess.run(base + ["--embedder", st_b, "--center-label", first.label], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "a mean is only valid for its own embedder" in r.stderr, r.stderr
+    assert _snapshot(path) == before  # nothing embedded, nothing measured
+
+
+def test_prompts_sharing_an_id_are_two_prompts(store):
+    """Prompt identity is prompt_key; prompt_id is a label, and two prompts may share one."""
+    store.con.execute("UPDATE prompts SET prompt_id = 'p0' WHERE prompt_id = 'p1'")
+    res = measure(store, embedder="tfidf", n_boot=50, show_progress=False)
+    pp = res.tables["per_prompt"]
+    assert len(pp) == len(TOPICS) and pp.index.is_unique
+    assert sum(str(p).startswith("p0 [") for p in pp.index) == 2
+
+
+def test_prompt_groups_are_the_resampling_unit(store):
+    """Prompts sharing a suite's group are one cluster: resampled and folded together."""
+    store.con.execute("UPDATE prompts SET group_id = 'g' || (CAST(substr(prompt_id, 2) AS INTEGER) // 3)")
+    s = measure(store, embedder="tfidf", n_boot=50, show_progress=False).summary
+    assert s["settings"]["resampling_unit"] == "cluster (prompt group)" and s["settings"]["clusters"] == len(TOPICS) // 3
+    store.con.execute("UPDATE prompts SET group_id = NULL")
+    s = measure(store, embedder="tfidf", n_boot=50, show_progress=False).summary
+    assert s["settings"]["resampling_unit"] == "prompt" and s["settings"]["clusters"] == len(TOPICS)

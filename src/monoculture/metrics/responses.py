@@ -28,6 +28,12 @@ class ResponseSet:
     ``model`` and ``prompt`` are integer codes into ``model_names`` and ``prompt_ids`` so that
     grouping is integer arithmetic. ``sample`` fixes the order inside a cell, which the
     partition rule depends on; without it the row order is used.
+
+    ``clusters`` gives each prompt (by code, so one label per entry of ``prompt_ids``) the
+    cluster it belongs to: prompts that share a ``group`` (translations, paraphrases of one
+    prompt) are not independent, so the bootstrap resamples whole clusters and
+    cross-validation folds never split one (METRICS.md, "Uncertainty"). None: every prompt
+    is its own cluster.
     """
 
     X: np.ndarray
@@ -37,6 +43,7 @@ class ResponseSet:
     prompt_ids: list[str]
     texts: list[str] | None = None
     sample: np.ndarray | None = None
+    clusters: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         X = np.asarray(self.X)
@@ -55,6 +62,8 @@ class ResponseSet:
             raise MetricsInputError("model_names has duplicates")
         if len(set(self.prompt_ids)) != len(self.prompt_ids):
             raise MetricsInputError("prompt_ids has duplicates")
+        if self.clusters is not None and len(self.clusters) != len(self.prompt_ids):
+            raise MetricsInputError(f"clusters has {len(self.clusters)} entries for {len(self.prompt_ids)} prompts")
 
     @property
     def n(self) -> int:
@@ -68,10 +77,23 @@ class ResponseSet:
         prompts: Sequence[str],
         texts: Sequence[str] | None = None,
         sample: Sequence[int] | None = None,
+        clusters: Sequence[str] | None = None,
     ) -> "ResponseSet":
-        """Build from per-row string labels; names keep their order of first appearance."""
+        """Build from per-row string labels; names keep their order of first appearance.
+
+        ``clusters`` is per row here (the prompt's group); a prompt with two is an error.
+        """
         m_names, m_codes = _codes(models)
         p_names, p_codes = _codes(prompts)
+        per_prompt = None
+        if clusters is not None:
+            if len(clusters) != len(p_codes):
+                raise MetricsInputError(f"clusters has {len(clusters)} entries for {len(p_codes)} rows")
+            seen: dict[int, str] = {}
+            for code, c in zip(p_codes.tolist(), clusters):
+                if seen.setdefault(code, str(c)) != str(c):
+                    raise MetricsInputError(f"prompt {p_names[code]!r} is in two clusters: {seen[code]!r} and {str(c)!r}")
+            per_prompt = [seen[i] for i in range(len(p_names))]
         return cls(
             X=np.asarray(X),
             model=m_codes,
@@ -80,6 +102,7 @@ class ResponseSet:
             prompt_ids=p_names,
             texts=list(texts) if texts is not None else None,
             sample=np.asarray(sample, dtype=np.int64) if sample is not None else None,
+            clusters=per_prompt,
         )
 
     def subset(self, rows: np.ndarray) -> "ResponseSet":
@@ -95,6 +118,7 @@ class ResponseSet:
             prompt_ids=list(self.prompt_ids),
             texts=[self.texts[i] for i in rows] if self.texts is not None else None,
             sample=np.asarray(self.sample)[rows] if self.sample is not None else None,
+            clusters=self.clusters,
         )
 
 
@@ -103,6 +127,65 @@ def _codes(labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
     codes = np.fromiter((names.setdefault(str(v), len(names)) for v in labels), dtype=np.int64,
                         count=len(labels))
     return list(names), codes
+
+
+ZERO_NORM = 1e-12
+
+
+def blank_texts(texts: Sequence[object]) -> np.ndarray:
+    """True for each text with nothing to measure: missing, not a string, or only whitespace.
+
+    The one test of an empty answer: measure skips it before embedding, the metrics drop it,
+    the report leaves it out, and all three count the same rows.
+    """
+    return np.fromiter((not isinstance(t, str) or not t.strip() for t in texts), dtype=bool, count=len(texts))
+
+
+def vector_defects(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(not finite, zero length) masks of raw embedding rows; a row is counted under the first.
+
+    An embedder that fails quietly returns NaN or all-zero rows; neither has a direction, and
+    a zero row would also pull the calibration mean, so both are dropped before centring.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    nonfinite = ~np.isfinite(X).all(axis=1)
+    X0 = np.where(nonfinite[:, None], 0.0, X)
+    norm = np.sqrt(np.einsum("ij,ij->i", X0, X0))  # np.linalg.norm is ~10x slower here
+    return nonfinite, ~nonfinite & (norm <= ZERO_NORM)
+
+
+def unit_rows(raw_X: np.ndarray, mu: np.ndarray | None = None) -> np.ndarray:
+    """The measurement's embeddings for display: centred on ``mu`` when calibrated, unit
+    length; NaN rows where a row has no direction (not finite, zero, or equal to mu)."""
+    raw = np.asarray(raw_X, dtype=np.float64)
+    nonfinite, zero = vector_defects(raw)
+    bad = nonfinite | zero
+    if mu is not None:
+        cal = calibrate(np.where(bad[:, None], np.nan, raw), mu)
+        X, bad = cal.X, bad | cal.zero
+    else:
+        norm = np.sqrt(np.einsum("ij,ij->i", np.where(bad[:, None], 0.0, raw), np.where(bad[:, None], 0.0, raw)))
+        X = np.where(bad[:, None], 0.0, raw) / np.where(bad, 1.0, norm)[:, None]
+    return np.where(bad[:, None], np.nan, X)
+
+
+def prompt_labels(keys: Sequence[str], ids: Sequence[object]) -> list[str]:
+    """Display label of each row's prompt: a prompt is its key; its id is only a label.
+
+    The label is the prompt_id, or the key where there is none; where prompts with different
+    keys share an id (two suites both with a "q1"), each gets the id and the first 8
+    characters of its key, so per-prompt tables keep one row per prompt.
+    """
+    def plain(i, k) -> str:
+        return str(k) if i is None or (isinstance(i, float) and i != i) or i == "" else str(i)
+
+    first = {}
+    for k, i in zip(keys, ids):
+        first.setdefault(str(k), plain(i, k))
+    owners: dict[str, set[str]] = {}
+    for k, lab in first.items():
+        owners.setdefault(lab, set()).add(k)
+    return [first[str(k)] if len(owners[first[str(k)]]) == 1 else f"{first[str(k)]} [{str(k)[:8]}]" for k in keys]
 
 
 class Calibrated(NamedTuple):

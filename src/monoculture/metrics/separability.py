@@ -1,8 +1,8 @@
 """How separable models are (METRICS.md, "How separable models are").
 
 A logistic regression predicts which model wrote a response from its embedding. Folds are
-grouped by prompt so that the classifier cannot win by recognising the topic of a prompt it
-has seen from the same model. Folds run in parallel threads; BLAS threads are bounded with
+grouped by prompt cluster (the prompt, or all translations of it) so that the classifier
+cannot win by recognising the topic of a prompt it has seen from the same model. Folds run in parallel threads; BLAS threads are bounded with
 threadpoolctl so that workers x BLAS threads never exceed the cores (oversubscription makes
 scikit-learn fits several times slower, not faster).
 
@@ -101,33 +101,40 @@ def style_separability(
     level: float = 0.95,
     seed: int = 0,
     n_jobs: int | None = None,
+    folds_by: np.ndarray | None = None,
 ) -> Separability:
     """Balanced accuracy of a prompt-grouped cross-validated logistic regression, chance
     1/|M|, a bootstrap interval over prompts, and the pairwise AUC matrix.
 
     ``pairwise`` is "multinomial" (pairs read off the fold's multinomial model), "fit" (one
     binary model per pair and fold) or None. ``counts`` is the study's bootstrap count matrix.
+    ``folds_by`` (one code per row, default the prompt) is what a fold keeps together: the
+    prompt's cluster, so that a topic seen in training in one language is never tested in
+    another, where a topic-specific voice would let the classifier win by topic.
     """
     # float32 halves the fit time (the fit is two matrix products per iteration) and is the
     # precision embeddings come in; on test data the predictions match float64 fits.
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
     g = np.asarray(prompts, dtype=np.int64)
+    fold_g = g if folds_by is None else np.asarray(folds_by, dtype=np.int64)
+    if fold_g.shape != g.shape:
+        raise ValueError(f"folds_by must have one code per row ({g.shape}), got {fold_g.shape}")
     M = int(n_models if n_models is not None else y.max() + 1)
     P = int(n_prompts if n_prompts is not None else g.max() + 1)
     if pairwise not in ("multinomial", "fit", None):
         raise ValueError(f"pairwise must be 'multinomial', 'fit' or None, got {pairwise!r}")
-    n_groups = len(np.unique(g))
+    n_groups = len(np.unique(fold_g))
     if len(np.unique(y)) < 2:
         raise ValueError("separability needs responses from at least 2 models")
     if n_groups < 2:
-        raise ValueError("separability needs at least 2 prompts to hold one out")
+        raise ValueError("separability needs at least 2 prompts (or clusters) to hold one out")
     k = min(n_splits, n_groups)
     try:
         splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
     except TypeError:  # scikit-learn < 1.6 has no shuffling GroupKFold
         splitter = GroupKFold(n_splits=k)
-    folds = list(splitter.split(X, y, g))
+    folds = list(splitter.split(X, y, fold_g))
     cores = os.cpu_count() or 1
     # One thread per fold even beyond the core count: the fits spend their time in BLAS, which
     # releases the GIL, so the last round does not leave cores idle (about 15% faster for 5
