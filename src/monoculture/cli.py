@@ -196,7 +196,8 @@ def measure(
     what_if_removed: list[str] = typer.Option([], "--what-if-removed", help="a group value or model whose loss to highlight (repeatable)"),
     reference: Optional[str] = typer.Option(None, "--reference", help="a source (e.g. human answers) to compare the models' homogeneity against"),
     raw: bool = typer.Option(False, "--raw", help="raw cosines instead of calibrated embeddings (for comparison with published numbers)"),
-    center_from: Optional[Path] = typer.Option(None, "--center-from", help="another store: use its calibration mean, to put two studies on one scale"),
+    center_from: Optional[Path] = typer.Option(None, "--center-from", help="a store (this one or another): use the calibration mean of its newest measurement with the same embedder, to put two studies on one scale (not with tfidf)"),
+    center_label: Optional[str] = typer.Option(None, "--center-label", help="with --center-from: the measurement (label or unique prefix of it or of its tag) whose mean to use"),
     tau: Optional[float] = typer.Option(None, "--tau", help="cosine threshold for 'same answer' in distinct answers per prompt (calibrate it for your embedder; see README)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", "-B", help="bootstrap resamples over prompts"),
     seed: int = typer.Option(0, "--seed"),
@@ -212,7 +213,7 @@ def measure(
         res = run_measure(
             st, study=study, embedder=embedder, groups=groups.split(",") if groups else None,
             what_if_removed=what_if_removed, reference=reference, raw=raw,
-            center_from=str(center_from) if center_from else None, n_boot=bootstrap, seed=seed, tau=tau,
+            center_from=str(center_from) if center_from else None, center_label=center_label, n_boot=bootstrap, seed=seed, tau=tau,
             console=err, show_progress=not (quiet or as_json),
         )
     if as_json:

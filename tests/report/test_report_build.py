@@ -54,7 +54,8 @@ def test_methods_section_comes_from_the_study(measured_store, tmp_path):
     from monoculture import __version__
 
     for needle in ("tfidf", "200 resamples", "seed 0", "alpha-small", "Org A", "jsonl", f"monoculture {__version__}",
-                   "en, fr", "What was left out", "95% percentile bootstrap"):
+                   "en, fr", "What was left out", "95% percentile bootstrap",
+                   "The unit resampled (and kept whole in separability's folds) is the prompt: 12 prompts"):
         assert needle in methods, needle
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from monoculture.errors import UserError
+from monoculture.metrics.responses import blank_texts, prompt_labels
 from monoculture.report import figures as F
 from monoculture.report.explorer import build_explorer, load_vectors, script_json, unit_rows
 
@@ -35,6 +36,7 @@ SKIP_REASONS = {
     "nonfinite_embedding": "non-finite embeddings",
     "zero_embedding": "zero-length embeddings",
     "vectors equal to the calibration mean": "answers whose embedding equals the calibration mean (nothing left after centring)",
+    "equal_to_calibration_mean": "answers whose embedding equals the calibration mean (nothing left after centring)",
     "invalid_code": "rows with an unknown model or prompt",
     "models_without_responses": "models with no usable answer",
     "prompts_without_responses": "prompts with no usable answer",
@@ -232,6 +234,7 @@ def _methods(store, measured, gen: pd.DataFrame, attrs: dict, per_model: pd.Data
         "embedder": s.get("embedder") or st.get("embedder"), "calibrated": bool(s.get("calibrated", st.get("calibrated"))),
         "center_from": st.get("center_from"), "truncated": s.get("truncated_texts"),
         "n_boot": st.get("n_boot", ms.get("n_boot")), "seed": st.get("seed", ms.get("seed")), "level": ms.get("level", 0.95),
+        "unit": ms.get("resampling_unit"), "clusters": ms.get("clusters"),
         "q": st.get("q", ms.get("q")), "tau": st.get("tau", ms.get("tau")), "n_random": draws, "n_perm": perms,
         "floor_pairs": ms.get("floor_pairs", floor.get("pairs")), "equivalence": ms.get("equivalence"),
         "responses": st.get("responses"), "n_prompts": st.get("prompts", s.get("n_prompts")), "n_models": st.get("models", len(used)),
@@ -284,10 +287,9 @@ def _perspectives(store, study: str | None, notes: list[str]) -> dict | None:
 
 
 def _languages(gen: pd.DataFrame) -> dict[str, str]:
-    from monoculture.report.explorer import prompt_label
-
     g = gen.drop_duplicates("prompt_key")
-    return {prompt_label(a, b): lang for a, b, lang in zip(g["prompt_id"], g["prompt_key"], g["language"]) if isinstance(lang, str) and lang}
+    labels = prompt_labels(g["prompt_key"].tolist(), g["prompt_id"].tolist())  # as measure labels them
+    return {lab: lang for lab, lang in zip(labels, g["language"]) if isinstance(lang, str) and lang}
 
 
 def make_figures(measured, attrs: dict, gen: pd.DataFrame) -> tuple[list[F.Figure], list[str]]:
@@ -374,7 +376,7 @@ def build_report(store_path: str | Path, out: str | Path = "report.html", *, lab
                             f"run `monoculture measure` on the study first, or pass --label")
         lab, created_at, mu = _label_of(store, measured.label)
         gen = store.generations(mstudy)
-        gen = gen[gen["text"].fillna("").str.strip() != ""].reset_index(drop=True)
+        gen = gen[~blank_texts(gen["text"].tolist())].reset_index(drop=True)  # the rows measure skipped
         attrs = store.model_attributes()
         figs, order = make_figures(measured, attrs, gen)
         per_model = _frame(measured.tables, "per_model")

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monoculture.metrics.responses import prompt_labels
+
 MAX_ANSWER_CHARS = 20_000
 PROMPT_TEXT_BUDGET = 3_000_000
 PROMPT_CUT = 400
@@ -88,12 +90,11 @@ def load_vectors(store, embedder: str, texts: list[str]) -> np.ndarray | None:
 
 
 def unit_rows(X: np.ndarray, mu: np.ndarray | None) -> np.ndarray:
-    """The measurement's embeddings: centred on its mu when calibrated, then unit length."""
-    if mu is not None and len(mu) == X.shape[1]:
-        X = X - mu[None, :]
-    n = np.linalg.norm(X, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 1e-12, X / n, np.nan)
+    """The measurement's embeddings: centred on its mu when calibrated, then unit length; NaN
+    rows where measure dropped the row (the cleaning lives in metrics.responses)."""
+    from monoculture.metrics.responses import unit_rows as clean_unit_rows
+
+    return clean_unit_rows(X, mu if mu is not None and len(mu) == X.shape[1] else None)
 
 
 def prompt_pairs(gen: pd.DataFrame, X: np.ndarray, models: list[str]) -> dict[str, tuple[list, list]]:
@@ -151,7 +152,7 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
     """``models`` is the display order (the clustering's, so families sit side by side)."""
     notes: list[str] = []
     gen = gen.copy()
-    gen["plabel"] = [prompt_label(a, b) for a, b in zip(gen["prompt_id"], gen["prompt_key"])]
+    gen["plabel"] = prompt_labels(gen["prompt_key"].tolist(), gen["prompt_id"].tolist())  # as measure labels them
     pp = per_prompt.copy() if per_prompt is not None else pd.DataFrame()
     if len(pp):
         pp.index = pp.index.map(str)
