@@ -55,7 +55,7 @@ def test_alpaca_eval_real(shared_data, store_path):
         stats = import_records(store, records, "alpaca_eval")
         elapsed = time.perf_counter() - t0
         assert elapsed < 10, f"importing AlpacaEval took {elapsed:.1f}s"
-        assert stats == {"records": 805 * 28, "models": 28, "prompts": 805}
+        assert stats == {"records": 805 * 28, "new": 805 * 28, "unchanged": 0, "replaced": 0, "models": 28, "prompts": 805}
         assert counts(store) == (22_540, 805, 28)
         assert shared_by_all(store)
         g = store.generations()
@@ -67,7 +67,8 @@ def test_alpaca_eval_real(shared_data, store_path):
         assert set(g["prompt_id"]) == {f"alpaca-{i}" for i in range(805)}
         assert Counter(store.prompts()["category"]) == {"selfinstruct": 252, "oasst": 188, "koala": 156, "helpful_base": 129, "vicuna": 80}
 
-        import_records(store, alpaca_eval.read(results), "alpaca_eval")
+        again = import_records(store, alpaca_eval.read(results), "alpaca_eval")
+        assert (again["new"], again["unchanged"]) == (0, 22_540)
         assert counts(store) == (22_540, 805, 28)
 
 
@@ -110,9 +111,9 @@ def test_noveltybench_real(shared_data, store_path):
     assert len(files) == 5
     records = noveltybench.read(folder)
     per_model = Counter(r.model for r in records)
-    assert set(per_model) == {"human", "gpt-4o", "gpt-4o-in-context", "gpt-4o-paraphrase", "gpt-4o-system-prompt"}
-    assert per_model["human"] == 100 * 8
-    assert all(n == 100 * 10 for m, n in per_model.items() if m != "human")
+    assert set(per_model) == {"humans", "gpt-4o", "gpt-4o-in-context", "gpt-4o-paraphrase", "gpt-4o-system-prompt"}
+    assert per_model["humans"] == 100 * 8
+    assert all(n == 100 * 10 for m, n in per_model.items() if m != "humans")
     assert len({r.prompt for r in records}) == 100
     assert all("partition_label" in r.meta for r in records)
     assert {r.meta["model_field"] for r in records if r.model.startswith("gpt-4o")} == {"gpt-4o-2024-11-20"}
@@ -122,14 +123,15 @@ def test_noveltybench_real(shared_data, store_path):
         assert counts(store) == (4800, 100, 5)
         g = store.generations()
         spp = g.groupby(["model", "prompt_key"]).size()
-        assert (spp.loc["human"] == 8).all() and (spp.drop("human") == 10).all()
+        assert (spp.loc["humans"] == 8).all() and (spp.drop("humans") == 10).all()
         assert shared_by_all(store)
 
     with pytest.raises(UserError, match="model_from='file'"):
         noveltybench.read(folder, model_from="model")
     assert {r.model for r in noveltybench.read(folder, model_from="file")} == {f.stem for f in files}
-    # a lone file keeps its model name under auto
-    assert {r.model for r in noveltybench.read(folder / "gpt-4o.jsonl")} == {"gpt-4o-2024-11-20"}
+    # a lone file gets the name it gets in the folder (the name depends on the file alone)
+    assert {r.model for r in noveltybench.read(folder / "gpt-4o.jsonl")} == {"gpt-4o"}
+    assert {r.model for r in noveltybench.read(folder / "gpt-4o.jsonl", model_from="model")} == {"gpt-4o-2024-11-20"}
     with pytest.raises(UserError, match=r"curated\.jsonl:1: no generations"):
         noveltybench.read(shared_data / "noveltybench" / "data" / "curated.jsonl")
 
@@ -291,7 +293,12 @@ def test_noveltybench_small(tmp_path):
     write_jsonl(tmp_path / "nb" / "people.jsonl", [line(1, "human", ["e"])])
     records = noveltybench.read(tmp_path / "nb")
     assert sorted((r.model, r.sample_index, r.text, r.meta.get("partition_label")) for r in records) == [
-        ("fancy", 0, "c", 0), ("fancy", 1, "d", 1), ("human", 0, "e", None), ("plain", 0, "a", 0), ("plain", 1, "b", 0)]
+        ("fancy", 0, "c", 0), ("fancy", 1, "d", 1), ("people", 0, "e", None), ("plain", 0, "a", 0), ("plain", 1, "b", 0)]
+    # a file holding several models, and the evaluation layout's scores.jsonl, keep the model field
+    write_jsonl(tmp_path / "mixed" / "both.jsonl", [line(1, "g", ["a"]), line(1, "h", ["b"])])
+    write_jsonl(tmp_path / "mixed" / "run" / "scores.jsonl", [line(2, "gemini", ["c"])])
+    assert {r.model for r in noveltybench.read(tmp_path / "mixed" / "both.jsonl")} == {"g", "h"}
+    assert {r.model for r in noveltybench.read(tmp_path / "mixed" / "run")} == {"gemini"}
     write_jsonl(tmp_path / "bad" / "x.jsonl", [line(1, "g", ["a", "b"], partition=[0])])
     with pytest.raises(UserError, match=r"x\.jsonl:1: 'partition' must be a list"):
         noveltybench.read(tmp_path / "bad")

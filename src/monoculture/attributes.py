@@ -23,8 +23,9 @@ def family_from_name(name: str) -> str | None:
 
 
 def read_attributes_file(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        raise UserError("attributes file not found", where=str(path))
+    from monoculture.files import regular_file
+
+    regular_file(path, "attributes file")  # missing, or a folder: one clear line
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:

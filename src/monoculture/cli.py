@@ -88,9 +88,11 @@ def import_(
     store: Optional[Path] = StoreOpt,
     map_: list[str] = typer.Option([], "--map", help="field=column, e.g. --map text=output --map model=generator"),
     suite: Optional[str] = typer.Option(None, "--suite", help="name the imported prompts' suite (default: the format)"),
-    option: list[str] = typer.Option([], "--option", "-o", help="reader option KEY=VALUE: model_from=file (noveltybench), model=NAME (tabular without a model column), delimiter=';' (csv), questions=PATH (arena-hard)"),
+    option: list[str] = typer.Option([], "--option", "-o", help="reader option KEY=VALUE: model_from=file|model|auto (noveltybench), model=NAME (jsonl, csv, parquet without a model column), delimiter=';' (csv), questions=PATH (arena-hard)"),
+    replace: bool = typer.Option(False, "--replace", help="replace stored texts that this file contradicts (same model, prompt and sample); without it such a file is refused"),
 ):
-    """Import outputs that already exist, without running a model."""
+    """Import outputs that already exist, without running a model. Re-importing adds nothing;
+    a file that contradicts the store is refused whole, naming the first such row."""
     from monoculture.importers import import_records, reader
     from monoculture.store import Store
 
@@ -116,9 +118,24 @@ def import_(
     except TypeError as e:
         raise UserError(f"import {fmt}: {e}") from None
     target, _ = resolve_store(None, store)
-    with Store(target) as st:
-        counts = import_records(st, records, source=fmt, suite=suite)
-    console.print(f"imported {counts['records']} generations from {counts['models']} models on {counts['prompts']} prompts -> {target}")
+    created = not target.exists()
+    try:
+        with Store(target) as st:
+            counts = import_records(st, records, source=fmt, suite=suite, replace=replace)
+    except UserError:
+        if created:  # a refused import into a new store leaves no store behind
+            for f in (target, target.with_name(target.name + ".wal")):
+                f.unlink(missing_ok=True)
+        raise
+    if counts["new"] or counts["replaced"]:
+        console.print(
+            f"imported {counts['new']} new generations ({counts['unchanged']} already in the store"
+            f"{', ' + str(counts['replaced']) + ' replaced' if counts['replaced'] else ''}) "
+            f"from {counts['models']} models on {counts['prompts']} prompts -> {target}",
+            markup=False, highlight=False,
+        )
+    else:
+        console.print(f"imported 0 new generations: {counts['unchanged']} already in the store, identical; nothing changed -> {target}", markup=False, highlight=False)
 
 
 @app.command()
@@ -160,6 +177,35 @@ def export(
     with Store(path, read_only=True) as st:
         written = st.export(out, fmt, study=study)
     console.print(f"wrote {written}")
+
+
+@app.command()
+@user_errors
+def rm(
+    model: list[str] = typer.Option([], "--model", help="remove this model and all its generations (repeatable)"),
+    study: list[str] = typer.Option([], "--study", help="remove this study and the generations only it accounts for (repeatable)"),
+    prompt: list[str] = typer.Option([], "--prompt", help="remove every prompt with this id (or prompt key) and its generations (repeatable)"),
+    store: Optional[Path] = StoreOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="print what would be removed and change nothing"),
+):
+    """Remove models, studies or prompts from a store, with their generations. No confirmation
+    is asked: name what goes explicitly, and try --dry-run first. Embeddings and measurement
+    results are kept (measure again to refresh the results)."""
+    from monoculture.store import Store
+
+    path, _ = resolve_store(None, store, must_exist=True)
+    with Store(path) as st:
+        res = st.remove(models=model, studies=study, prompts=prompt, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    console.print(
+        f"{verb} {res['generations']} generations, {res['models']} models, {res['prompts']} prompts, {res['studies']} studies from {path}",
+        markup=False, highlight=False,
+    )
+    for kind in ("studies", "models"):
+        if res[f"removed_{kind}"]:
+            console.print(f"  {kind}: {', '.join(res[f'removed_{kind}'])}", markup=False, highlight=False)
+    if dry_run:
+        console.print("(dry run: nothing was changed)", markup=False, highlight=False)
 
 
 @app.command()

@@ -190,7 +190,46 @@ class Store:
             """
         )
 
+    def set_prompt_groups(self, groups: dict[str, str]) -> None:
+        """Set the group of prompts already stored (``import --replace`` regrouping them)."""
+        if groups:
+            gdf = pd.DataFrame({"prompt_key": list(groups), "group_id": list(groups.values())})  # noqa: F841 - read by the SQL
+            self.con.execute("UPDATE prompts SET group_id = gdf.group_id FROM gdf WHERE prompts.prompt_key = gdf.prompt_key")
+
+    def remove(self, *, models: Sequence[str] = (), studies: Sequence[str] = (), prompts: Sequence[str] = (), dry_run: bool = False) -> dict[str, Any]:
+        """Remove models, studies or prompts, with their generations, in one transaction.
+
+        See :mod:`monoculture.removal` for what goes with each; ``dry_run`` does the same work
+        and rolls it back, so what it reports is exactly what a real run would remove."""
+        from monoculture.removal import remove
+
+        return remove(self, models=models, studies=studies, prompts=prompts, dry_run=dry_run)
+
     # -- reads -----------------------------------------------------------------------
+    def model_names(self) -> set[str]:
+        return {n for (n,) in self.con.execute("SELECT name FROM models").fetchall()}
+
+    def generation_texts(self, keys: Sequence[str]) -> dict[str, str | None]:
+        """key -> stored text, for the keys that are in the store (import's conflict check)."""
+        if not keys:
+            return {}
+        kdf = pd.DataFrame({"key": list(keys)})  # noqa: F841 - read by the SQL
+        return dict(self.con.execute("SELECT g.key, g.text FROM generations g JOIN kdf USING (key)").fetchall())
+
+    def prompts_with_ids(self, ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(prompt_id, prompt_key, text) of the stored prompts that carry one of ``ids``."""
+        if not ids:
+            return []
+        idf = pd.DataFrame({"prompt_id": list(ids)})  # noqa: F841 - read by the SQL
+        return self.con.execute("SELECT p.prompt_id, p.prompt_key, p.text FROM prompts p JOIN idf USING (prompt_id) ORDER BY 1, 2").fetchall()
+
+    def prompt_groups(self, keys: Sequence[str]) -> dict[str, str | None]:
+        """prompt_key -> stored group (None where it has none), for the keys that are stored."""
+        if not keys:
+            return {}
+        kdf = pd.DataFrame({"prompt_key": list(keys)})  # noqa: F841 - read by the SQL
+        return dict(self.con.execute("SELECT p.prompt_key, p.group_id FROM prompts p JOIN kdf USING (prompt_key)").fetchall())
+
     def done_keys(self, keys: Sequence[str]) -> set[str]:
         """Keys that already have a successful generation."""
         if not keys:
@@ -262,18 +301,21 @@ class Store:
 
     def export(self, out: str | Path, fmt: str = "parquet", study: str | None = None) -> Path:
         """Write one row per generation (model, prompt_id, prompt, sample_index, text, ...)."""
-        out = Path(out)
-        df = self.generations(study)
-        if fmt == "parquet":
-            target = out / "generations.parquet" if out.suffix != ".parquet" else out
-            target.parent.mkdir(parents=True, exist_ok=True)
-            df.to_parquet(target, index=False)
-        elif fmt == "jsonl":
-            target = out / "generations.jsonl" if out.suffix != ".jsonl" else out
-            target.parent.mkdir(parents=True, exist_ok=True)
-            df.to_json(target, orient="records", lines=True, force_ascii=False)
-        else:
+        from monoculture.files import writable_file
+
+        if fmt not in ("parquet", "jsonl"):
             raise UserError(f"unknown export format {fmt!r}; use parquet or jsonl")
+        out = Path(out)
+        target = out if out.suffix == f".{fmt}" else out / f"generations.{fmt}"
+        writable_file(target)
+        df = self.generations(study)
+        try:
+            if fmt == "parquet":
+                df.to_parquet(target, index=False)
+            else:
+                df.to_json(target, orient="records", lines=True, force_ascii=False)
+        except OSError as e:
+            raise UserError(f"cannot write: {e.strerror or e}", where=str(target)) from None
         return target
 
 

@@ -168,6 +168,9 @@ def _family(key: str, spec: dict, openness: Openness, where: str) -> Family:
 
 
 def _read_yaml(path: Path) -> dict:
+    from monoculture.files import regular_file
+
+    regular_file(path, "registry file")  # missing, or a folder: one clear line
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}
     except FileNotFoundError:

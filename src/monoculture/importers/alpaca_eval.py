@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from monoculture.errors import UserError
-from monoculture.importers import Imported
+from monoculture.importers import Imported, ensure_unique
 from monoculture.importers.tabular import (
     check_options,
-    ensure_unique,
     existing_path,
     find_files,
+    json_error,
     json_type,
     read_text,
     require,
@@ -45,7 +45,7 @@ def json_array(path: Path) -> list[tuple[int, Any]]:
         try:
             top = json.loads(text)
         except json.JSONDecodeError as e:
-            raise UserError(f"not valid JSON ({e.msg} at column {e.colno})", where=f"{path}:{e.lineno}") from None
+            raise UserError(json_error(e), where=f"{path}:{e.lineno}") from None
         raise UserError(f"expected a JSON array of outputs, got {json_type(top)}", where=f"{path}:{_line(text, i)}")
     i = _WS.match(text, i + 1).end()
     out: list[tuple[int, Any]] = []
@@ -57,7 +57,7 @@ def json_array(path: Path) -> list[tuple[int, Any]]:
             try:
                 obj, j = dec.raw_decode(text, i)
             except json.JSONDecodeError as e:
-                raise UserError(f"not valid JSON ({e.msg} at column {e.colno})", where=f"{path}:{e.lineno}") from None
+                raise UserError(json_error(e), where=f"{path}:{e.lineno}") from None
             line += text.count("\n", at, i)
             at = i
             out.append((line, obj))
@@ -77,7 +77,7 @@ def json_array(path: Path) -> list[tuple[int, Any]]:
     return out
 
 
-def _read_file(path: Path) -> tuple[list[Imported], list[str]]:
+def _read_file(path: Path) -> list[Imported]:
     items = json_array(path)
     rows = []
     for k, (line, obj) in enumerate(items):
@@ -96,7 +96,7 @@ def _read_file(path: Path) -> tuple[list[Imported], list[str]]:
     texts = [r[1].strip() for r in rows]
     unique = len(set(texts)) == len(texts)
     seen: dict[str, int] = {}
-    records, places = [], []
+    records = []
     for k, (where, instruction, output, model, dataset) in enumerate(rows):
         t = texts[k]
         sample = seen.get(t, 0)
@@ -110,10 +110,10 @@ def _read_file(path: Path) -> tuple[list[Imported], list[str]]:
                 sample_index=sample,
                 meta={"index": k},
                 category=dataset,
+                where=where,
             )
         )
-        places.append(where)
-    return records, places
+    return records
 
 
 def read(path: str | Path, **options) -> list[Imported]:
@@ -124,10 +124,7 @@ def read(path: str | Path, **options) -> list[Imported]:
     else:
         files = find_files(root, ["*/model_outputs.json"], "AlpacaEval model_outputs.json files")
     records: list[Imported] = []
-    places: list[str] = []
     for f in files:
-        r, p = _read_file(f)
-        records += r
-        places += p
-    ensure_unique(records, places, "two files give the same model (generator)")
+        records += _read_file(f)
+    ensure_unique(records, "two files give the same model (generator)")
     return records

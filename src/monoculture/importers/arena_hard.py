@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from monoculture.errors import UserError
-from monoculture.importers import Imported
+from monoculture.importers import MAX_SAMPLE_INDEX, Imported, ensure_unique
 from monoculture.importers.tabular import (
     check_options,
-    ensure_unique,
     existing_path,
     find_files,
     json_type,
@@ -93,7 +92,6 @@ def read(path: str | Path, *, questions: str | Path | None = None, **options) ->
     qfile, answer_files = _locate(existing_path(path), questions)
     qs = _questions(qfile)
     records: list[Imported] = []
-    places: list[str] = []
     for f in answer_files:
         model = f.stem
         for n, a in jsonl_objects(f):
@@ -114,12 +112,11 @@ def read(path: str | Path, *, questions: str | Path | None = None, **options) ->
                     raise UserError(f"choice {pos} has no turns", where=where)
                 text = _turn_text(turns[0], f"choice {pos} turn", where)
                 idx = ch.get("index", pos)
-                if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
-                    raise UserError(f"choice {pos}: 'index' must be a whole number >= 0, got {idx!r}", where=where)
+                if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx <= MAX_SAMPLE_INDEX:
+                    raise UserError(f"choice {pos}: 'index' must be a whole number from 0 to {MAX_SAMPLE_INDEX}, got {idx!r}", where=where)
                 meta = {"question_id": qid, "answer_id": a.get("answer_id"), "model_id": model_id, "n_turns": len(turns)}
                 if isinstance(turns[0], dict) and "token_len" in turns[0]:
                     meta["token_len"] = turns[0]["token_len"]
-                records.append(Imported(model=model, prompt_id=qid, prompt=prompt, text=text, sample_index=idx, meta=meta, category=category))
-                places.append(where)
-    ensure_unique(records, places, "an answer file answers the same question twice")
+                records.append(Imported(model=model, prompt_id=qid, prompt=prompt, text=text, sample_index=idx, meta=meta, category=category, where=where))
+    ensure_unique(records, "an answer file answers the same question twice")
     return records

@@ -6,12 +6,14 @@ Each line is ``{id, prompt, model, generations: [...], partition?, generation_sc
 benchmark's equivalence class of that sample) is kept in ``meta`` as ``partition_label`` and
 ``generation_scores[i]`` as ``generation_score``.
 
-Model names: the sample files of different prompting schemes all say ``gpt-4o-2024-11-20``.
-``model_from`` chooses: ``"model"`` uses the ``model`` field; ``"file"`` uses the file's stem;
-``"auto"`` (default) uses the ``model`` field unless two files of this import share a model, in
-which case those files are named by their stem (``gpt-4o``, ``gpt-4o-paraphrase``, ...). Importing
-such files one at a time under ``auto`` would file them under the same name (the later import
-replaces the earlier one's rows), so import them together or pass ``model_from="file"``.
+Model names: the sample files of different prompting schemes all say ``gpt-4o-2024-11-20``;
+NoveltyBench names the source (the model *and* its sampling scheme) by the file. ``model_from``
+chooses: ``"model"`` uses the ``model`` field; ``"file"`` uses the file's stem; ``"auto"``
+(default) uses the stem for a file that holds one model (``gpt-4o``, ``gpt-4o-paraphrase``,
+``humans``), and the ``model`` field for a file that holds several, or for the evaluation
+layout's ``scores.jsonl`` (there the folder names the run, and the stem says nothing). The name
+depends on the file alone, never on what else is imported with it, so files imported one at a
+time land under the same distinct names as when imported together.
 
 Prompt-only files (``data/curated.jsonl``, ``data/wildchat-1k.jsonl``) have no generations and
 are refused.
@@ -22,10 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from monoculture.errors import UserError
-from monoculture.importers import Imported
+from monoculture.importers import Imported, ensure_unique
 from monoculture.importers.tabular import (
     check_options,
-    ensure_unique,
     existing_path,
     find_files,
     json_type,
@@ -70,6 +71,13 @@ def _parse(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
+def _named_by_stem(f: Path, rows: list[tuple[int, dict]], model_from: str) -> bool:
+    """Whether this file's records are named after the file (see the module docstring)."""
+    if model_from != "auto":
+        return model_from == "file"
+    return len({obj["model"] for _, obj in rows}) == 1 and f.stem != "scores"
+
+
 def read(path: str | Path, *, model_from: str = "auto", **options) -> list[Imported]:
     check_options(options, ("model_from",), "noveltybench")
     if model_from not in MODEL_FROM:
@@ -77,26 +85,19 @@ def read(path: str | Path, *, model_from: str = "auto", **options) -> list[Impor
     files = find_files(existing_path(path), ["*.jsonl"], "NoveltyBench .jsonl files")
     parsed = [(f, _parse(f)) for f in files]
 
+    by_stem = {f: _named_by_stem(f, rows, model_from) for f, rows in parsed}
     stems: dict[str, Path] = {}
     for f, _ in parsed:
-        if model_from != "model" and f.stem in stems:
+        if by_stem[f] and f.stem in stems:
             raise UserError(f"two files are both named {f.stem!r} ({stems[f.stem]} and {f}); import them separately")
-        stems[f.stem] = f
-    files_of: dict[str, set[Path]] = {}
-    for f, rows in parsed:
-        for _, obj in rows:
-            files_of.setdefault(obj["model"], set()).add(f)
-    shared = {m for m, fs in files_of.items() if len(fs) > 1}
+        if by_stem[f]:
+            stems[f.stem] = f
 
     records: list[Imported] = []
-    places: list[str] = []
     for f, rows in parsed:
         for n, obj in rows:
             model = obj["model"]
-            if model_from == "file" or (model_from == "auto" and model in shared):
-                name = f.stem
-            else:
-                name = model
+            name = f.stem if by_stem[f] else model
             pid = obj.get("id")
             pid = text_id("novelty", obj["prompt"]) if pid is None or str(pid).strip() == "" else str(pid)
             partition = obj.get("partition")
@@ -108,8 +109,7 @@ def read(path: str | Path, *, model_from: str = "auto", **options) -> list[Impor
                     meta["partition_label"] = partition[i]
                 if scores is not None:
                     meta["generation_score"] = scores[i]
-                records.append(Imported(model=name, prompt_id=pid, prompt=obj["prompt"], text=g, sample_index=i, meta=meta, category=category))
-                places.append(f"{f}:{n}")
+                records.append(Imported(model=name, prompt_id=pid, prompt=obj["prompt"], text=g, sample_index=i, meta=meta, category=category, where=f"{f}:{n}"))
     hint = "the same model answers the same prompt in two files; pass model_from='file'" if model_from == "model" else ""
-    ensure_unique(records, places, hint)
+    ensure_unique(records, hint)
     return records

@@ -1,7 +1,8 @@
 """Generic tables of outputs: JSONL, CSV and Parquet.
 
 Columns (our names): ``prompt``, ``model``, ``text`` (required); ``prompt_id``, ``sample_index``,
-``category``, ``language`` (optional). ``mapping`` renames: ``{"text": "output", "model":
+``category``, ``language``, ``group`` (optional; prompts that share a group, such as translations
+or paraphrases of one question, are one unit when measured: stored as the prompt's group_id). ``mapping`` renames: ``{"text": "output", "model":
 "generator"}`` reads our ``text`` from their column ``output`` (the CLI's ``--map text=output``).
 Without ``sample_index`` a row gets the running count of rows seen so far for its (model, prompt),
 so a file with one answer per prompt gets 0 everywhere. Without ``prompt_id`` the id is derived
@@ -25,9 +26,9 @@ from typing import Any
 from monoculture.errors import UserError
 from monoculture.files import read_utf8 as read_text
 from monoculture.hashing import digest
-from monoculture.importers import Imported
+from monoculture.importers import Imported, ensure_unique
 
-FIELDS = ("prompt_id", "prompt", "model", "sample_index", "text", "category", "language")
+FIELDS = ("prompt_id", "prompt", "model", "sample_index", "text", "category", "language", "group")
 REQUIRED = ("prompt", "model", "text")
 
 
@@ -39,16 +40,26 @@ def existing_path(path: str | Path) -> Path:
     return p
 
 
-def check_options(options: dict[str, Any], allowed: Iterable[str], fmt: str) -> None:
+def check_options(options: dict[str, Any], allowed: Iterable[str], fmt: str, *, also: Iterable[str] = ()) -> None:
     """Reject options this reader does not know (None and empty values are ignored, so a caller
-    may pass the same keywords, e.g. ``mapping={}``, to every reader)."""
-    allowed = set(allowed)
+    may pass the same keywords, e.g. ``mapping={}``, to every reader). ``also`` names the
+    options the reader takes as keyword arguments, so that the message lists them all;
+    ``mapping`` is given as ``--map`` on the command line and listed so."""
+    allowed = set(allowed) | set(also)
     unknown = sorted(k for k, v in options.items() if k not in allowed and not (v is None or isinstance(v, (dict, list, tuple)) and not v))
     if unknown:
+        takes = [f"{k}=..." for k in sorted(allowed - {"mapping"})] + (["--map FIELD=COLUMN"] if "mapping" in allowed else [])
         raise UserError(
             f"the {fmt} importer does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(sorted(allowed)) or 'none'}"
+            f"it takes: {', '.join(takes) or 'none'}"
         )
+
+
+def json_error(e: json.JSONDecodeError) -> str:
+    """json's message with the column, worded once for every reader: its messages end in
+    "at" ("Unterminated string starting at"), which must not become "at at column"."""
+    msg = e.msg.removesuffix(" at")
+    return f"not valid JSON ({msg} at column {e.colno})"
 
 
 def find_files(path: Path, patterns: Iterable[str], what: str) -> list[Path]:
@@ -75,7 +86,7 @@ def jsonl_objects(path: Path) -> list[tuple[int, dict]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise UserError(f"not valid JSON ({e.msg} at column {e.colno}); each line must be one JSON object", where=f"{path}:{n}") from None
+            raise UserError(f"{json_error(e)}; each line must be one JSON object", where=f"{path}:{n}") from None
         if not isinstance(obj, dict):
             raise UserError(f"expected a JSON object on each line, got {json_type(obj)}", where=f"{path}:{n}")
         out.append((n, obj))
@@ -104,20 +115,6 @@ def require(obj: dict, field: str, where: str, kind: type | tuple = str, *, what
 
 def text_id(prefix: str, text: str) -> str:
     return f"{prefix}-{digest(text.strip(), 12)}"
-
-
-def ensure_unique(records: list[Imported], places: list[str], hint: str = "") -> None:
-    """Two records with the same (model, prompt text, sample index) would be one row in the
-    store; say where both came from instead of letting the second silently win."""
-    seen: dict[tuple, int] = {}
-    for i, r in enumerate(records):
-        k = (r.model, r.prompt.strip(), int(r.sample_index))
-        j = seen.setdefault(k, i)
-        if j != i:
-            raise UserError(
-                f"two records for model {r.model!r}, prompt {r.prompt_id!r}, sample {r.sample_index}: "
-                f"{places[j]} and {places[i]}" + (f"; {hint}" if hint else "")
-            )
 
 
 # -- the tabular readers ---------------------------------------------------------------------------
@@ -152,6 +149,15 @@ def _missing(v: Any) -> bool:
         return False
 
 
+def _what_missing(v: Any) -> str:
+    """How a missing value reads in an error: JSON null and NaN are different mistakes."""
+    if v is None:
+        return "null"
+    if isinstance(v, float) and math.isnan(v):
+        return "NaN"
+    return "a missing value"
+
+
 def _label(field: str, cols: dict[str, str]) -> str:
     return repr(cols[field]) if cols[field] == field else f"{cols[field]!r} (for {field})"
 
@@ -163,8 +169,8 @@ class _Builder:
         self.cols = cols
         self.model = model
         self.records: list[Imported] = []
-        self.places: list[str] = []
         self.counts: dict[tuple[str, str], int] = {}
+        self.gave_index = False  # some row had a sample_index: the duplicate hint says so
 
     def check_header(self, header: list[str], where: str) -> None:
         for f in REQUIRED:
@@ -187,13 +193,17 @@ class _Builder:
                     raise UserError(f"{pre}missing {unit} {_label(field, c)}; present: {', '.join(map(repr, row)) or 'none'} (rename with --map {field}={unit.upper()})", where=where)
                 return None
             v = row[col]
-            return None if _missing(v) or (strings and v == "" and field not in ("text",)) else v
+            if _missing(v) or (strings and v == "" and field != "text"):
+                absent[field] = "an empty cell" if strings else _what_missing(v)
+                return None
+            return v
 
+        absent: dict[str, str] = {}
         vals = {}
         for f in ("prompt", "model", "text"):
             v = get(f, True)
             if not isinstance(v, str):
-                got = ("an empty cell" if strings else "a missing value" if v is not None else "null") if _missing(v) else json_type(v)
+                got = absent.get(f) or json_type(v)
                 raise UserError(f"{pre}{_label(f, c)} must be a string, got {got}", where=where)
             if f != "text" and not v.strip():
                 raise UserError(f"{pre}{_label(f, c)} is empty", where=where)
@@ -210,15 +220,20 @@ class _Builder:
             si = self.counts.get(key, 0)
         else:
             si = self._int(si, pre + _label("sample_index", c), where)
+            self.gave_index = True
         self.counts[key] = self.counts.get(key, 0) + 1
         extra = {}
-        for f in ("category", "language"):
+        for f in ("category", "language", "group"):
             v = get(f, False)
+            if f == "group" and isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if f == "group" and isinstance(v, int) and not isinstance(v, bool):
+                v = str(v)
             if v is not None and not isinstance(v, str):
                 raise UserError(f"{pre}{_label(f, c)} must be a string, got {json_type(v)}", where=where)
-            extra[f] = v or None
-        self.records.append(Imported(model=vals["model"], prompt_id=pid, prompt=vals["prompt"], text=vals["text"], sample_index=si, **extra))
-        self.places.append(f"{where}" + (f" {rowname}" if rowname else ""))
+            extra[f] = v if v and v.strip() else None
+        place = f"{where}" + (f" {rowname}" if rowname else "")
+        self.records.append(Imported(model=vals["model"], prompt_id=pid, prompt=vals["prompt"], text=vals["text"], sample_index=si, where=place, **extra))
 
     @staticmethod
     def _int(v: Any, label: str, where: str) -> int:
@@ -239,7 +254,7 @@ class _Builder:
     def finish(self, files: list[Path]) -> list[Imported]:
         if not self.records:
             raise UserError("no rows found", where=", ".join(map(str, files)))
-        ensure_unique(self.records, self.places, "add a sample_index column to tell them apart")
+        ensure_unique(self.records, "the file gives both the same sample_index" if self.gave_index else "add a sample_index column to tell them apart")
         return self.records
 
 
@@ -261,14 +276,19 @@ def read_jsonl(path: str | Path, mapping: dict[str, str] | None = None, **option
 def read_csv(path: str | Path, mapping: dict[str, str] | None = None, *, delimiter: str | None = None, **options) -> list[Imported]:
     """A CSV file with a header row (``delimiter`` defaults to ``,``; ``.tsv`` files use tabs).
     Errors name the data row (1 = first row under the header) and its line in the file."""
-    check_options(options, _TAB_OPTIONS, "csv")
+    check_options(options, _TAB_OPTIONS, "csv", also=("delimiter",))
     b = _Builder(_columns(mapping), options.get("model"))
     files = find_files(existing_path(path), ["*.csv", "*.tsv"], "CSV files")
     csv.field_size_limit(2**31 - 1)
     for f in files:
         text = read_text(f)
         delim = delimiter or ("\t" if f.suffix.lower() == ".tsv" else ",")
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+        if len(delim) != 1:
+            raise UserError(f"delimiter must be one character, got {delim!r}")
+        # strict: a quote that is never closed, or closed in the middle of a field, is an error
+        # (the lenient default reads the rest of the file into one field and exits 0)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+        start = 1  # the line the record being read starts on
         try:
             header = next(reader, None)
             if header is None or not any(h.strip() for h in header):
@@ -276,20 +296,69 @@ def read_csv(path: str | Path, mapping: dict[str, str] | None = None, *, delimit
             header = [h.strip() for h in header]
             b.check_header(header, f"{f}:1")
             rowno = 0
+            start = reader.line_num + 1
             for cells in reader:
+                where = f"{f}:{start}"
+                start = reader.line_num + 1
                 if not cells or not any(x.strip() for x in cells):
                     continue
                 rowno += 1
-                where = f"{f}:{reader.line_num}"
                 if len(cells) > len(header):
                     raise UserError(f"row {rowno}: {len(cells)} fields but the header has {len(header)}", where=where)
                 row = dict(zip(header, cells))
                 b.add(row, where, f"row {rowno}", strings=True)
         except csv.Error as e:
+            opened = _quote_opened(text, start, delim)
+            if opened is not None:
+                line, closed = opened
+                how = "is never closed (the rest of the file would be one field)" if closed is None else (
+                    f"closes on line {closed} and is followed by more text in the same field")
+                raise UserError(f"not valid CSV: the quoted field that opens on this line {how}; "
+                                'close the quote, or write a quote inside a field as ""', where=f"{f}:{line}") from None
             raise UserError(f"not valid CSV: {e}", where=f"{f}:{reader.line_num}") from None
         if rowno == 0:
             raise UserError("no data rows under the header", where=str(f))
     return b.finish(files)
+
+
+def _quote_opened(text: str, start: int, delim: str) -> tuple[int, int | None] | None:
+    """Where the bad quote of the record starting on line ``start`` opened: (line it opened,
+    line it closed or None). Follows the csv module's strict dialect: a quote opens a field
+    only at its start, ``""`` inside is a quote, and after the closing quote comes a delimiter
+    or the end of the line."""
+    pos = 0
+    for _ in range(start - 1):
+        pos = text.find("\n", pos) + 1
+        if pos == 0:
+            return None
+    line, at_start, i, n = start, True, pos, len(text)
+    while i < n:
+        ch = text[i]
+        if at_start and ch == '"':
+            opened, i = line, i + 1
+            while True:
+                if i >= n:
+                    return opened, None
+                ch = text[i]
+                if ch == "\n":
+                    line += 1
+                elif ch == '"':
+                    if i + 1 < n and text[i + 1] == '"':
+                        i += 1
+                    else:
+                        after = text[i + 1] if i + 1 < n else ""
+                        if after not in (delim, "\n", "\r", ""):
+                            return opened, line
+                        break
+                i += 1
+            i += 1
+            at_start = False
+            continue
+        if ch == "\n":
+            return None  # the record ended without a quoting problem
+        at_start = ch == delim
+        i += 1
+    return None
 
 
 def read_parquet(path: str | Path, mapping: dict[str, str] | None = None, **options) -> list[Imported]:
