@@ -144,12 +144,14 @@ def ls(
     target: Optional[str] = typer.Argument(None, help="store file or study YAML"),
     store: Optional[Path] = StoreOpt,
 ):
-    """List studies, models, prompts and counts in a store."""
+    """List studies, models, prompts and counts in a store, and its measurements."""
+    from monoculture.results import list_runs
     from monoculture.store import Store
 
     path, _ = resolve_store(target, store, must_exist=True)
     with Store(path, read_only=True) as st:
         s = st.summary()
+        runs = list_runs(st)
     console.print(f"[bold]{path}[/bold]: {s['prompts']} prompts, {s['generations']} generations, {s['failed']} failed")
     if len(s["studies"]):
         t = Table("study", "file", "models", "prompts", title="studies")
@@ -160,6 +162,22 @@ def ls(
     for r in s["models"].itertuples():
         t.add_row(r.name, str(r.backend), str(r.model_id), str(r.prompts), str(r.generations), str(r.failed))
     console.print(t)
+    if len(runs):
+        _print_measurements(runs)
+
+
+def _print_measurements(runs) -> None:
+    """The measurements table of ``ls``, newest first: the label is what ``report --label`` takes."""
+    import datetime as dt
+
+    from monoculture.results import describe_settings
+
+    t = Table("label", "measured", "embedder", "settings", title="measurements (newest first; `report --label` picks one)")
+    for r in runs.itertuples():
+        when = dt.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S") if r.created_at == r.created_at else ""
+        t.add_row(r.label, when, f"{r.embedder} ({'calibrated' if r.calibrated else 'raw'})", describe_settings(r.settings))
+    console.print(t)
+
 
 
 @app.command()

@@ -21,6 +21,8 @@ from monoculture.errors import UserError
 
 DEFAULT_STORE = "monoculture.duckdb"
 
+# The base tables, created where missing on every opening for writing. A change to a table that
+# already exists is a migration (monoculture.migrations), which also upgrades old stores.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
     name TEXT PRIMARY KEY,
@@ -95,12 +97,34 @@ class Store:
             if read_only or not create:
                 raise UserError(f"no store at {self.path} (run `monoculture run` or `monoculture import` first, or pass --store)")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as e:
-            raise UserError(f"cannot open store: {e}", where=str(self.path)) from None
+        self.con = self._connect(read_only)
+        from monoculture import migrations
+
+        newer = migrations.unknown(self.con)
+        if newer:
+            self.con.close()
+            raise UserError(f"written by a newer monoculture (migrations {', '.join(newer)} unknown here); upgrade monoculture to open it", where=str(self.path))
         if not read_only:
             self.con.execute(SCHEMA)
+            migrations.migrate(self.con)
+        elif migrations.pending(self.con):
+            # A store from an older release is upgraded once, in place, even by a reader (report,
+            # ls): its readers expect today's tables. The migrations copy before they drop.
+            self.con.close()
+            self.con = self._connect(False, upgrading=True)
+            try:
+                self.con.execute(SCHEMA)
+                migrations.migrate(self.con)
+            finally:
+                self.con.close()
+            self.con = self._connect(True)
+
+    def _connect(self, read_only: bool, upgrading: bool = False) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as e:
+            why = "was written by an older monoculture and must be upgraded once with write access, but " if upgrading else ""
+            raise UserError(f"cannot open store: {why}{e}", where=str(self.path)) from None
 
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:

@@ -94,13 +94,9 @@ def _label_of(store, label: str | None) -> tuple[Any, float | None, np.ndarray |
 
 def _latest_label_of_study(store, study: str) -> str | None:
     """A study file names its study: report that study's latest measurement, not the store's."""
-    try:
-        rows = store.con.execute("SELECT label FROM measure_runs WHERE study = ? ORDER BY created_at DESC", [study]).fetchall()
-    except Exception:  # noqa: BLE001 - no results table: load_results says "measure first"
-        return None
-    if not rows:
-        raise UserError(f"study {study!r} has not been measured yet; run `monoculture measure` on its study file first")
-    return rows[0][0]
+    from monoculture.results import resolve_label
+
+    return resolve_label(store, study=study)
 
 
 def _frame(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame | None:
@@ -356,7 +352,7 @@ def build_report(store_path: str | Path, out: str | Path = "report.html", *, lab
     only checks that the measurement is that study's. ``export_figures``: a folder to write
     each figure to as PNG and SVG as well.
     """
-    from monoculture.measure import load_results
+    from monoculture.results import load_results
     from monoculture.store import Store
 
     if max_prompts < 0:
