@@ -95,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         fake = self.server.fake
-        if self.path.rstrip("/").endswith("/models"):
+        if self.path.split("?")[0].rstrip("/").endswith("/models"):
             fake._count("models")
             self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in fake.models]})
         else:
@@ -105,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        if not self.path.split("?")[0].rstrip("/").endswith("/chat/completions"):  # a gateway's ?api-key= may follow
             self._error(404, f"no route {self.path}")
             return
         try:

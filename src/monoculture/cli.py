@@ -64,14 +64,16 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ):
     """Run a study: every prompt on every model, k samples each. Safe to interrupt and rerun."""
-    from monoculture.collect import run_study
+    from monoculture.collect import prepare_run, run_study
     from monoculture.store import Store
     from monoculture.study import load_study
 
     study = load_study(study_file)
     path = study.store_path(store)
+    wanted = models.split(",") if models else None
+    prepared = prepare_run(study, wanted)  # every check before the store file is even created
     with Store(path) as st:
-        stats = run_study(study, st, models=models.split(",") if models else None, console=err, show_progress=not quiet)
+        stats = run_study(study, st, models=wanted, console=err, show_progress=not quiet, prepared=prepared)
     console.print(
         f"[bold]{study.name}[/bold]: {stats.generated} generated, {stats.skipped} already in the store, "
         f"{stats.failed} failed{' (rerun to retry)' if stats.failed else ''} -> {path}"

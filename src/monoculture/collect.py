@@ -1,21 +1,25 @@
 """The collect phase: run a study's prompts on its models into the store, resumably.
 
-Everything is validated before the first write. Each generation's key hashes what determines
-it, so a rerun asks the backends only for what is missing (or failed), and results are written
-in small transactions, so a kill loses at most one batch.
+Everything is validated before the first write (:func:`prepare_run`; the CLI calls it before it
+even creates the store file). Each generation's key hashes what determines it, so a rerun asks
+the backends only for what is missing (or failed), and results are written in small
+transactions, so a kill loses at most one batch. Jobs are made a chunk of prompts at a time, so
+memory does not grow with prompts x samples.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from monoculture.backends import backend_class, create_backend
 from monoculture.backends.base import Job, Result
+from monoculture.errors import UserError
 from monoculture.hashing import digest
 from monoculture.store import Store
 from monoculture.study import ModelSpec, Sampling, Study
@@ -42,18 +46,51 @@ def generation_key(spec: ModelSpec, messages: list[dict[str, str]], sampling: Sa
     )
 
 
+#: Samples per planning chunk: keys are made, looked up and handed to the backend this many at
+#: a time (whole prompts; a prompt with more samples is one chunk on its own).
+CHUNK_SAMPLES = 4096
+
+
 @dataclass
 class Plan:
-    """What one model still has to generate."""
+    """What one model has to generate: its prompts, of which ``missing`` samples are not yet
+    done. Jobs come from :meth:`chunks`, made lazily."""
 
     spec: ModelSpec
     sampling: Sampling
-    jobs: list[Job]
+    prompts: list[Prompt]
+    samples: int
     total: int
+    missing: int
 
-    @property
-    def missing(self) -> int:
-        return sum(len(j.keys) for j in self.jobs)
+    def _prompt_chunks(self) -> Iterator[list[Prompt]]:
+        per = max(1, CHUNK_SAMPLES // self.samples)
+        for start in range(0, len(self.prompts), per):
+            yield self.prompts[start : start + per]
+
+    def _chunk_jobs(self, store: Store, prompts: list[Prompt]) -> tuple[list[Job], int]:
+        jobs, n_keys = [], 0
+        for p in prompts:
+            messages = render_messages(p, self.sampling)
+            keys = [generation_key(self.spec, messages, self.sampling, i) for i in range(self.samples)]
+            n_keys += len(keys)
+            jobs.append(Job(messages=messages, sample_indices=list(range(self.samples)), keys=keys, sampling=self.sampling, prompt_key=p.key))
+        done = store.done_keys([k for j in jobs for k in j.keys])
+        todo = []
+        for j in jobs:
+            idx = [(i, k) for i, k in zip(j.sample_indices, j.keys) if k not in done]
+            if idx:
+                j.sample_indices = [i for i, _ in idx]
+                j.keys = [k for _, k in idx]
+                todo.append(j)
+        return todo, n_keys
+
+    def chunks(self, store: Store) -> Iterator[list[Job]]:
+        """Lists of jobs still missing, one chunk of prompts at a time."""
+        for prompts in self._prompt_chunks():
+            jobs, _ = self._chunk_jobs(store, prompts)
+            if jobs:
+                yield jobs
 
 
 @dataclass
@@ -65,40 +102,51 @@ class RunStats:
 
 
 def plan_study(study: Study, store: Store, prompts: list[Prompt], models: Iterable[ModelSpec]) -> list[Plan]:
+    """One plan per model, with its count of missing samples (keys are made and looked up a
+    chunk at a time, and not kept)."""
     plans = []
     for spec in models:
-        sampling = study.sampling_for(spec)
-        jobs, all_keys = [], []
-        for p in prompts:
-            messages = render_messages(p, sampling)
-            keys = [generation_key(spec, messages, sampling, i) for i in range(study.samples)]
-            all_keys += keys
-            jobs.append(Job(messages=messages, sample_indices=list(range(study.samples)), keys=keys, sampling=sampling, prompt_key=p.key))
-        done = store.done_keys(all_keys)
-        todo = []
-        for j in jobs:
-            idx = [(i, k) for i, k in zip(j.sample_indices, j.keys) if k not in done]
-            if idx:
-                j.sample_indices = [i for i, _ in idx]
-                j.keys = [k for _, k in idx]
-                todo.append(j)
-        plans.append(Plan(spec, sampling, todo, len(all_keys)))
+        plan = Plan(spec, study.sampling_for(spec), prompts, study.samples, len(prompts) * study.samples, 0)
+        for chunk in plan._prompt_chunks():
+            jobs, _ = plan._chunk_jobs(store, chunk)
+            plan.missing += sum(len(j.keys) for j in jobs)
+        plans.append(plan)
     return plans
 
 
-def run_study(study: Study, store: Store, *, models: list[str] | None = None, console: Console | None = None, show_progress: bool = True) -> RunStats:
-    """Generate every missing sample of the study; returns counts. Safe to interrupt."""
-    console = console or Console(stderr=True)
-    specs = [m for m in study.models if not models or m.name in models]
+@dataclass
+class Prepared:
+    """A study checked in full and ready to run: the models to run and the prompts."""
+
+    study: Study
+    specs: list[ModelSpec]
+    prompts: list[Prompt]
+
+
+def prepare_run(study: Study, models: list[str] | None = None) -> Prepared:
+    """Every check that needs no store: the model names asked for, each backend's preflight
+    (params, credentials, files) and the suites. Raises UserError; writes nothing."""
     if models:
         unknown = set(models) - {m.name for m in study.models}
         if unknown:
-            from monoculture.errors import UserError
-
             raise UserError(f"no model named {', '.join(sorted(unknown))} in the study")
-    for spec in specs:  # fail before writing anything
+    specs = [m for m in study.models if not models or m.name in models]
+    for spec in study.models:
+        study.sampling_for(spec)
+    for spec in specs:
         backend_class(spec.backend).preflight(spec)
-    prompts = study.load_prompts()
+    return Prepared(study, specs, study.load_prompts())
+
+
+def run_study(study: Study, store: Store, *, models: list[str] | None = None, console: Console | None = None, show_progress: bool = True, prepared: Prepared | None = None) -> RunStats:
+    """Generate every missing sample of the study; returns counts. Safe to interrupt.
+
+    ``prepared`` (from :func:`prepare_run`) skips the checks when the caller has run them
+    already, before opening the store."""
+    console = console or Console(stderr=True)
+    if prepared is None or prepared.study is not study:
+        prepared = prepare_run(study, models)
+    specs, prompts = prepared.specs, prepared.prompts
 
     with store.transaction():
         store.upsert_models(
@@ -111,7 +159,7 @@ def run_study(study: Study, store: Store, *, models: list[str] | None = None, co
             ]
         )
         store.upsert_prompts(prompts)
-    store.register_study(study.name, str(study.path) if study.path else None, study.model_dump(mode="json"), [m.name for m in study.models], [p.key for p in prompts])
+    store.register_study(study.name, str(study.path) if study.path else None, study.stored_spec(), [m.name for m in study.models], [p.key for p in prompts])
 
     plans = plan_study(study, store, prompts, specs)
     stats = RunStats()
@@ -122,10 +170,10 @@ def run_study(study: Study, store: Store, *, models: list[str] | None = None, co
         console=console, disable=not show_progress, transient=False,
     ) as progress:
         for plan in plans:
-            task = progress.add_task(plan.spec.name, total=plan.total, completed=plan.total - plan.missing)
+            task = progress.add_task(escape(plan.spec.name), total=plan.total, completed=plan.total - plan.missing)
             counts = {"generated": 0, "failed": 0, "skipped": plan.total - plan.missing}
             stats.per_model[plan.spec.name] = counts
-            if not plan.jobs:
+            if not plan.missing:
                 continue
             _run_plan(plan, store, study.batch_size, progress, task, counts)
             stats.generated += counts["generated"]
@@ -134,7 +182,6 @@ def run_study(study: Study, store: Store, *, models: list[str] | None = None, co
 
 
 def _run_plan(plan: Plan, store: Store, batch_size: int, progress: Progress, task, counts: dict[str, int]) -> None:
-    where = {k: (j.prompt_key, i) for j in plan.jobs for i, k in zip(j.sample_indices, j.keys)}
     params = {"sampling": plan.sampling.key_params(), "system_prompt": plan.sampling.system_prompt}
     buffer: list[dict] = []
     last_flush = time.monotonic()
@@ -147,20 +194,22 @@ def _run_plan(plan: Plan, store: Store, batch_size: int, progress: Progress, tas
 
     backend = create_backend(plan.spec)
     try:
-        for r in backend.generate(plan.jobs):
-            if r.key not in where:
-                continue  # a backend must not invent keys; ignore rather than corrupt the store
-            prompt_key, sample_index = where.pop(r.key)
-            buffer.append(_row(plan.spec.name, prompt_key, sample_index, r, params))
-            counts["generated" if r.ok else "failed"] += 1
-            progress.advance(task, 1)
-            if not r.ok:
-                progress.update(task, description=f"{plan.spec.name} [red]({counts['failed']} failed, retried next run)")
-            if len(buffer) >= batch_size or time.monotonic() - last_flush > 5.0:
-                flush()
-        for key, (prompt_key, sample_index) in where.items():  # a backend that dropped a job
-            buffer.append(_row(plan.spec.name, prompt_key, sample_index, Result(key=key, sample_index=sample_index, error="backend returned no result"), params))
-            counts["failed"] += 1
+        for jobs in plan.chunks(store):
+            where = {k: (j.prompt_key, i) for j in jobs for i, k in zip(j.sample_indices, j.keys)}
+            for r in backend.generate(jobs):
+                if r.key not in where:
+                    continue  # a backend must not invent keys; ignore rather than corrupt the store
+                prompt_key, sample_index = where.pop(r.key)
+                buffer.append(_row(plan.spec.name, prompt_key, sample_index, r, params))
+                counts["generated" if r.ok else "failed"] += 1
+                progress.advance(task, 1)
+                if not r.ok:
+                    progress.update(task, description=f"{escape(plan.spec.name)} [red]({counts['failed']} failed, retried next run)")
+                if len(buffer) >= batch_size or time.monotonic() - last_flush > 5.0:
+                    flush()
+            for key, (prompt_key, sample_index) in where.items():  # a backend that dropped a job
+                buffer.append(_row(plan.spec.name, prompt_key, sample_index, Result(key=key, sample_index=sample_index, error="backend returned no result"), params))
+                counts["failed"] += 1
     finally:
         if buffer:
             flush()

@@ -13,6 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from monoculture.errors import UserError
 from monoculture.files import read_utf8
+from monoculture.urls import redact, server_identity
+
+# Bounds on sizes, so that a typo (samples: 1000000000000) is an error naming the field instead
+# of a run that hangs while memory grows. Each is far above any study this tool is meant for.
+MAX_SAMPLES = 10_000
+MAX_TOKENS = 1_048_576
+MAX_BATCH = 100_000
+MAX_SEED = 2**62  # seed + sample index must stay a 64-bit integer for every engine
 
 
 class Sampling(BaseModel):
@@ -23,10 +31,10 @@ class Sampling(BaseModel):
 
     temperature: float = Field(0.7, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(256, ge=1)
-    seed: int = 0
+    max_tokens: int = Field(256, ge=1, le=MAX_TOKENS)
+    seed: int = Field(0, ge=-MAX_SEED, le=MAX_SEED)
     system_prompt: str | None = None
-    stop: list[str] = Field(default_factory=list)
+    stop: list[str] = Field(default_factory=list, max_length=64)
 
     def key_params(self) -> dict[str, Any]:
         """The parameters that enter a generation's key (the system prompt enters through the
@@ -81,17 +89,42 @@ class ModelSpec(BaseModel):
                 raise ValueError(f"params.{k}: never put a secret in a study file; put it in an environment variable and name that variable with api_key_env")
         return v
 
+    def server(self) -> str | None:
+        """The server that holds the weights, for backends reached over HTTP: ``params.server``
+        when given (a label: give two servers the same one when they serve the same weights, so
+        that moving a model between them reuses its work), else ``params.base_url`` normalised and
+        without credentials; None when neither is set (the backend's default server)."""
+        label = self.params.get("server")
+        if label is not None:
+            return str(label)
+        url = self.params.get("base_url")
+        return server_identity(str(url)) if url else None
+
     def identity(self) -> dict[str, Any]:
-        """What about the model determines its outputs (enters every generation key). Params
-        that only affect speed or transport (batch_size, concurrency, base_url, timeouts, the
-        key's variable name) are left out so that moving a model to a faster server reuses work."""
-        transport = {"batch_size", "concurrency", "base_url", "api_key_env", "timeout", "max_retries", "device", "n_native", "gpu_memory_utilization", "tensor_parallel_size", "n_ctx", "n_threads", "n_gpu_layers", "device_map"}
-        return {
+        """What about the model determines its outputs (enters every generation key).
+
+        Two servers can serve different weights under one model id (``llama3.2:3b`` on Ollama
+        and on llama.cpp), so the server is part of the identity where a model has one
+        (:meth:`server`). It is added only then: a model without ``base_url`` keeps the identity,
+        and so the keys, it had before servers were counted. Params that only affect speed or
+        transport (batch_size, concurrency, timeouts, the key's variable name) are left out, so
+        that tuning them reuses work."""
+        transport = {"batch_size", "concurrency", "base_url", "server", "api_key_env", "timeout", "max_retries", "device", "n_native", "gpu_memory_utilization", "tensor_parallel_size", "n_ctx", "n_threads", "n_gpu_layers", "device_map"}
+        ident: dict[str, Any] = {
             "backend": self.backend,
             "model": self.model,
             "revision": self.revision,
-            "params": {k: v for k, v in sorted(self.params.items()) if k not in transport},
+            "params": redact({k: v for k, v in sorted(self.params.items()) if k not in transport}),
         }
+        server = self.server()
+        if server is not None:
+            ident["server"] = server
+        return ident
+
+    def describe(self) -> str:
+        """How an error names the model: its name, backend, model id and server."""
+        where = f" at {self.server()}" if self.server() else ""
+        return f"{self.name!r} ({self.backend} {self.model}{where})"
 
 
 class SuiteRef(BaseModel):
@@ -108,10 +141,10 @@ class Study(BaseModel):
     name: str = "study"
     models: list[ModelSpec] = Field(min_length=1)
     suites: list[SuiteRef] = Field(min_length=1)
-    samples: int = Field(1, ge=1, description="samples per prompt (k)")
+    samples: int = Field(1, ge=1, le=MAX_SAMPLES, description="samples per prompt (k)")
     sampling: Sampling = Field(default_factory=Sampling)
     store: str | None = None
-    batch_size: int = Field(16, ge=1, description="generations written per transaction")
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="generations written per transaction")
 
     path: Path | None = Field(None, exclude=True)
 
@@ -131,13 +164,54 @@ class Study(BaseModel):
             seen.add(m.name)
         return self
 
-    def sampling_for(self, model: ModelSpec) -> Sampling:
+    @model_validator(mode="after")
+    def _models_valid(self):
+        """Everything about the models that can be checked without running them, so that a
+        study is rejected before anything is written: each model's sampling overrides, its
+        backend's params, and that no two models would share generation keys."""
+        from monoculture.backends import backend_class
+        from monoculture.hashing import digest
+
+        owners: dict[str, ModelSpec] = {}
+        for i, m in enumerate(self.models):
+            try:
+                sampling = self._merged_sampling(m)
+            except ValidationError as e:
+                raise ValueError(_format_validation(e, prefix=f"models.{i}.sampling")) from None
+            try:
+                cls = backend_class(m.backend)
+            except UserError:
+                cls = None  # a plugin whose engine is not installed: preflight says so at run time
+            if cls is not None:
+                try:
+                    cls.check_params(m)
+                except UserError as e:
+                    raise ValueError(f"field 'models.{i}': {e}") from None
+            gid = digest({"model": m.identity(), "sampling": sampling.key_params(), "system_prompt": sampling.system_prompt})
+            if gid in owners:
+                other = owners[gid]
+                raise ValueError(
+                    f"models {other.describe()} and {m.describe()} have the same identity and sampling, so their answers "
+                    "would share generation keys and one would silently take the other's: point them at different servers "
+                    "(params.base_url, or params.server to label one), change one's sampling, or remove one"
+                )
+            owners[gid] = m
+        return self
+
+    def _merged_sampling(self, model: ModelSpec) -> Sampling:
         if not model.sampling:
             return self.sampling
+        return Sampling(**{**self.sampling.model_dump(), **model.sampling})
+
+    def sampling_for(self, model: ModelSpec) -> Sampling:
         try:
-            return Sampling(**{**self.sampling.model_dump(), **model.sampling})
+            return self._merged_sampling(model)
         except ValidationError as e:
             raise UserError(_format_validation(e, prefix=f"models.{model.name}.sampling"), where=str(self.path or "study")) from None
+
+    def stored_spec(self) -> dict[str, Any]:
+        """The spec as it may be written to the store: every URL without its credentials."""
+        return redact(self.model_dump(mode="json"))
 
     def store_path(self, override: str | Path | None = None) -> Path:
         if override:

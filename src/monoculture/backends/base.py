@@ -40,6 +40,21 @@ def import_extra(module: str, backend: str, spec: ModelSpec):
         ) from None
 
 
+def check_number(value: Any, field: str, lo: float, hi: float, *, where: str | None = None) -> float:
+    """``value`` if it is a number in [lo, hi] (an integer when both bounds are integers), else
+    a UserError naming the field and the range."""
+    import math
+
+    want_int = isinstance(lo, int) and isinstance(hi, int)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float) if not want_int else int)
+    if ok and not want_int:
+        ok = math.isfinite(value)
+    if not ok or not (lo <= value <= hi):
+        kind, fmt = ("an integer", str) if want_int else ("a number", lambda x: f"{x:g}")
+        raise UserError(f"{field} must be {kind} from {fmt(lo)} to {fmt(hi)}, got {value!r}", where=where)
+    return value
+
+
 class LogprobsUnavailable(Exception):
     """The backend (or the server behind it) cannot give first-token log-probabilities; the
     probes then tell the user to use sampled answers instead."""
@@ -95,14 +110,40 @@ class Backend(ABC):
     supports_logprobs: ClassVar[bool] = False
     #: Environment variable that holds the API key when the spec names none (None: no key).
     default_api_key_env: ClassVar[str | None] = None
+    #: The params this backend reads. Every param outside the study's transport list enters the
+    #: generation keys, so a misspelt one would silently make new keys while the backend ignored
+    #: it: a name outside this set is an error. None (a plugin that declares nothing) accepts any.
+    accepted_params: ClassVar[frozenset[str] | None] = None
+    #: Numeric params and their allowed range, checked before anything runs. Integer bounds
+    #: demand an integer; float bounds accept any finite number.
+    param_ranges: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
 
     @classmethod
+    def check_params(cls, spec: ModelSpec) -> None:
+        """Reject unknown params (naming the field and the nearest known one) and numbers out of
+        range. Needs no engine: run while the study is loaded, before anything is written."""
+        where = f"model {spec.name!r}"
+        if cls.accepted_params is not None:
+            for k in spec.params:
+                if k not in cls.accepted_params:
+                    import difflib
+
+                    close = difflib.get_close_matches(k, sorted(cls.accepted_params), n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise UserError(f"params.{k}: backend {spec.backend!r} has no such param ({hint}it accepts: {', '.join(sorted(cls.accepted_params))})", where=where)
+        for k, (lo, hi) in cls.param_ranges.items():
+            if k not in spec.params or spec.params[k] is None:
+                continue
+            check_number(spec.params[k], f"params.{k}", lo, hi, where=where)
+
+    @classmethod
     def preflight(cls, spec: ModelSpec) -> None:
-        """Checks that need no model loaded (credentials, files), run for every model before
-        anything is written, so that a study that cannot finish fails before it starts."""
+        """Checks that need no model loaded (params, credentials, files), run for every model
+        before anything is written, so that a study that cannot finish fails before it starts."""
+        cls.check_params(spec)
         var = api_key_env(spec, cls.default_api_key_env)
         if var and not os.environ.get(var):
             raise UserError(f"model {spec.name!r} needs an API key in the environment variable {var}, which is not set")

@@ -170,6 +170,8 @@ class _Row:
 class TransformersBackend(Backend):
     name = "transformers"
     supports_logprobs = True
+    accepted_params = frozenset({"device", "dtype", "batch_size", "trust_remote_code", "n_threads", "device_map"})
+    param_ranges = {"batch_size": (1, 4096), "n_threads": (1, 4096)}
 
     def __init__(self, spec):
         super().__init__(spec)

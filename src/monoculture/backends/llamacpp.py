@@ -29,6 +29,8 @@ from monoculture.errors import UserError
 class LlamaCppBackend(Backend):
     name = "llamacpp"
     supports_logprobs = True
+    accepted_params = frozenset({"n_ctx", "n_threads", "n_gpu_layers", "seed", "chat_format", "logprobs"})
+    param_ranges = {"n_ctx": (1, 100_000_000), "n_threads": (1, 4096), "n_gpu_layers": (-1, 100_000), "logprobs": (0, 100), "seed": (-(2**63), 2**63 - 1)}
 
     def __init__(self, spec):
         super().__init__(spec)

@@ -33,11 +33,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from monoculture.backends.base import Backend, Job, LogprobsUnavailable, Result
 from monoculture.errors import UserError
 from monoculture.study import ModelSpec, Sampling
+from monoculture.urls import public_url, scrub_text, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -141,20 +142,6 @@ def _logprob_dict(pairs: list[tuple[str, float]] | None) -> dict[str, float] | N
     return out
 
 
-def _hide_userinfo(url: str) -> str:
-    """A base URL may carry credentials (https://user:pass@host); never show them."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
-    return url
-
-
 def _http_module():
     # openai 3.x ships on httpx2, 1.x on httpx; both have the same Limits.
     try:
@@ -219,6 +206,10 @@ class OpenAIBackend(Backend):
 
     name: ClassVar[str] = "openai"
     supports_logprobs: ClassVar[bool] = True
+    default_api_key_env: ClassVar[str | None] = DEFAULT_KEY_ENV
+    # ``server``: a label that stands for the server in the model's identity (see ModelSpec.identity).
+    accepted_params: ClassVar[frozenset[str] | None] = frozenset({"base_url", "server", "api_key_env", "concurrency", "timeout", "max_retries", "n_native", "logprobs"})
+    param_ranges: ClassVar[dict[str, tuple[float, float]]] = {"concurrency": (1, 1024), "timeout": (0.001, 86_400.0), "max_retries": (0, 100)}
 
     # Class attributes rather than params: params outside the study's transport list enter the
     # generation key, and backoff tuning must not change which results count as done.
@@ -226,14 +217,29 @@ class OpenAIBackend(Backend):
     backoff_cap: float = 30.0
     retry_after_cap: float = 300.0
 
+    @classmethod
+    def check_params(cls, spec: ModelSpec) -> None:
+        who = f"model {spec.name!r}"
+        p = dict(spec.params or {})
+        if "api_key" in p:
+            # Params are stored with every generation's key; a key there would be written to disk.
+            raise UserError(f"{who}: do not put the API key in params; put it in an environment variable and name that variable with api_key_env")
+        super().check_params(spec)
+        base_url = p.get("base_url")
+        if base_url is not None and (not isinstance(base_url, str) or "://" not in base_url):
+            raise UserError(f"{who}: params.base_url must be a URL such as http://localhost:8000/v1")
+        cls._parse_key_env(p.get("api_key_env", DEFAULT_KEY_ENV), who)
+        cls._parse_n_native(p.get("n_native", "auto"), who)
+        if not isinstance(p.get("logprobs", False), bool):
+            raise UserError(f"{who}: params.logprobs must be true or false, got {p['logprobs']!r}")
+
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
         p = dict(spec.params or {})
         who = f"model {spec.name!r}"
-        if "api_key" in p:
-            # Params are stored with every generation's key; a key there would be written to disk.
-            raise UserError(f"{who}: do not put the API key in params; put it in an environment variable and name that variable with api_key_env")
+        type(self).check_params(spec)
         self.base_url = str(p.get("base_url") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self._url_secrets = url_secrets(self.base_url)
         self.api_key_env = self._parse_key_env(p.get("api_key_env", DEFAULT_KEY_ENV), who)
         if self.api_key_env is not None and not os.environ.get(self.api_key_env):
             raise UserError(
@@ -300,11 +306,12 @@ class OpenAIBackend(Backend):
         if key and key != NO_KEY and len(key) >= 4:
             text = text.replace(key, "***")
         text = re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text)
+        text = scrub_text(text, self._url_secrets)
         text = " ".join(text.split())
         return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend(name={self.spec.name!r}, model={self.spec.model!r}, base_url={_hide_userinfo(self.base_url)!r}, api_key_env={self.api_key_env!r}, concurrency={self.concurrency})"
+        return f"OpenAIBackend(name={self.spec.name!r}, model={self.spec.model!r}, base_url={public_url(self.base_url)!r}, api_key_env={self.api_key_env!r}, concurrency={self.concurrency})"
 
     # ---- loop and client -------------------------------------------------------------------
 
@@ -321,11 +328,17 @@ class OpenAIBackend(Backend):
             http = _http_module()
             # The semaphore bounds requests; the pool only needs to keep that many warm.
             limits = http.Limits(max_connections=None, max_keepalive_connections=max(self.concurrency, 8))
+            # The client appends paths to base_url as text, so a query in it (a gateway's
+            # ?api-key=...) goes in default_query, which it sends with every request.
+            parts = urlsplit(self.base_url)
+            query = dict(parse_qsl(parts.query, keep_blank_values=True))
+            base_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) if query else self.base_url
             self._client = AsyncOpenAI(
                 api_key=self._api_key(),
-                base_url=self.base_url,
+                base_url=base_url,
                 timeout=self.timeout,
                 max_retries=0,
+                default_query=query or None,
                 http_client=DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
             )
             self._sem = asyncio.Semaphore(self.concurrency)
@@ -609,7 +622,7 @@ class OpenAIBackend(Backend):
         choices = outcome.response.choices or []
         pairs = _first_top_logprobs(choices[0]) if choices else None
         if pairs is None:
-            raise LogprobsUnavailable(f"model {self.spec.name!r}: the server at {_hide_userinfo(self.base_url)} returned no logprobs")
+            raise LogprobsUnavailable(f"model {self.spec.name!r}: the server at {public_url(self.base_url)} returned no logprobs")
         return match_candidates(pairs, candidates)
 
     def first_token_logprobs(self, messages: list[dict[str, str]], candidates: list[str], *, assistant_prefix: str = "") -> dict[str, float]:

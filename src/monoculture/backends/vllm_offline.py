@@ -59,6 +59,11 @@ class _Request:
 class VLLMBackend(Backend):
     name = "vllm"
     supports_logprobs = True
+    accepted_params = frozenset({"dtype", "gpu_memory_utilization", "tensor_parallel_size", "seed", "trust_remote_code", "batch_size", "n_native", "logprobs", *_PASSTHROUGH})
+    param_ranges = {
+        "batch_size": (1, 100_000), "gpu_memory_utilization": (0.01, 1.0), "tensor_parallel_size": (1, 1024),
+        "logprobs": (0, 100), "seed": (-(2**63), 2**63 - 1), "max_model_len": (1, 100_000_000), "max_num_seqs": (1, 1_000_000),
+    }
 
     def __init__(self, spec):
         super().__init__(spec)
