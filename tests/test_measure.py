@@ -211,3 +211,21 @@ def test_prompt_groups_are_the_resampling_unit(store):
     store.con.execute("UPDATE prompts SET group_id = NULL")
     s = measure(store, embedder="tfidf", n_boot=50, show_progress=False).summary
     assert s["settings"]["resampling_unit"] == "prompt" and s["settings"]["clusters"] == len(TOPICS)
+
+
+def test_reference_is_reported_above_the_floor_with_the_difference(store, tmp_path):
+    from monoculture.report import build_report
+
+    s = measure(store, embedder="tfidf", reference="pundit", n_boot=100, show_progress=False).summary
+    ref = s["reference"]
+    assert ref["ratio_definition"] == "(H - F) / (H_ref - F)" and "difference" in ref and "floor" in ref
+    assert s["homogeneity"] == ref["homogeneity_models"]  # the headline H leaves the reference out
+    ratio = ref["ratio"]
+    assert (ratio["value"] is None) is ratio["unstable"]
+    path = store.path
+    store.close()
+    html = build_report(path, tmp_path / "r.html").path.read_text(encoding="utf-8")
+    line = html[html.index("Against the reference"):]
+    line = line[: line.index("</p>")]
+    assert "pundit" in line and "difference" in line
+    assert ("ratio withheld" in line) if ratio["unstable"] else ("above the off-prompt floor" in line)

@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from .stats import Estimate, bootstrap_function
+from .stats import Estimate, Ratio, guarded_ratio, nanmean0, replicate_means
 
 
 def _permutations(m: int, n_perm: int, seed: int) -> np.ndarray:
@@ -102,28 +102,36 @@ def accent_retention(
     others: np.ndarray,
     counts: np.ndarray,
     level: float = 0.95,
-) -> Estimate:
+) -> Ratio:
     """R = (C_db - mean_o C_do) / (W_b - mean_o C_bo), with a bootstrap interval over prompts.
 
     ``pair`` is the (P, M, M) per-prompt similarity array (diagonal = W); ``others`` the model
     codes outside the derivative's family. Each C is re-averaged over the resampled prompts
     before the ratio is formed, so the interval is that of R, not of a per-prompt ratio.
+    Both terms are differences of similarities, so the off-prompt floor cancels from them; the
+    denominator (how far the base's own voice stands out) can still be near 0, and then R is
+    withheld (:class:`Ratio`), its numerator and denominator kept.
     """
     others = np.asarray(others, dtype=np.int64)
     others = others[(others != derivative) & (others != base)]
     n_o = len(others)
     if n_o == 0:
-        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+        nan = float("nan")
+        e = Estimate(nan, nan, nan, 0)
+        return Ratio(e, e, e, True, "no model outside the derivative's family to compare with")
     cols = np.column_stack(
         [pair[:, derivative, base], pair[:, base, base], pair[:, derivative, others], pair[:, base, others]]
     )
 
-    def ratio(means: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
+    def parts(means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             num = means[..., 0] - np.nanmean(means[..., 2: 2 + n_o], axis=-1)
             den = means[..., 1] - np.nanmean(means[..., 2 + n_o:], axis=-1)
-            return num / den
+        return num, den
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return bootstrap_function(cols, ratio, counts, level)
+    point, _ = nanmean0(cols)
+    p_num, p_den = parts(point[None, :])
+    r_num, r_den = parts(replicate_means(cols, counts))
+    rests_on = int(np.isfinite(cols).all(axis=1).sum())
+    return guarded_ratio(float(p_num[0]), r_num, float(p_den[0]), r_den, rests_on, level)

@@ -43,11 +43,12 @@ from .similarity import (
     homogeneity_estimate,
     off_prompt_floor,
     pair_similarity,
+    per_prompt_floor,
     per_prompt_homogeneity,
     prompt_means,
-    reference_ratio,
+    reference_comparison,
 )
-from .stats import Estimate, PairedDifference, bootstrap_mean, bootstrap_means, paired_bootstrap, resample_counts
+from .stats import Estimate, PairedDifference, bootstrap_means, paired_bootstrap, resample_counts
 from .voices import VoicesResult, voices_analysis
 
 
@@ -358,13 +359,24 @@ class _Study:
 
 
 @dataclass
+class _Reference:
+    """The reference source (a model, or a group's members) and the models compared with it."""
+
+    name: str
+    kind: str
+    members: np.ndarray
+    others: np.ndarray
+
+
+@dataclass
 class _Similarity:
     pair: np.ndarray  # (P, M, M) per-prompt similarities, diagonal W
     C: np.ndarray
     C_n: np.ndarray
     W: np.ndarray
-    H: Estimate
+    H: Estimate  # among the models, the reference left out
     F: dict
+    members: np.ndarray | None  # the models H is over; None: all
 
 
 def _measure_all(
@@ -377,10 +389,11 @@ def _measure_all(
     st = _prepare_study(rs, center, n_boot, seed)
     clock.lap("prepare")
     lexical_job = _start_lexical(st, lexical, side)
-    sim = _similarity_stage(st, floor_pairs, seed, level)
-    clock.lap("similarity")
     group_list = _resolve_groups(groups or {}, st.models, st.skipped)
     highlight = _resolve_highlights(what_if_removed, group_list, st.models)
+    ref = _resolve_reference(reference, st.models, group_list) if reference is not None else None
+    sim = _similarity_stage(st, floor_pairs, seed, level, ref)
+    clock.lap("similarity")
     masks = {g.key: np.isin(st.models, g.members) for g in group_list}
     vr = voices_analysis(st.X, st.index, masks, q=q, n_random=n_random, seed=seed)
     clock.lap("voices")
@@ -388,7 +401,7 @@ def _measure_all(
     clock.lap("partition")
     split = _bootstrap_stage(st, sim, vr, distinct, list(masks), level)
     per_model = _per_model_table(st, sim, split)
-    result = _assemble(st, sim, vr, distinct, split, per_model, group_list, highlight, reference, level,
+    result = _assemble(st, sim, vr, distinct, split, per_model, group_list, highlight, ref, level,
                        settings={
                            "n_boot": n_boot,
                            "seed": seed,
@@ -488,15 +501,18 @@ def _start_lexical(st: _Study, lexical: bool, side: ThreadPoolExecutor):
     return None
 
 
-def _similarity_stage(st: _Study, floor_pairs: int, seed: int, level: float) -> _Similarity:
+def _similarity_stage(st: _Study, floor_pairs: int, seed: int, level: float, ref: _Reference | None) -> _Similarity:
+    """C, W, the headline H (among the models only: a reference is what H is compared with,
+    not one of the voices it averages) and the off-prompt floor."""
     pair = pair_similarity(st.X, st.index)
     C, C_n = prompt_means(pair)
     W = np.diag(C).copy()
-    H = homogeneity_estimate(pair, st.counts, level=level)
+    members = ref.others if ref is not None else None
+    H = homogeneity_estimate(pair, st.counts, members, level=level)
     F = off_prompt_floor(st.X, st.index, floor_pairs, seed)
     if abs(F["value"]) > FLOOR_LIMIT and st.mu is not None:
         st.notes.append(f"off-prompt floor {F['value']:.3f} is far from 0 after calibration")
-    return _Similarity(pair, C, C_n, W, H, F)
+    return _Similarity(pair, C, C_n, W, H, F, members)
 
 
 def _calibration_record(mu: np.ndarray | None, F: dict) -> dict:
@@ -563,7 +579,7 @@ def _per_model_table(st: _Study, sim: _Similarity, split: dict[str, list[Estimat
 
 
 def _assemble(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, split, per_model, group_list, highlight,
-              reference, level, settings: dict) -> MeasureResult:
+              ref: _Reference | None, level, settings: dict) -> MeasureResult:
     """The headline, the group and what-if tables, and the result that holds them."""
     models, prompts = st.models, st.prompts
     headline: dict[str, Any] = {
@@ -572,8 +588,8 @@ def _assemble(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, split, p
         "voices": split["voices"][0].to_dict(),
         "calibration": _calibration_record(st.mu, sim.F),
     }
-    if reference is not None:
-        headline["reference"] = _reference(reference, models, group_list, sim.pair, st.counts, level)
+    if ref is not None:
+        headline["reference"] = _reference(ref, models, sim.pair, per_prompt_floor(st.X, st.index), st.counts, level)
     keys = [g.key for g in group_list]
     groups_df = _groups_table(group_list, keys, split, vr, st.counts, level, highlight)
     return MeasureResult(
@@ -587,7 +603,7 @@ def _assemble(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, split, p
                 "models": st.index.models_per_prompt,
                 "responses": st.index.prompt_size,
                 "voices": vr.voices,
-                "homogeneity": per_prompt_homogeneity(sim.pair),
+                "homogeneity": per_prompt_homogeneity(sim.pair, sim.members),
             },
             index=pd.Index(prompts, name="prompt"),
         ),
@@ -704,27 +720,27 @@ def _what_if(highlight, groups_df: pd.DataFrame, per_model: pd.DataFrame) -> dic
     return _clean(out)
 
 
-def _reference(reference, models, groups, pair, counts, level) -> dict:
+def _resolve_reference(reference: str, models: list[str], groups: list[Group]) -> _Reference:
     if reference in models:
-        ref = np.array([models.index(reference)])
-        kind = "model"
+        members, kind = np.array([models.index(reference)]), "model"
     else:
         match = [g for g in groups if reference in (g.key, g.value, f"{g.attribute}={g.value}")]
         if len(match) != 1:
             raise MetricsInputError(f"reference {reference!r} is neither a model nor exactly one group of this study")
-        ref = np.array([models.index(m) for m in match[0].members])
-        kind = "group"
-    others = np.array([i for i in range(len(models)) if i not in set(ref.tolist())])
+        members, kind = np.array([models.index(m) for m in match[0].members]), "group"
+    others = np.array([i for i in range(len(models)) if i not in set(members.tolist())], dtype=np.int64)
     if len(others) < 2:
         raise MetricsInputError(f"reference {reference!r} leaves fewer than 2 other models to compare")
-    ratio = reference_ratio(pair, counts, others, ref, level)
-    h_models = homogeneity_estimate(pair, counts, others, level)
-    if len(ref) == 1:
-        h_ref = bootstrap_mean(pair[:, ref[0], ref[0]], counts=counts, level=level)
-    else:
-        h_ref = homogeneity_estimate(pair, counts, ref, level)
-    return {"name": reference, "kind": kind, "ratio": ratio.to_dict(),
-            "homogeneity_models": h_models.to_dict(), "homogeneity_reference": h_ref.to_dict()}
+    return _Reference(reference, kind, members, others)
+
+
+def _reference(ref: _Reference, models, pair, floor_pp, counts, level) -> dict:
+    """H among models against the reference's, above the floor (DEVIATIONS.md, item 19)."""
+    cmp = reference_comparison(pair, counts, ref.others, ref.members, floor_pp, level)
+    return {"name": ref.name, "kind": ref.kind, "members": [models[i] for i in ref.members],
+            "ratio": cmp["ratio"].to_dict(), "ratio_definition": "(H - F) / (H_ref - F)",
+            "difference": cmp["difference"].to_dict(), "floor": cmp["floor"].to_dict(),
+            "homogeneity_models": cmp["models"].to_dict(), "homogeneity_reference": cmp["reference"].to_dict()}
 
 
 def _lineage(groups: list[Group], models: list[str], C: np.ndarray, n_perm: int, seed: int) -> pd.DataFrame:
@@ -758,8 +774,13 @@ def _accent(derivatives, models, groups, fam_attr, pair, counts, level, notes) -
         e = accent_retention(pair, di, bi, np.array(others, dtype=np.int64), counts, level)
         if not np.isfinite(pair[:, bi, bi]).any():
             notes.append(f"accent retention of {d}: base {b} has no prompt with k >= 2, so W_b is undefined")
+        elif e.unstable:
+            notes.append(f"accent retention of {d} withheld: {e.reason}")
         rows[d] = {"base": b, "value": e.value, "lo": e.lo, "hi": e.hi, "prompts": e.prompts,
-                   "others": int(len([o for o in others if o not in (di, bi)]))}
+                   "others": int(len([o for o in others if o not in (di, bi)])),
+                   "unstable": e.unstable, "reason": e.reason or "",
+                   "numerator": e.numerator.value, "denominator": e.denominator.value,
+                   "denominator_lo": e.denominator.lo, "denominator_hi": e.denominator.hi}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("derivative")
 
 

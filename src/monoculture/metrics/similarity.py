@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .responses import CellIndex
-from .stats import Estimate, percentile_ci, replicate_sums
+from .stats import Estimate, Ratio, estimate_from, guarded_ratio, percentile_ci, replicate_means, replicate_sums
 
 _CHUNK_BYTES = 32 * 2**20
 
@@ -131,36 +131,91 @@ def per_prompt_homogeneity(pair: np.ndarray, members: np.ndarray | None = None) 
         return np.where(n > 0, np.where(defined, vals, 0).sum(axis=1) / np.maximum(n, 1), np.nan)
 
 
+def _reference_values(pair: np.ndarray, models: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _upper_pairs(np.asarray(models))
+    reference = np.asarray(reference)
+    if len(reference) == 1:
+        den = pair[:, reference[0], reference[0]][:, None]
+    else:
+        ra, rb = _upper_pairs(reference)
+        den = pair[:, ra, rb]
+    return pair[:, a, b], den
+
+
+def reference_comparison(
+    pair: np.ndarray,
+    counts: np.ndarray,
+    models: np.ndarray,
+    reference: np.ndarray,
+    floor: np.ndarray | None = None,
+    level: float = 0.95,
+) -> dict:
+    """H among ``models`` against H among the reference's members, above the off-prompt floor.
+
+    A reference of one source (human answers, each from a different person) has its members'
+    H in its own within-source similarity W; a reference of several sources uses the mean C
+    among them. On calibrated embeddings 0 is wherever the study's mean puts it, so H / H_ref
+    has no fixed meaning and explodes when H_ref is near 0; both are measured above the floor
+    F, which is what two answers to different prompts share: ratio (H - F) / (H_ref - F),
+    withheld when its denominator's interval reaches 0, and the difference H - H_ref.
+    ``floor``: per-prompt floor F(p) (:func:`per_prompt_floor`); None takes F = 0. Every
+    term is resampled with the same prompts, so the ratio and the difference are paired.
+    Returns Estimates "models", "reference", "floor", "difference" and the Ratio "ratio".
+    """
+    num_vals, den_vals = _reference_values(pair, models, reference)
+    p_h, r_h = mean_of_pair_means(num_vals, counts)
+    p_r, r_r = mean_of_pair_means(den_vals, counts)
+    both = int((np.isfinite(num_vals).any(axis=1) & np.isfinite(den_vals).any(axis=1)).sum())
+    if floor is None:
+        p_f, r_f, f_prompts = 0.0, np.zeros(counts.shape[0]), 0
+    else:
+        f = np.asarray(floor, dtype=np.float64)
+        p_f = float(np.nanmean(f)) if np.isfinite(f).any() else float("nan")
+        r_f = replicate_means(f, counts)
+        f_prompts = int(np.isfinite(f).sum())
+    h = estimate_from(p_h, r_h, int(np.isfinite(num_vals).any(axis=1).sum()), level)
+    h_ref = estimate_from(p_r, r_r, int(np.isfinite(den_vals).any(axis=1).sum()), level)
+    return {
+        "models": h,
+        "reference": h_ref,
+        "floor": estimate_from(p_f, r_f, f_prompts, level),
+        "difference": estimate_from(p_h - p_r, r_h - r_r, both, level),
+        "ratio": guarded_ratio(p_h - p_f, r_h - r_f, p_r - p_f, r_r - r_f, both, level),
+    }
+
+
 def reference_ratio(
     pair: np.ndarray,
     counts: np.ndarray,
     models: np.ndarray,
     reference: np.ndarray,
     level: float = 0.95,
-) -> Estimate:
-    """H among ``models`` divided by H among the reference's members, with a bootstrap CI.
+    floor: np.ndarray | None = None,
+) -> Ratio:
+    """(H - F) / (H_ref - F) of :func:`reference_comparison` (H / H_ref without ``floor``)."""
+    return reference_comparison(pair, counts, models, reference, floor, level)["ratio"]
 
-    A reference of one source (human answers, each from a different person) has its members'
-    H in its own within-source similarity W; a reference of several sources uses the mean C
-    among them. Both numerator and denominator are resampled with the same prompts.
+
+def per_prompt_floor(X: np.ndarray, index: CellIndex) -> np.ndarray:
+    """F(p): mean similarity of a response to p with a response to another prompt.
+
+    Each prompt's responses weigh equally within it and every other prompt weighs the same,
+    as in :func:`off_prompt_floor`, whose sampled pairs estimate the mean of F(p); here it is
+    exact, s_p . (sum_q s_q - s_p) / (P - 1) with s_p the mean of p's unit embeddings, and
+    per prompt, so it can be resampled with the prompts beside H. NaN where p has no response.
     """
-    models = np.asarray(models)
-    reference = np.asarray(reference)
-    a, b = _upper_pairs(models)
-    num_vals = pair[:, a, b]
-    if len(reference) == 1:
-        den_vals = pair[:, reference[0], reference[0]][:, None]
-    else:
-        ra, rb = _upper_pairs(reference)
-        den_vals = pair[:, ra, rb]
-    p_num, r_num = mean_of_pair_means(num_vals, counts)
-    p_den, r_den = mean_of_pair_means(den_vals, counts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        reps = r_num / r_den
-        point = p_num / p_den if p_den != 0 else float("nan")
-    lo, hi = percentile_ci(reps, level)
-    both = np.isfinite(num_vals).any(axis=1) & np.isfinite(den_vals).any(axis=1)
-    return Estimate(float(point), float(lo), float(hi), int(both.sum()))
+    sums, _ = index.cell_sums(X)
+    P = index.n_prompts
+    S = np.zeros((P, sums.shape[1]))
+    np.add.at(S, index.cell_prompt, sums)
+    size = index.prompt_size.astype(np.float64)
+    present = size > 0
+    s = S / np.maximum(size, 1.0)[:, None]
+    n = int(present.sum())
+    if n < 2:
+        return np.full(P, np.nan)
+    total = s[present].sum(axis=0)
+    return np.where(present, (s @ total - np.einsum("ij,ij->i", s, s)) / (n - 1), np.nan)
 
 
 def off_prompt_floor(X: np.ndarray, index: CellIndex, n_pairs: int = 10_000, seed: int = 0) -> dict:

@@ -148,6 +148,67 @@ def bootstrap_function(
     return Estimate(point, float(lo), float(hi), rests_on)
 
 
+def estimate_from(point: float, replicates: np.ndarray, prompts: int, level: float = 0.95) -> Estimate:
+    """An Estimate from a point value and its bootstrap replicates (NaN replicates ignored)."""
+    lo, hi = percentile_ci(np.asarray(replicates, dtype=np.float64), level)
+    return Estimate(float(point), float(lo), float(hi), int(prompts))
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of two bootstrap figures, withheld when its denominator's interval reaches 0.
+
+    Near a zero denominator the replicates of a ratio run off to both infinities and the point
+    value is whatever the sample's small denominator makes it, so the figure is reported as
+    missing with ``unstable`` and the reason, and its numerator and denominator are kept.
+    """
+
+    estimate: Estimate
+    numerator: Estimate
+    denominator: Estimate
+    unstable: bool
+    reason: str | None
+
+    @property
+    def value(self) -> float:
+        return self.estimate.value
+
+    @property
+    def lo(self) -> float:
+        return self.estimate.lo
+
+    @property
+    def hi(self) -> float:
+        return self.estimate.hi
+
+    @property
+    def prompts(self) -> int:
+        return self.estimate.prompts
+
+    def to_dict(self) -> dict:
+        return {**self.estimate.to_dict(), "unstable": self.unstable, "reason": self.reason,
+                "numerator": self.numerator.to_dict(), "denominator": self.denominator.to_dict()}
+
+
+def guarded_ratio(
+    num_point: float, num_reps: np.ndarray, den_point: float, den_reps: np.ndarray, prompts: int, level: float = 0.95
+) -> Ratio:
+    """num / den with a percentile interval from paired replicates, unless the denominator's
+    interval reaches 0 (or its point is not positive): then value and interval are NaN."""
+    num = estimate_from(num_point, num_reps, prompts, level)
+    den = estimate_from(den_point, den_reps, prompts, level)
+    nan = float("nan")
+    if not (np.isfinite(den.value) and np.isfinite(den.lo)):
+        return Ratio(Estimate(nan, nan, nan, prompts), num, den, True, "the denominator is undefined")
+    if den.value <= 0 or den.lo <= 0:
+        reason = f"the denominator's {level:.0%} interval [{den.lo:.3g}, {den.hi:.3g}] reaches 0, so the ratio has no stable value"
+        return Ratio(Estimate(nan, nan, nan, prompts), num, den, True, reason)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = np.asarray(num_reps, dtype=np.float64) / np.asarray(den_reps, dtype=np.float64)
+    lo, hi = percentile_ci(reps, level)
+    return Ratio(Estimate(float(num_point / den_point), float(lo), float(hi), prompts), num, den, False, None)
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Mean of a - b over prompts where both are defined, with interval and two-sided p."""

@@ -25,7 +25,8 @@ import pandas as pd
 from monoculture.errors import UserError
 from monoculture.metrics.responses import blank_texts, prompt_labels
 from monoculture.report import figures as F
-from monoculture.report.explorer import build_explorer, load_vectors, script_json, unit_rows
+from monoculture.report.explorer import build_explorer, load_vectors, unit_rows
+from monoculture.report.htmlsafe import content_security_policy, inline_script, install_filters, script_json
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -139,8 +140,11 @@ def headline(summary: dict, per_model: pd.DataFrame | None, groups: pd.DataFrame
                                   "baseline": F.fmt(r["baseline"]), "p": F.pvalue(r.get("excess_p"), n_boot), "few": (r["loss_prompts"] or 0) < 10})
     ref = summary.get("reference")
     if isinstance(ref, dict):
-        out["reference"] = {"name": ref.get("name"), "ratio": _est(ref.get("ratio")),
-                            "models": _est(ref.get("homogeneity_models")), "reference": _est(ref.get("homogeneity_reference"))}
+        ratio = ref.get("ratio") if isinstance(ref.get("ratio"), dict) else {}
+        out["reference"] = {"name": ref.get("name"), "ratio": _est(ratio),
+                            "models": _est(ref.get("homogeneity_models")), "reference": _est(ref.get("homogeneity_reference")),
+                            "difference": _est(ref.get("difference")), "floor": _est(ref.get("floor")),
+                            "definition": ref.get("ratio_definition"), "withheld": ratio.get("reason") if ratio.get("unstable") else None}
     for name, w in (summary.get("what_if_removed") or {}).items():
         e = _est(w)
         if e:
@@ -255,7 +259,8 @@ def _lineage(tables: dict, summary: dict) -> dict:
     if acc is not None and len(acc):
         for d, r in acc.iterrows():
             out["accent"].append({"derivative": d, "base": r.get("base"), "value": F.fmt(r.get("value")), "lo": F.fmt(r.get("lo")),
-                                  "hi": F.fmt(r.get("hi")), "prompts": int(r.get("prompts") or 0)})
+                                  "hi": F.fmt(r.get("hi")), "prompts": int(r.get("prompts") or 0),
+                                  "withheld": (r.get("reason") or "denominator near 0") if bool(r.get("unstable", False)) else None})
     return out
 
 
@@ -328,6 +333,7 @@ def _environment():
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2", "html.j2"], default=True),
                       trim_blocks=True, lstrip_blocks=True)
+    install_filters(env)
     return env
 
 
@@ -336,10 +342,12 @@ def render(context: dict) -> str:
     from plotly.offline import get_plotlyjs
 
     env = _environment()
-    js = get_plotlyjs().replace("</script", "<\\/script")  # cannot occur in plotly.js, but cheap to rule out
     ctx = dict(context)
-    ctx["plotly_js"] = Markup(js)
-    ctx["app_js"] = Markup((TEMPLATES / "report.js").read_text(encoding="utf-8"))
+    # Both inline scripts are allowed by their hash: the policy allows no other script, and no
+    # string evaluation ('unsafe-eval'), which the SVG figures do not need.
+    ctx["plotly_js"], plotly_hash = inline_script(get_plotlyjs())
+    ctx["app_js"], app_hash = inline_script((TEMPLATES / "report.js").read_text(encoding="utf-8"))
+    ctx["csp"] = content_security_policy([plotly_hash, app_hash])
     ctx["css"] = Markup((TEMPLATES / "report.css").read_text(encoding="utf-8"))
     return env.get_template("report.html.j2").render(**ctx)
 
