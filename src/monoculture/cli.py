@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from monoculture.errors import UserError, user_errors
+from monoculture.terminal import stderr_console, stdout_console, styled
 
 app = typer.Typer(
     name="monoculture",
@@ -23,8 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err = Console(stderr=True)
+# markup off and control characters escaped: model and file names print as typed (monoculture.terminal)
+console = stdout_console()
+err = stderr_console()
 
 
 def resolve_store(target: Optional[str], store: Optional[Path], *, must_exist: bool = False):
@@ -74,10 +75,10 @@ def run(
     prepared = prepare_run(study, wanted)  # every check before the store file is even created
     with Store(path) as st:
         stats = run_study(study, st, models=wanted, console=err, show_progress=not quiet, prepared=prepared)
-    console.print(
-        f"[bold]{study.name}[/bold]: {stats.generated} generated, {stats.skipped} already in the store, "
-        f"{stats.failed} failed{' (rerun to retry)' if stats.failed else ''} -> {path}"
-    )
+    console.print(styled(
+        "[bold]{}[/bold]: " + f"{stats.generated} generated, {stats.skipped} already in the store, "
+        f"{stats.failed} failed{' (rerun to retry)' if stats.failed else ''} -> " + "{}", study.name, path,
+    ))
     if stats.failed:
         raise typer.Exit(3)
 
@@ -154,7 +155,7 @@ def ls(
     with Store(path, read_only=True) as st:
         s = st.summary()
         runs = list_runs(st)
-    console.print(f"[bold]{path}[/bold]: {s['prompts']} prompts, {s['generations']} generations, {s['failed']} failed")
+    console.print(styled("[bold]{}[/bold]: " + f"{s['prompts']} prompts, {s['generations']} generations, {s['failed']} failed", path))
     if len(s["studies"]):
         t = Table("study", "file", "models", "prompts", title="studies")
         for r in s["studies"].itertuples():
@@ -179,7 +180,6 @@ def _print_measurements(runs) -> None:
         when = dt.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S") if r.created_at == r.created_at else ""
         t.add_row(r.label, when, f"{r.embedder} ({'calibrated' if r.calibrated else 'raw'})", describe_settings(r.settings))
     console.print(t)
-
 
 
 @app.command()

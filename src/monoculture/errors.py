@@ -24,15 +24,17 @@ def reported():
     """In a command: a UserError becomes one line on stderr and exit status 2, so a script can
     tell bad input (2) from a crash (1); Ctrl-C says that the work so far is kept."""
     import typer
-    from rich.console import Console
+
+    from monoculture.terminal import stderr_console, styled
 
     try:
         yield
     except UserError as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        # the message quotes the user's file names and cells: printed as typed, never as markup
+        stderr_console().print(styled("[red]error:[/red] {}", e), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        Console(stderr=True).print("[yellow]interrupted[/yellow]: everything written so far is kept; run the same command again to resume")
+        stderr_console().print(styled("[yellow]interrupted[/yellow]: everything written so far is kept; run the same command again to resume"))
         raise typer.Exit(130) from None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from monoculture.terminal import styled
+
 
 def _fmt(v, digits: int = 3) -> str:
     if v is None:
@@ -37,18 +39,18 @@ def describe_skipped(skipped: dict) -> list[str]:
 def print_summary(res, console: Console) -> None:
     s = res.summary
     st = s.get("settings", {})
-    console.print(
-        f"[bold]{len(s.get('models', []))} models[/bold], {st.get('prompts', '?')} prompts, {st.get('responses', '?')} responses; "
-        f"embedder {s.get('embedder')} ({'calibrated' if s.get('calibrated') else 'raw cosines'}); "
-        f"{st.get('n_boot')} bootstrap resamples; label {res.label!r}"
-    )
+    console.print(styled(  # styled: the values are printed as typed, never as markup (monoculture.terminal)
+        "[bold]{} models[/bold], {} prompts, {} responses; embedder {} ({}); {} bootstrap resamples; label {}",
+        len(s.get('models', [])), st.get('prompts', '?'), st.get('responses', '?'), s.get('embedder'),
+        'calibrated' if s.get('calibrated') else 'raw cosines', st.get('n_boot'), repr(res.label),
+    ))
     voices = s.get("voices") or {}
-    console.print(f"voices per prompt V: [bold]{_ci(voices)}[/bold] over {voices.get('prompts', '?')} prompts")
+    console.print(styled("voices per prompt V: [bold]{}[/bold] over {} prompts", _ci(voices), voices.get('prompts', '?')))
     hom = s.get("homogeneity")
     floor = s.get("off_prompt_floor")
     floor_v = floor.get("value") if isinstance(floor, dict) else floor
     if hom is not None:
-        console.print(f"homogeneity H: [bold]{_ci(hom) if isinstance(hom, dict) else _fmt(hom)}[/bold]  (off-prompt floor F = {_fmt(floor_v)})")
+        console.print(styled("homogeneity H: [bold]{}[/bold]  (off-prompt floor F = {})", _ci(hom) if isinstance(hom, dict) else _fmt(hom), _fmt(floor_v)))
     skipped = describe_skipped(s.get("skipped") or {})
     if skipped:
         console.print("skipped: " + "; ".join(skipped), style="yellow")

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from monoculture.errors import UserError, reported
+from monoculture.terminal import description_column, stderr_console, stdout_console, styled
 
 app = typer.Typer(
     name="ecosystem",
@@ -25,8 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
-out = Console()
+# markup off and control characters escaped: Hub ids and file names print as typed (monoculture.terminal)
+console = stderr_console()
+out = stdout_console()
 
 StoreOpt = typer.Option("monoculture.duckdb", "--store", "-s", help="DuckDB store file (shared with the rest of monoculture).")
 RegistryOpt = typer.Option(None, "--registry", help="YAML file that extends or overrides the shipped family registry.")
@@ -42,7 +44,7 @@ def _date(v: Optional[str], name: str) -> Optional[date]:
 
 
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    return Progress(SpinnerColumn(), description_column(), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=False, disable=not console.is_terminal)
 
 
@@ -78,19 +80,19 @@ def fetch(
             models = [0]
 
             def on_query(q: str) -> None:
-                prog.update(task, description=f"[cyan]{q}[/cyan]")
+                prog.update(task, description=q)
 
             def on_page(q: str, n: int) -> None:
                 models[0] += n
-                prog.update(task, advance=1, description=f"[cyan]{q}[/cyan] · {models[0]:,} models")
+                prog.update(task, advance=1, description=f"{q} · {models[0]:,} models")
 
             res = fetch_families(st.con, fams, client, derivatives_top=derivatives_top, derivative_depth=derivative_depth,
                                  max_pages=max_pages, page_size=page_size, on_query=on_query, on_page=on_page)
             saved = save_snapshot_file(st.con, res.snapshot_id, save_dir) if save_dir else None
         s = res.stats
-        out.print(f"snapshot [bold]{res.snapshot_id}[/bold]{' (resumed)' if res.resumed else ''}: {res.models:,} models from {res.queries} queries; "
-                  f"{s.get('requests', 0)} requests, {s.get('rate_limited', 0)} rate-limited, {s.get('network_errors', 0)} network errors, "
-                  f"waited {s.get('waited_s', 0):.0f}s; issues: {res.tally.summary()}", highlight=False)
+        out.print(styled("snapshot [bold]{}[/bold]{}: {} models from {} queries; {} requests, {} rate-limited, {} network errors, waited {}s; issues: {}",
+                         res.snapshot_id, " (resumed)" if res.resumed else "", f"{res.models:,}", res.queries, s.get("requests", 0),
+                         s.get("rate_limited", 0), s.get("network_errors", 0), f"{s.get('waited_s', 0):.0f}", res.tally.summary()), highlight=False)
         if saved:
             out.print(f"saved {saved}", highlight=False)
 
@@ -192,7 +194,7 @@ def alerts(
         colours = {"strong": "bold red", "moderate": "dark_orange", "weak": "yellow"}
         for r in df.itertuples():
             p = "" if r.p_value is None or r.p_value != r.p_value else f"{r.p_value:.3g}"
-            t.add_row(r.name, r.signal, f"[{colours.get(r.strength, 'dim')}]{r.strength}[/]", p, r.evidence)
+            t.add_row(r.name, r.signal, Text(r.strength, style=colours.get(r.strength, "dim")), p, r.evidence)
         out.print(t)
         if df.empty:
             out.print("no signal at this strength", highlight=False)

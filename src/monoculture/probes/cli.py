@@ -18,9 +18,11 @@ from monoculture.errors import UserError, user_errors
 from monoculture.probes.format import ci as _ci
 from monoculture.probes.format import moved_most
 from monoculture.probes.format import num as _f
+from monoculture.terminal import stderr_console, stdout_console, styled
 
-console = Console()
-err = Console(stderr=True)
+# markup off and control characters escaped: model and country names print as typed (monoculture.terminal)
+console = stdout_console()
+err = stderr_console()
 
 
 def _split(values: Optional[list[str]]) -> Optional[list[str]]:
@@ -79,7 +81,7 @@ def _probe(study_file, suite, method, countries, steer, store, languages, sample
         )
     print_summary(results, method, stats)
     if stats.errors:
-        err.print(f"[yellow]{stats.errors} requests failed[/yellow]; they are stored and retried when you run the same command again")
+        err.print(styled("[yellow]{} requests failed[/yellow]; they are stored and retried when you run the same command again", stats.errors))
         raise typer.Exit(3)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from monoculture.backends import backend_class, create_backend
 from monoculture.backends.base import Job, LogprobsUnavailable, Result
@@ -32,6 +32,7 @@ from monoculture.probes.items import Item, answer_prefix, load_items, option_set
 from monoculture.probes.parser import PARSER_VERSION, AnswerParser
 from monoculture.store import Store
 from monoculture.study import ModelSpec, Sampling, Study
+from monoculture.terminal import description_column, stderr_console
 
 METHODS = ("logprobs", "sample")
 #: Answers are a letter; a cap keeps a chatty model from spending a long answer on each sample.
@@ -133,7 +134,7 @@ def run_probe(
             raise UserError(f"model {spec.name!r}: backend {spec.backend!r} cannot expose first-token log-probabilities; use --method sample")
         cls.preflight(spec)
 
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     pstore.ensure_schema(store)
     with store.transaction():
         store.upsert_models(
@@ -149,7 +150,7 @@ def run_probe(
     parsers = {g: AnswerParser(s) for g, s in sets.items()}
     stats = ProbeRunStats(method=method, samples=k)
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        description_column("bold"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not show_progress, transient=False,
     ) as progress:
         for spec in specs:

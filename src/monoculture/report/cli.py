@@ -18,23 +18,22 @@ def report_command(
     max_prompts: int = Option(100, "--max-prompts", help="prompts whose answers the explorer holds (the fewest- and most-voiced; 0: none)"),
 ):
     """Write a self-contained HTML report of the latest measurement: headline, figures, prompt explorer, methods."""
-    from rich.console import Console
-
     from monoculture.cli import resolve_store  # lazily: monoculture.cli imports this module
     from monoculture.errors import reported
     from monoculture.report.build import build_report
+    from monoculture.terminal import stderr_console, stdout_console
 
     with reported():
         path, study = resolve_store(target, store, must_exist=True)
         info = build_report(path, out, label=label, max_prompts=max_prompts, export_figures=export_figures, study=study)
-    console = Console()
+    console = stdout_console()
     held = (f"answers to all {info.total_prompts} prompts" if info.explorer_prompts == info.total_prompts
             else f"answers to {info.explorer_prompts} of {info.total_prompts} prompts")
     console.print(f"wrote {info.path} ({info.bytes / 1e6:.1f} MB; {len(info.figures)} figures; explorer holds {held})", highlight=False, soft_wrap=True)
     if info.exported:
         console.print(f"wrote {len(info.exported)} figure files to {export_figures}", highlight=False, soft_wrap=True)
     for n in info.notes:
-        Console(stderr=True).print(f"note: {n}", style="dim", highlight=False, soft_wrap=True)
+        stderr_console().print(f"note: {n}", style="dim", highlight=False, soft_wrap=True)
 
 
 def app() -> typer.Typer:
