@@ -179,3 +179,24 @@ def test_dropped_params_and_correction_dates_are_counted(tmp_path):
     issues = dict(con.execute("SELECT kind, sum(count) FROM eco_issues GROUP BY kind").fetchall())
     con.close()
     assert issues == {"bad_number": 2, "bad_date": 2}
+
+
+def test_csv_and_registry_are_decoded_like_every_import(tmp_path):
+    """A BOM is dropped and a latin-1 byte is an error naming the line, for CSV tables and a
+    registry file alike (a latin-1 CSV used to be "skipped" with exit 0)."""
+    ok = tmp_path / "organization_regions.csv"
+    ok.write_bytes(b"\xef\xbb\xbfhf_org,region,notes\nQwen,china,\n")
+    store = tmp_path / "e.duckdb"
+    r = run("import", ok, "--store", store)
+    assert r.exit_code == 0 and "org-regions" in out_of(r), out_of(r)
+    bad = tmp_path / "bad" / "organisations.csv"
+    bad.parent.mkdir()
+    bad.write_bytes("Organization,Country\nAlibaba,China\nSoci\u00e9t\u00e9,France\n".encode("latin-1"))
+    r = run("import", bad, "--store", store)
+    assert r.exit_code == 2 and "organisations.csv:3" in out_of(r) and "UTF-8" in out_of(r), out_of(r)
+    reg = tmp_path / "reg.yaml"
+    reg.write_bytes(b"\xef\xbb\xbffamilies: {}\n")
+    assert run("families", "--registry", reg).exit_code == 0
+    reg.write_bytes("families: {x: {name: Caf\u00e9}}\n".encode("latin-1"))
+    r = run("families", "--registry", reg)
+    assert r.exit_code == 2 and "reg.yaml:1" in out_of(r), out_of(r)

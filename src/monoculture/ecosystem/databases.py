@@ -7,6 +7,7 @@ number, so any share computed from them can list the exact rows it rests on.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import duckdb
@@ -68,18 +69,18 @@ def sniff(columns: list[str]) -> str | None:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    """CSV with an optional BOM and optional leading ``#`` comment lines."""
-    return pd.read_csv(path, encoding="utf-8-sig", comment=None, skiprows=_comment_lines(path))
+    """CSV with optional leading ``#`` comment lines, decoded like every other import
+    (:func:`monoculture.files.read_utf8`: a BOM dropped, a bad byte an error naming the line)."""
+    text = read_utf8(path)
+    return pd.read_csv(io.StringIO(text), comment=None, skiprows=_comment_lines(text))
 
 
-def _comment_lines(path: Path) -> int:
+def _comment_lines(text: str) -> int:
     n = 0
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("#"):
-                n += 1
-            else:
-                break
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        n += 1
     return n
 
 

@@ -89,12 +89,12 @@ def detect(path: Path) -> tuple[str | None, str]:
         kind = _json_kind(_load_json(path))
         return (kind, "") if kind else (None, "JSON that is neither a snapshot nor an llmfit model list")
     if suffix in (".yml", ".yaml"):
-        head = path.read_text(encoding="utf-8", errors="replace")[:2000]
+        head = path.read_text(encoding="utf-8-sig", errors="replace")[:2000]  # only to recognise the format
         return ("mot", "") if "Model Openness Framework" in head else (None, "YAML that is not a Model Openness Tool file")
     if suffix == ".csv":
         try:
             cols = list(databases.read_csv(path).columns) if path.stat().st_size < 64_000_000 else []
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        except (pd.errors.ParserError, ValueError) as e:  # bad bytes or an empty file raise a UserError instead
             return None, f"unreadable CSV ({e})"
         if lineage_dumps.looks_like_lineage_dump(cols):
             return "lineage", ""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from monoculture.ecosystem.databases import read_csv
 from monoculture.ecosystem.quality import Tally, is_missing
 from monoculture.ecosystem.snapshots import clean_model_id
 
@@ -60,7 +61,7 @@ def taken_at_from_name(path: Path) -> datetime | None:
 
 def read_lineage_dump(path: Path, tally: Tally) -> tuple[list[dict], list[tuple[str, str, str, str]], pd.DataFrame]:
     """Records (Hub-shaped dicts), extra links from the list columns, and the raw frame."""
-    df = pd.read_csv(path)
+    df = read_csv(path)  # decoded like every other import: a BOM dropped, a bad byte named by line
     records: list[dict] = []
     links: list[tuple[str, str, str, str]] = []
     for i, row in enumerate(df.itertuples(index=False)):

@@ -168,11 +168,11 @@ def _family(key: str, spec: dict, openness: Openness, where: str) -> Family:
 
 
 def _read_yaml(path: Path) -> dict:
-    from monoculture.files import regular_file
+    from monoculture.files import read_utf8
 
-    regular_file(path, "registry file")  # missing, or a folder: one clear line
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}
+        # missing, a folder, bad bytes: one clear line; a BOM is dropped like everywhere else
+        data = yaml.load(read_utf8(path, "registry file"), Loader=_LOADER) or {}
     except FileNotFoundError:
         raise UserError("registry file not found", where=str(path)) from None
     except yaml.YAMLError as e:
