@@ -11,7 +11,13 @@ import pytest
 from monoculture.errors import UserError
 from monoculture.importers import Imported, import_records
 from monoculture.measure import measure
-from monoculture.results import list_runs, load_results, read_frame, resolve_label, write_frame
+from monoculture.results import (
+    list_runs,
+    load_results,
+    read_frame,
+    resolve_label,
+    write_frame,
+)
 from monoculture.store import Store
 
 TOPICS = ["the sea", "a mountain", "bread", "winter", "a library", "trains", "music", "gardens"]
@@ -109,9 +115,8 @@ def test_other_settings_add_a_measurement_same_settings_replace_it(store):
 
 
 def test_nothing_measured_is_a_clear_error(tmp_path):
-    with Store(tmp_path / "e.duckdb") as st:
-        with pytest.raises(UserError, match="nothing measured yet"):
-            load_results(st)
+    with Store(tmp_path / "e.duckdb") as st, pytest.raises(UserError, match="nothing measured yet"):
+        load_results(st)
 
 
 def test_cli_two_taus_both_survive_listed_and_rendered(store, tmp_path):

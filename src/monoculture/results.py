@@ -316,7 +316,7 @@ def describe_settings(settings: dict[str, Any]) -> str:
         parts.append(f"q={s['q']}")
     if s.get("groups"):
         parts.append("groups=" + ",".join(map(str, s["groups"])))
-    for key, name in (("reference", "reference"), ("center_from", "center-from")):
+    for key, name in (("reference", "reference"), ("center_from", "center-from"), ("center_label", "center-label")):
         if s.get(key):
             parts.append(f"{name}={s[key]}")
     if s.get("what_if_removed"):
