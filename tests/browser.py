@@ -33,6 +33,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
+CSP_LISTENER = """window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', e => window.__cspViolations.push(
+    {directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample}));"""
+
+
 def require_browser() -> None:
     """Skip the calling test unless playwright and a Chromium binary are available."""
     try:
@@ -64,6 +69,11 @@ class PageReport:
     def external_requests(self, allowed: tuple[str, ...] = ()) -> list[str]:
         """Requests other than the page itself and ``data:`` URLs (plus any ``allowed`` prefixes)."""
         return [u for u in self.requests if u != self.url and not u.startswith("data:") and not u.startswith(allowed or ("\0",))]
+
+    def csp_violations(self) -> list[str]:
+        """Content-Security-Policy violations the page reported, including those a script
+        caught (a blocked ``eval`` inside ``try`` logs nothing to the console)."""
+        return [f"{v['directive']}: {v['blocked']} {v['sample']}" for v in self.page.evaluate("window.__cspViolations || []")]
 
     def evaluate(self, js: str, arg: Any = None) -> Any:
         return self.page.evaluate(js, arg) if arg is not None else self.page.evaluate(js)
@@ -116,6 +126,7 @@ def open_page(html_path: str | Path, *, viewport: tuple[int, int] = (1280, 900),
                 r.abort()
 
         context.route("**/*", route)
+        context.add_init_script(CSP_LISTENER)
         page = context.new_page()
         page.on("console", lambda m: report.console.append((m.type, m.text)))
         page.on("pageerror", lambda e: report.page_errors.append(str(e)))

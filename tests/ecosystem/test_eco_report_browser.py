@@ -62,3 +62,7 @@ def test_report_in_headless_chromium(tmp_path, qwen_models):
         # and they reach the figures as text too (plotly decodes the escaped label)
         labels = page.evaluate("Array.from(document.querySelectorAll('.treemap text, g.slicetext text')).map(t => t.textContent).join(' ')")
         assert "alert(1)" in labels
+        assert page.csp_violations() == []  # scripts allowed by hash only, no 'unsafe-eval'
+    from pagecheck import check_csp
+
+    check_csp(html, scripts=2)

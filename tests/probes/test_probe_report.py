@@ -104,4 +104,8 @@ def test_section_renders_in_headless_chromium(tmp_path):
         assert EVIL_MODEL in svg_text and EVIL_COUNTRY in svg_text  # plotly labels too: text, not markup
         assert "What these numbers do not mean" in text
         shot = page.screenshot(tmp_path / "perspectives.png")
+        assert page.csp_violations() == []  # the policy allows no 'unsafe-eval' and only the page's own scripts
     assert shot.stat().st_size > 10_000
+    from pagecheck import check_csp
+
+    check_csp(page_path.read_text(encoding="utf-8"), scripts=2)

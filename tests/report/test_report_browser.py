@@ -58,9 +58,27 @@ def test_report_renders_offline_in_chromium(measured_store, tmp_path):
         assert all(cards.nth(i).locator(".text").inner_text().strip() for i in range(cards.count()))
         assert "Most similar pairs" in detail.inner_text()
 
+        # Hover a heatmap, switch the map's colouring, zoom: plotly features that would call
+        # eval under a policy that forbids it (it forbids it: see the CSP check).
+        drag = page.page.locator("#plot-similarity .nsewdrag").last  # the heatmap's (the tree above has no hover)
+        drag.scroll_into_view_if_needed()
+        box = drag.bounding_box()
+        page.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.page.wait_for_timeout(200)
+        assert page.evaluate("document.querySelectorAll('#plot-similarity .hovertext').length") >= 1
+        menu = page.page.locator("#plot-map .updatemenu-button")
+        if menu.count() > 1:
+            menu.nth(1).click()
+        page.page.mouse.move(box["x"] + 10, box["y"] + 10)
+        page.page.mouse.down()
+        page.page.mouse.move(box["x"] + 120, box["y"] + 120)
+        page.page.mouse.up()
+        page.page.wait_for_timeout(300)
+
         shot = page.screenshot(tmp_path / "report.png")
         assert shot.exists() and shot.stat().st_size > 10_000
         assert page.console_errors == []
+        assert page.csp_violations() == []
 
 
 def test_model_outputs_render_as_text(hostile_store, tmp_path):
@@ -104,3 +122,4 @@ def test_model_outputs_render_as_text(hostile_store, tmp_path):
         page.page.wait_for_timeout(200)
         assert page.dialogs == []
         page.screenshot(tmp_path / "hostile.png")
+        assert page.csp_violations() == []

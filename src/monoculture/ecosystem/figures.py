@@ -13,7 +13,6 @@ time than all the analyses together.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from typing import Any
@@ -24,6 +23,7 @@ import pandas as pd
 from monoculture.ecosystem.cadence import History
 from monoculture.ecosystem.lineage import Lineage
 from monoculture.ecosystem.openness import LEVELS, level_name
+from monoculture.report.htmlsafe import plot_label, script_json
 
 LEVEL_COLOURS = {"permissive": "#1a9850", "restricted": "#91cf60", "non-commercial": "#e6c229", "gated": "#fc8d59",
                  "api-only": "#d73027", "unknown": "#9e9e9e"}
@@ -57,8 +57,8 @@ def _list(values) -> list:
 
 
 def label(text) -> str:
-    s = html.escape(str(text), quote=False)
-    return "\u200b" + s if s.startswith("$") else s
+    """A Hub string as a plotly label: escaped, ``$`` defused, direction isolated (see htmlsafe)."""
+    return plot_label(text)
 
 
 def timeline(histories: list[History]) -> Figure:
@@ -193,6 +193,5 @@ def derivative_tree(name: str, lineage: Lineage, own: list[str], *, max_children
 
 
 def to_json(fig: Figure) -> str:
-    """Figure JSON that is safe inside a <script> element: no ``<``, ``>`` or ``&`` survive literally."""
-    s = json.dumps(fig, ensure_ascii=False, allow_nan=False, default=str)
-    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    """Figure JSON that is safe inside a <script> element (see monoculture.report.htmlsafe)."""
+    return script_json(fig, default=str)

@@ -20,6 +20,7 @@ from monoculture.probes.format import ci as _ci
 from monoculture.probes.format import moved_most
 from monoculture.probes.format import num as _f
 from monoculture.probes.metrics import DEFAULT_B, DEFAULT_SEED
+from monoculture.report.htmlsafe import content_security_policy, inline_script, install_filters, plot_label, script_json
 
 METHOD_TITLES = {
     "logprobs": "First-token probabilities of the option letters",
@@ -28,6 +29,7 @@ METHOD_TITLES = {
 MAX_HEATMAP_COUNTRIES = 30
 
 _env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+install_filters(_env)  # bdi: names beside figures keep their direction to themselves
 
 TEMPLATE = _env.from_string(
     """
@@ -123,8 +125,8 @@ OUTCOME_NAMES = ("ok", "refusal", "ambiguous", "unparseable", "empty", "error")
 
 def _label(text) -> str:
     """Plotly reads a little HTML in labels (<b>, <a href>), so a model or country name would
-    be rendered as markup; as entities it is shown as the text it is."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    be rendered as markup; escaped (and its direction isolated) it is shown as the text it is."""
+    return plot_label(text)
 
 
 def _plain(fig) -> dict:
@@ -291,29 +293,30 @@ def _clip(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _script_json(obj) -> str:
-    """JSON safe inside a <script> element: no "</script>" or "<!--" can close it early."""
-    return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def standalone_page(section: dict, title: str = "Perspectives") -> str:
     """A self-contained page: the fragment, plotly.js inlined (no network), the figures drawn."""
     from html import escape
 
     from plotly.offline import get_plotlyjs
 
+    plotly_js, plotly_hash = inline_script(get_plotlyjs())
+    draw_js, draw_hash = inline_script(_DRAW_JS)
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{escape(content_security_policy([plotly_hash, draw_hash]))}\">"
         f"<title>{escape(title)}</title>"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:; font-src data:\">"
         "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         ".mc-table{border-collapse:collapse;margin:.5em 0}.mc-table td,.mc-table th{border:1px solid #ccc;padding:.3em .5em;vertical-align:top}"
         ".mc-caveat{background:#fff6e0;padding:.6em}.mc-figure{min-height:200px}</style>"
-        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<script>{plotly_js}</script></head><body>"
         f"<h2>{escape(section['title'])}</h2>{section['html']}"
-        f"<script id=\"perspectives-figures\" type=\"application/json\">{_script_json(section['figures'])}</script>"
-        "<script>(function(){var figs=JSON.parse(document.getElementById('perspectives-figures').textContent);"
-        "figs.forEach(function(f,i){var el=document.getElementById('perspectives-fig-'+i);"
-        "if(el){Plotly.newPlot(el,f.data,f.layout,{displaylogo:false,responsive:true});}});})();</script>"
+        f"<script id=\"perspectives-figures\" type=\"application/json\">{script_json(section['figures'])}</script>"
+        f"<script>{draw_js}</script>"
         "</body></html>"
     )
+
+
+# Draws the figures of a standalone page; its hash is what the page's policy allows.
+_DRAW_JS = ("(function(){var figs=JSON.parse(document.getElementById('perspectives-figures').textContent);"
+            "figs.forEach(function(f,i){var el=document.getElementById('perspectives-fig-'+i);"
+            "if(el){Plotly.newPlot(el,f.data,f.layout,{displaylogo:false,responsive:true});}});})();")

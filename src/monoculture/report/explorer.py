@@ -13,7 +13,6 @@ prompt costs one small matrix product.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -253,11 +252,3 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
         "pairs": bool(pairs),
     }
     return ExplorerData(payload, held, total, desc, notes)
-
-
-def script_json(obj: Any) -> str:
-    """JSON that cannot end its <script> element early: every <, > and & becomes a \\u escape,
-    which JSON.parse reads back as the same character."""
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monoculture.report.htmlsafe import plot_label
+
 # Viridis: perceptually even and readable in greyscale print; the PNG test looks for it.
 SIMILARITY_SCALE = "Viridis"
 SEPARABILITY_SCALE = "Blues"
@@ -49,8 +51,9 @@ class Figure:
 
 
 def label(text: Any) -> str:
-    """A data string made safe for plotly's label markup (shown as the text it is)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """A data string made safe for plotly's label markup (shown as the text it is, its
+    direction isolated): :func:`monoculture.report.htmlsafe.plot_label`."""
+    return plot_label(text)
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -411,14 +414,17 @@ def diversity(per_model: pd.DataFrame, lexical: pd.DataFrame | None, order: list
     add("Same answer every time? (W)", "within-model similarity W", "W")
     add("Own range (voices among its k answers)", "V_m", "own_range")
     add("Distinct answers per prompt", "distinct_k", "distinct_k")
+    lex_kind = None
     if lexical is not None and len(lexical):
-        for col, title in (("ngram_div_mean", "Lexical diversity (distinct n-grams)"), ("compression_ratio", "Compression ratio (higher: more repetitive)")):
-            if col in lexical.columns and _finite(lexical[col]).any():
-                panels.append((title, col, lexical[col], None, None, None))
+        lex_kind, lex_panels = _lexical_panels(lexical)
+        panels += lex_panels
     if not panels:
         return None
     models = [m for m in order if m in per_model.index]
     names = [label(m) for m in models]
+    length = None
+    if lexical is not None and {"tokens", "texts"} <= set(lexical.columns):
+        length = lexical["tokens"].astype(float) / lexical["texts"].astype(float).where(lexical["texts"] > 0)
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[label(p[0]) for p in panels], horizontal_spacing=0.03)
     for i, (title, axis, v, lo, hi, n) in enumerate(panels, start=1):
         v = v.reindex(models)
@@ -426,7 +432,9 @@ def diversity(per_model: pd.DataFrame, lexical: pd.DataFrame | None, order: list
         hi = hi.reindex(models) if hi is not None else None
         nn = n.reindex(models) if n is not None else None
         hov = [f"<b>{label(m)}</b><br>{label(axis)} = {fmt(v[m])}" + (f" [{fmt(lo[m])}, {fmt(hi[m])}]" if lo is not None and hi is not None else "")
-               + (f"<br>{int(nn[m])} prompts" if nn is not None and np.isfinite(nn[m]) else "") for m in models]
+               + (f"<br>{int(nn[m])} prompts" if nn is not None and np.isfinite(nn[m]) else "")
+               + (f"<br>{fmt(length[m], 0)} tokens per answer" if axis in LEXICAL_AXES and length is not None and m in length.index else "")
+               for m in models]
         fig.add_trace(_ci_bars(names, v, lo, hi, PALETTE[i - 1], label(axis), hov, showlegend=False), row=1, col=i)
     h = max(340, 22 * len(models) + 130)
     w = max(900, 260 * len(panels) + 180)
@@ -436,12 +444,39 @@ def diversity(per_model: pd.DataFrame, lexical: pd.DataFrame | None, order: list
     for a in fig.layout.annotations:
         a.font = {"size": 11}
     k1 = not any(p[1] in ("within-model similarity W", "V_m") for p in panels)
-    cap = ("Within-model diversity: a model with high W or few distinct answers says the same thing whenever it is asked; "
-           "lexical panels compare wording across all of a model's answers.")
+    cap = "Within-model diversity: a model with high W or few distinct answers says the same thing whenever it is asked."
     if k1:
-        cap = ("One answer per model and prompt (k = 1), so W and own range are undefined; the panels compare wording "
-               "across all of a model's answers: low n-gram diversity and high compression mean repetitive wording.")
+        cap = "One answer per model and prompt (k = 1), so W and own range are undefined."
+    if lex_kind == "per_prompt":
+        cap += (" Lexical panels are per-prompt means: n-gram diversity and compression ratio of a model's answers to one prompt, "
+                "averaged over prompts with equal weight (whole-model figures fall as answers grow longer, which would make verbose "
+                "models look repetitive); low diversity and high compression mean repetitive wording; tokens per answer on hover.")
+    elif lex_kind == "whole_model":
+        cap += (" Lexical panels are whole-model figures over all of a model's answers (this measurement has no per-prompt means: "
+                "measure again); they fall as answers grow longer, so compare them with the tokens per answer on hover.")
     return Figure("diversity", "Within-model diversity and distinct answers", cap, fig, width=w, height=h)
+
+
+LEXICAL_AXES = ("n-gram diversity, mean over prompts", "compression ratio, mean over prompts", "n-gram diversity, whole model",
+                "compression ratio, whole model")
+
+
+def _lexical_panels(lexical: pd.DataFrame) -> tuple[str | None, list]:
+    """The lexical panels and which figures they show. Per-prompt means, where the measurement
+    has them: a whole-model n-gram diversity or compression ratio is taken over all of a
+    model's answers at once, and falls as the answers grow longer (more words, more repeats),
+    so it ranks verbose models as repetitive. Averaged over prompts, each figure rests on one
+    prompt's k answers and the models are compared at the length of one answer set."""
+    per_prompt = (("per_prompt_ngram_div_mean", "Lexical diversity (distinct n-grams, per prompt)", LEXICAL_AXES[0]),
+                  ("per_prompt_compression_ratio", "Compression ratio (per prompt; higher: more repetitive)", LEXICAL_AXES[1]))
+    whole = (("ngram_div_mean", "Lexical diversity (distinct n-grams, whole model)", LEXICAL_AXES[2]),
+             ("compression_ratio", "Compression ratio (whole model; higher: more repetitive)", LEXICAL_AXES[3]))
+    for kind, cols in (("per_prompt", per_prompt), ("whole_model", whole)):
+        panels = [(title, axis, lexical[col], None, None, None) for col, title, axis in cols
+                  if col in lexical.columns and _finite(lexical[col]).any()]
+        if panels:
+            return kind, panels
+    return None, []
 
 
 def separability(auc: pd.DataFrame | None, order: list[str], sep: dict | None) -> Figure | None:
