@@ -196,3 +196,19 @@ def test_long_format_null_cell_is_an_error_naming_the_line(tmp_path, items, suff
     with pytest.raises(UserError, match=rf"{where}: .*{column}") as e:
         load_countries(f, items)
     assert "nan" not in str(e.value).lower() and "None" not in str(e.value)
+
+
+def test_countries_files_are_decoded_like_every_import(tmp_path, items):
+    """A BOM is dropped (a BOM-prefixed .jsonl used to be "cannot read file") and a latin-1 byte
+    is an error naming the line."""
+    f = tmp_path / "long.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + json.dumps({"item": "val-01", "country": "Peru", "option": 1, "share": 1}).encode() + b"\n")
+    np.testing.assert_allclose(load_countries(f, items).dists[("val-01", "Peru")], [1, 0, 0, 0])
+    g = tmp_path / "long.csv"
+    g.write_bytes("question_id,country,option,share\nval-01,Peru,1,1\nval-01,Per\u00fa,1,1\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"long.csv:3: not valid UTF-8"):
+        load_countries(g, items)
+    h = tmp_path / "cut.jsonl"
+    h.write_text('{"item": "val-01", "country": "Peru", "option": 1, "share": 1}\n{"item": "val-01", "coun\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"cut.jsonl:2: not valid JSON"):
+        load_countries(h, items)

@@ -27,6 +27,7 @@ file. Columns: ``question`` (the file's text), ``item`` (suite group or item id)
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from monoculture.errors import UserError
+from monoculture.files import read_utf8
 from monoculture.probes.items import LETTERS, Item
 from monoculture.probes.parser import _fold, _strip_punct
 
@@ -114,13 +116,24 @@ def data_files(path: Path) -> tuple[list[Path], Path | None]:
 
 def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
+    # text is decoded like every other import: a BOM dropped, a bad byte an error naming the line
+    text = read_utf8(path) if suffix in (".csv", ".tsv", ".jsonl", ".json") else None
     try:
         if suffix in (".csv", ".tsv"):
-            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8")
+            df = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
         elif suffix == ".jsonl":
-            df = pd.read_json(path, lines=True, dtype=False)
+            rows = []
+            for i, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise UserError(f"not valid JSON ({e.msg}, column {e.colno})", where=f"{path}:{i}") from None
+            if any(not isinstance(r, dict) for r in rows):
+                raise UserError("each line must be a JSON object", where=str(path))
+            df = pd.DataFrame(rows)
         elif suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
             df = pd.DataFrame(data if isinstance(data, list) else data.get("rows", data))
         elif suffix == ".parquet":
             df = pd.read_parquet(path)
