@@ -59,8 +59,8 @@ class SafeConsole(Console):
         kwargs.setdefault("markup", False)
         super().__init__(*args, **kwargs)
 
-    def render_str(self, text: str, **kwargs) -> Text:  # strings: cleaned before layout
-        return super().render_str(clean(text), **kwargs)
+    def render_str(self, text: str, *args, **kwargs) -> Text:  # strings: cleaned before layout
+        return super().render_str(clean(text), *args, **kwargs)
 
     def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
         # everything else (Text, tables, progress bars): each content segment is cleaned

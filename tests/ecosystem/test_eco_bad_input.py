@@ -200,3 +200,11 @@ def test_csv_and_registry_are_decoded_like_every_import(tmp_path):
     reg.write_bytes("families: {x: {name: Caf\u00e9}}\n".encode("latin-1"))
     r = run("families", "--registry", reg)
     assert r.exit_code == 2 and "reg.yaml:1" in out_of(r), out_of(r)
+
+
+def test_a_refused_import_into_a_new_store_leaves_no_store(tmp_path):
+    bad = write_snapshot(tmp_path / "future.json", [hub_model("Qwen/Qwen3-8B")], taken_at="2999-01-01T00:00:00Z")
+    store = tmp_path / "new.duckdb"
+    r = run("import", bad, "--store", store)
+    assert r.exit_code == 2, out_of(r)
+    assert not store.exists() and not (tmp_path / "new.duckdb.wal").exists()

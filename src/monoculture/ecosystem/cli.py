@@ -114,10 +114,17 @@ def import_(
         ts = snapshot_time(_date(taken_at, "--taken-at"), field_name="--taken-at")
         reg = load_registry(registry)
         files = collect(paths)
-        with _open(store) as st, _progress() as prog:
-            task = prog.add_task("importing", total=len(files))
-            results = import_paths(st.con, paths, reg, kind=kind, taken_at=ts,
-                                   on_file=lambda f: prog.update(task, advance=1, description=f"importing {f.name[:40]}"))
+        created = not store.exists()
+        try:
+            with _open(store) as st, _progress() as prog:
+                task = prog.add_task("importing", total=len(files))
+                results = import_paths(st.con, paths, reg, kind=kind, taken_at=ts,
+                                       on_file=lambda f: prog.update(task, advance=1, description=f"importing {f.name[:40]}"))
+        except UserError:
+            if created:  # a refused import into a new store leaves no empty store behind
+                for f in (store, store.with_name(store.name + ".wal")):
+                    f.unlink(missing_ok=True)
+            raise
         t = Table(title=f"Imported into {store}", show_lines=False)
         for c in ("file", "kind", "rows", "into", "issues"):
             t.add_column(c, overflow="fold")
