@@ -300,6 +300,9 @@ def _mount_optional_commands() -> None:
     from monoculture.report.cli import report_command  # part of the package: a failing import is a bug to see, not to hide
 
     app.command("report", help="Write one self-contained HTML report of the latest measurement.")(report_command)
+    from monoculture.demo.cli import demo_command
+
+    app.command("demo", help="Measure real models' outputs shipped in the package, offline: import, measure, report, headline.")(demo_command)
 
 
 _mount_optional_commands()
