@@ -4,7 +4,14 @@ import math
 import numpy as np
 import pytest
 
-from monoculture.metrics.lexical import compression_ratio, lexical_summary, lexical_table, ngram_diversity, self_repetition
+from monoculture.metrics.lexical import (
+    compression_ratio,
+    lexical_summary,
+    lexical_table,
+    ngram_diversity,
+    self_repetition,
+)
+from monoculture.metrics.segment import tokenize
 
 
 def test_nothing_in_common():
@@ -90,10 +97,9 @@ def test_self_repetition_ignores_texts_too_short_to_repeat():
 
 def reference_figures(texts):
     """METRICS.md read literally: Python sets and Counters, one set of texts at a time."""
-    import re
     from collections import Counter
 
-    toks = [re.findall(r"\w+(?:['’]\w+)*", t.lower()) for t in texts]
+    toks = [tokenize(t) for t in texts]  # the units themselves are tested in test_segment.py
     out = {}
     for n in (1, 2, 3, 4):
         grams = [tuple(t[i:i + n]) for t in toks for i in range(len(t) - n + 1)]
@@ -110,12 +116,13 @@ def reference_figures(texts):
 @pytest.mark.parametrize("pack_limit", [None, 1000])
 def test_table_matches_a_literal_implementation(monkeypatch, pack_limit):
     # pack_limit forces the path that renumbers n-grams too large to pack with the text number.
-    import monoculture.metrics.lexical as lexical
+    from monoculture.metrics import lexical
 
     if pack_limit is not None:
         monkeypatch.setattr(lexical, "_INT64_MAX", pack_limit)
     rng = np.random.default_rng(7)
-    words = ["the", "cat", "Sat", "on", "mat", "don't", "rock’n’roll", "Ünïcode", "x_y", "42", "a"]
+    words = ["the", "cat", "Sat", "on", "mat", "don't", "rock’n’roll", "Ünïcode", "x_y", "42", "a",
+             "灯塔", "看守人在最后一夜", "東京に", "ไปเที่ยว", "प्रकाशस्तंभ", "तंभ", "تُدار", "habari", "🙂"]
     texts = [" ".join(rng.choice(words, rng.integers(0, 14))) + rng.choice(["", ".", " !", "''"]) for _ in range(60)]
     model = rng.integers(0, 4, 60)
     cell = model * 5 + rng.integers(0, 5, 60)
@@ -126,3 +133,33 @@ def test_table_matches_a_literal_implementation(monkeypatch, pack_limit):
             members = [t for t, x in zip(texts, sid) if x == s]
             for k, v in reference_figures(members).items():
                 assert table.loc[s, k] == pytest.approx(v, nan_ok=True, rel=1e-12), (s, k)
+
+
+def test_repetitive_chinese_reads_repetitive():
+    # Answers built from the same eight phrases, as an English set of the same build would be.
+    # Written without spaces, each clause was one \w+ token and nearly every clause differs,
+    # so n-gram diversity came out at 0.98-1.0; in character units it is well below 1.
+    rng = np.random.default_rng(0)
+    zh = ["灯塔", "看守人", "最后一夜", "大海", "灯光", "照亮", "归途", "水手"]
+    en = ["lighthouse", "keeper", "last night", "sea", "lamp light", "shines on", "way home", "sailors"]
+    build = [[rng.choice(8, 3) for _ in range(10)] for _ in range(5)]
+    zh_set = ["，".join("".join(zh[i] for i in clause) for clause in text) + "。" for text in build]
+    en_set = [", ".join(" ".join(en[i] for i in clause) for clause in text) + "." for text in build]
+    z, e = lexical_summary(zh_set), lexical_summary(en_set)
+    assert z["ngram_div_mean"] < 0.4 and e["ngram_div_mean"] < 0.5
+    assert z["ngram_div_1"] < 0.1 and z["ngram_div_4"] < 0.6
+    assert z["self_repetition"] > 2
+    # Two unrelated Chinese passages share almost no character 4-gram.
+    apart = lexical_summary(["灯塔看守人在最后一夜爬上螺旋楼梯，擦亮那盏陪伴他三十年的灯。海风从破旧的窗缝里钻进来。",
+                             "清晨，祖母总是先烧一壶开水，把茶叶放进那只有裂纹的白瓷壶里。她说好茶要等。"])
+    assert apart["ngram_div_4"] > 0.95 and apart["self_repetition"] == 0.0
+
+
+@pytest.mark.parametrize("text, n_units", [
+    ("Swahili: habari ya asubuhi rafiki", 5),
+    ("प्रकाशस्तंभ के रखवाले", 3),  # \w+ made 8 tokens of it
+    ("قبل أن تُدار المنارة آليًا", 5),  # \w+ made 7
+    ("灯塔看守人", 5),  # \w+ made 1
+])
+def test_token_counts_in_the_table_are_word_units(text, n_units):
+    assert lexical_summary([text])["tokens"] == n_units

@@ -1,5 +1,9 @@
 """Lexical diversity of sets of texts (METRICS.md, "Lexical diversity").
 
+Tokens are the word units of :mod:`.segment`: words where a script writes spaces, single
+characters where it does not (Chinese, Japanese, Thai...), so n-grams mean the same thing in
+every language of the suites.
+
 Texts are tokenised once; every n-gram becomes an integer, and distinct counts per set are
 counts of distinct (set, n-gram) integer pairs, so thousands of sets (one per model and
 prompt, one per model) cost a few sorts instead of a Python set per set and n.
@@ -14,20 +18,15 @@ from __future__ import annotations
 
 import gzip
 import os
-import re
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .segment import tokenize
+
 ORDERS = (1, 2, 3, 4)
-_TOKEN = re.compile(r"\w+(?:['’]\w+)*")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lowercased word tokens (letters, digits, inner apostrophes)."""
-    return _TOKEN.findall(text.lower())
 
 
 def compression_ratio(texts: Sequence[str]) -> float:

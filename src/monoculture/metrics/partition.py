@@ -9,44 +9,57 @@ sequential rule runs over positions t = 0..k-1 for all cells at once (k is small
 cells is not). A user-supplied classifier is called lazily, leader by leader, because each
 call may be expensive (a cross-encoder, an API).
 
-Very short answers (at most 5 whitespace-separated words each) are compared by their
-normalised words: an embedding of "Paris" says little, and the words say everything.
+Very short answers (at most 5 word units each) are compared by their normalised words: an
+embedding of "Paris" says little, and the words say everything. Word units are those of
+:mod:`.segment`, where a character of a script written without spaces is one unit: counting
+whitespace-separated words made every 200-character Chinese answer "one word", so Chinese
+answers were compared character for character and distinct_k came out close to k.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
 from .responses import CellIndex
+from .segment import tokenize
 
 Equivalence = Callable[[str, str], bool]
 
-_WORD = re.compile(r"[^\W_]+")
 _CHUNK_BYTES = 64 * 2**20
 
 
 def normalise_words(text: str) -> tuple[str, ...]:
-    """Lowercased words with punctuation and whitespace folded away."""
-    return tuple(_WORD.findall(text.lower()))
+    """Lowercased word units, with punctuation and whitespace folded away.
+
+    A text with no word unit at all ("🙂", "...") keeps its whitespace-folded text instead,
+    so that two different emoji answers are not the same empty answer."""
+    return _key(text, tokenize(text))
+
+
+def _key(text: str, words: list[str]) -> tuple[str, ...]:
+    if not words:
+        return (" ".join(text.lower().split()),)
+    return tuple(w.replace("’", "'") for w in words)  # "Don’t" and "don't" are one answer
 
 
 def is_short(text: str, max_words: int = 5) -> bool:
-    return len(text.split()) <= max_words
+    return len(tokenize(text)) <= max_words
 
 
 def _short_codes(texts: Sequence[str], max_words: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per text: whether it is short, and an integer code equal for equal normalised words."""
+    """Per text: whether it is short, and an integer code equal for equal normalised words
+    (-1 for a text that is not short). Each text is tokenised once."""
     vocab: dict[tuple[str, ...], int] = {}
-    short = np.fromiter((is_short(t, max_words) for t in texts), dtype=bool, count=len(texts))
-    codes = np.fromiter(
-        (vocab.setdefault(normalise_words(t), len(vocab)) if s else -1 for t, s in zip(texts, short)),
-        dtype=np.int64,
-        count=len(texts),
-    )
+    short = np.zeros(len(texts), dtype=bool)
+    codes = np.full(len(texts), -1, dtype=np.int64)
+    for i, t in enumerate(texts):
+        words = tokenize(t)
+        if len(words) <= max_words:
+            short[i] = True
+            codes[i] = vocab.setdefault(_key(t, words), len(vocab))
     return short, codes
 
 
