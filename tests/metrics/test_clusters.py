@@ -7,8 +7,8 @@ classifier can learn a model's answer to a topic in one language and recognise i
 
 import numpy as np
 import pytest
-
 from metrics_helpers import synthetic_study, unit
+
 from monoculture.metrics import MetricsInputError, ResponseSet, measure_all
 
 FAST = dict(n_perm=49, lexical=False)
@@ -47,7 +47,7 @@ def multilingual_study(rng, n_models=3, n_topics=16, n_langs=5, k=2, d=64):
     topic = 2.0 * rng.standard_normal((n_topics, d))
     lang = 2.0 * rng.standard_normal((n_langs, d))
     voice = 1.5 * rng.standard_normal((n_models, n_topics, d))
-    rows, model, prompt, sample, clusters = [], [], [], [], []
+    rows, model, prompt, sample = [], [], [], []
     for t in range(n_topics):
         for lg in range(n_langs):
             p = t * n_langs + lg

@@ -48,9 +48,14 @@ from .similarity import (
     prompt_means,
     reference_comparison,
 )
-from .stats import Estimate, PairedDifference, bootstrap_means, paired_bootstrap, resample_counts
+from .stats import (
+    Estimate,
+    PairedDifference,
+    bootstrap_means,
+    paired_bootstrap,
+    resample_counts,
+)
 from .voices import VoicesResult, voices_analysis
-
 
 FLOOR_LIMIT = 0.2  # |F| beyond this after calibration is worth a note (METRICS.md: "check that it is")
 

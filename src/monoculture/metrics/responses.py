@@ -177,9 +177,9 @@ def prompt_labels(keys: Sequence[str], ids: Sequence[object]) -> list[str]:
     characters of its key, so per-prompt tables keep one row per prompt.
     """
     def plain(i, k) -> str:
-        return str(k) if i is None or (isinstance(i, float) and i != i) or i == "" else str(i)
+        return str(k) if i is None or (isinstance(i, float) and np.isnan(i)) or i == "" else str(i)
 
-    first = {}
+    first: dict[str, str] = {}
     for k, i in zip(keys, ids):
         first.setdefault(str(k), plain(i, k))
     owners: dict[str, set[str]] = {}

@@ -15,7 +15,15 @@ from __future__ import annotations
 import numpy as np
 
 from .responses import CellIndex
-from .stats import Estimate, Ratio, estimate_from, guarded_ratio, percentile_ci, replicate_means, replicate_sums
+from .stats import (
+    Estimate,
+    Ratio,
+    estimate_from,
+    guarded_ratio,
+    percentile_ci,
+    replicate_means,
+    replicate_sums,
+)
 
 _CHUNK_BYTES = 32 * 2**20
 
