@@ -162,6 +162,7 @@ def test_directories_where_files_are_expected(tmp_path):
         named = suite_dir if args == ("run", study) else d
         assert code == 2 and "is a directory" in out and str(named) in out, (args, out)
     assert snapshot(store) == before
+    assert not (tmp_path / "other.duckdb").exists()  # the rejected suite left no store behind
 
 
 def test_export_under_a_file_is_a_clear_error(tmp_path):
@@ -197,3 +198,42 @@ def test_error_wordings(tmp_path):
     assert code == 2 and "delimiter" in out, out
     code, out = mc("import", "--help")
     assert "delimiter" in out
+
+
+# -- issue 10 section 1: a group column for the generic importers ------------------------------------
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_group_column_is_stored_as_the_prompts_group(tmp_path, fmt):
+    store = tmp_path / "s.duckdb"
+    rows = [{"prompt": "Hello?", "model": "m", "text": "a", "topic": "greet"},
+            {"prompt": "Bonjour ?", "model": "m", "text": "b", "topic": "greet"},
+            {"prompt": "Why?", "model": "m", "text": "c", "topic": ""}]
+    path = tmp_path / f"g.{fmt}"
+    if fmt == "jsonl":
+        jsonl(path, rows)
+    elif fmt == "csv":
+        pd.DataFrame(rows).to_csv(path, index=False)
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+    code, out = mc("import", fmt, path, "--map", "group=topic", "--store", store)
+    assert code == 0, out
+    with Store(store, read_only=True) as st:
+        got = dict(st.con.execute("SELECT text, group_id FROM prompts").fetchall())
+    assert got == {"Hello?": "greet", "Bonjour ?": "greet", "Why?": None}
+
+
+def test_group_conflicts_are_refused_and_replace_regroups(tmp_path):
+    store = tmp_path / "s.duckdb"
+    two = jsonl(tmp_path / "two.jsonl", [{"prompt": "P", "model": "m", "text": "a", "group": "g1"},
+                                         {"prompt": "P", "model": "n", "text": "b", "group": "g2"}])
+    code, out = mc("import", "jsonl", two, "--store", store)
+    assert code == 2 and f"{two}:2" in out and "'g1'" in out and "'g2'" in out, out
+    one = jsonl(tmp_path / "one.jsonl", [{"prompt": "P", "model": "m", "text": "a", "group": "g1"}])
+    assert mc("import", "jsonl", one, "--store", store)[0] == 0
+    other = jsonl(tmp_path / "other.jsonl", [{"prompt": "P", "model": "n", "text": "b", "group": "g2"}])
+    before = snapshot(store)
+    code, out = mc("import", "jsonl", other, "--store", store)
+    assert code == 2 and "'g1'" in out and "--replace" in out, out
+    assert snapshot(store) == before
+    assert mc("import", "jsonl", other, "--store", store, "--replace")[0] == 0
+    with Store(store, read_only=True) as st:
+        assert st.con.execute("SELECT group_id FROM prompts").fetchall() == [("g2",)]
