@@ -8,6 +8,14 @@ from pathlib import Path
 
 import pytest
 
+try:  # property-based tests: the same examples on every run and machine, no wall-clock deadline
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("monoculture", derandomize=True, deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "monoculture"))
+except ImportError:  # pragma: no cover - hypothesis is in the dev extra
+    pass
+
 
 def shared_data_dir() -> Path | None:
     """The real data in ../shared/data (or $MONOCULTURE_SHARED_DATA), if present."""

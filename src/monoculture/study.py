@@ -23,6 +23,14 @@ MAX_BATCH = 100_000
 MAX_SEED = 2**62  # seed + sample index must stay a 64-bit integer for every engine
 
 
+def _no_bool(v: Any) -> Any:
+    """YAML reads ``yes``/``true`` as a boolean, which pydantic would take as 1 for a number:
+    ``samples: yes`` is a mistake to report, not one sample."""
+    if isinstance(v, bool):
+        raise ValueError(f"must be a number, not {str(v).lower()}")
+    return v
+
+
 class Sampling(BaseModel):
     """Every parameter that shapes a generation. ``max_tokens`` is always explicit: a server's
     default would make results depend on which server answered."""
@@ -35,6 +43,8 @@ class Sampling(BaseModel):
     seed: int = Field(0, ge=-MAX_SEED, le=MAX_SEED)
     system_prompt: str | None = None
     stop: list[str] = Field(default_factory=list, max_length=64)
+
+    _numbers = field_validator("temperature", "top_p", "max_tokens", "seed", mode="before")(_no_bool)
 
     def key_params(self) -> dict[str, Any]:
         """The parameters that enter a generation's key (the system prompt enters through the
@@ -134,6 +144,8 @@ class SuiteRef(BaseModel):
     limit: int | None = Field(None, ge=1)
     languages: list[str] | None = None
 
+    _numbers = field_validator("limit", mode="before")(_no_bool)
+
 
 class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -147,6 +159,8 @@ class Study(BaseModel):
     batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="generations written per transaction")
 
     path: Path | None = Field(None, exclude=True)
+
+    _numbers = field_validator("samples", "batch_size", mode="before")(_no_bool)
 
     @field_validator("suites", mode="before")
     @classmethod
@@ -263,7 +277,7 @@ def load_study(path: str | Path) -> Study:
     if not isinstance(data, dict):
         raise UserError("a study must be a YAML mapping (models:, suites:, ...)", where=str(path))
     try:
-        study = Study(**data)
+        study = Study.model_validate(data)
     except ValidationError as e:
         raise UserError(_format_validation(e), where=str(path)) from None
     study.path = path.resolve()

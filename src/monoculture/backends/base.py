@@ -135,8 +135,8 @@ class Backend(ABC):
                     hint = f"did you mean {close[0]!r}? " if close else ""
                     raise UserError(f"params.{k}: backend {spec.backend!r} has no such param ({hint}it accepts: {', '.join(sorted(cls.accepted_params))})", where=where)
         for k, (lo, hi) in cls.param_ranges.items():
-            if k not in spec.params or spec.params[k] is None:
-                continue
+            if k not in spec.params:
+                continue  # null is not "the default": the backends would fail on it after the first write
             check_number(spec.params[k], f"params.{k}", lo, hi, where=where)
 
     @classmethod
