@@ -38,8 +38,9 @@ def run(out: Path, cores: int) -> tuple[float, float, list[tuple[float, str]], s
     cmd = [exe, "demo", "-o", str(out)] if exe else [sys.executable, "-m", "monoculture.cli", "demo", "-o", str(out)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if cpus:  # at once, while Python is still starting: every thread it makes later inherits this
+        os.sched_setaffinity(proc.pid, cpus)
     phases = []
     for line in proc.stderr:
         if line.startswith(PHASES):

@@ -39,6 +39,20 @@ def no_network():
         yield attempts
 
 
+def test_the_network_guard_blocks_and_records():
+    """The guard the demo runs under: a connection attempt raises and is recorded."""
+    with no_network() as attempts:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", 9))
+        s = socket.socket()
+        try:
+            with pytest.raises(OSError):
+                s.connect(("127.0.0.1", 9))
+        finally:
+            s.close()
+    assert len(attempts) == 2
+
+
 def run_cli(*args):
     return CliRunner().invoke(app, ["demo", *args], catch_exceptions=False)
 
@@ -61,7 +75,7 @@ def demo(tmp_path_factory):
 
 
 def test_headline_figures_are_finite_and_printed(demo):
-    out, printed, res = demo
+    _, printed, res = demo
     f = res.figures
     for key in ("V", "V_lo", "V_hi", "H", "H_lo", "H_hi", "F", "loss1", "loss2", "loss3", "group1_loss", "group1_random",
                 "distinct_gpt-4o", "distinct_humans", "within_gpt-4o", "within_humans", "judged_gpt-4o", "judged_humans",
@@ -86,7 +100,7 @@ def test_headline_figures_are_finite_and_printed(demo):
 def test_every_arena_model_has_its_attributes(demo):
     from monoculture.store import Store
 
-    out, _, res = demo
+    res = demo[2]
     with Store(res.store, read_only=True) as st:
         attrs = st.model_attributes()
         studies = st.study_names()

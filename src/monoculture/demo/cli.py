@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
+from monoculture.demo import DEFAULT_DIR
 
-def demo_command(
-    out: Path = typer.Option(Path("monoculture-demo"), "-o", "--out", help="folder for the demo's store and reports (reused by a rerun)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, only the headline"),
-):
+OUT = typer.Option(DEFAULT_DIR, "-o", "--out", help="folder for the demo's store and reports (reused by a rerun)")
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress, only the headline")
+
+
+def demo_command(out: Path = OUT, quiet: bool = QUIET):
     """Measure real outputs of real models shipped in the package (Arena-Hard, NoveltyBench):
     no network, no model download. Writes OUT/report.html and OUT/noveltybench.html."""
     from rich.console import Console
