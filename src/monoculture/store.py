@@ -331,8 +331,8 @@ class Store:
             raise UserError(f"unknown export format {fmt!r}; use parquet or jsonl")
         out = Path(out)
         target = out if out.suffix == f".{fmt}" else out / f"generations.{fmt}"
+        df = self.generations(study)  # an unknown study is refused before any folder is made
         writable_file(target)
-        df = self.generations(study)
         try:
             if fmt == "parquet":
                 df.to_parquet(target, index=False)
