@@ -4,6 +4,11 @@ Each module parses one external format into :class:`Imported` records. Parsing f
 fails, naming the file and line) before anything is written, so bad input never leaves a half
 import behind. Prompts are matched across models by their text, so files that number the same
 question differently still share it.
+
+Nothing stored is silently replaced: :func:`import_records` checks the records against the
+store inside the transaction that writes them. A generation already stored with the same text
+is skipped (and counted), one with another text is refused unless ``replace``; a prompt id that
+already names another prompt text is refused (``monoculture rm --prompt`` removes the old one).
 """
 
 from __future__ import annotations
