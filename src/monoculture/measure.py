@@ -170,6 +170,8 @@ def measure(
 
     summary = result.to_json_dict()
     summary["embedder"] = emb.name
+    summary["embedding_dim"] = int(Xe.shape[1])
+    summary["notes"] = emb.vector_notes(int(Xe.shape[1])) + list(summary.get("notes") or [])
     summary["calibrated"] = calibrated
     summary["calibration"] = {**summary["calibration"], "mu_from": (f"{center_from}" + (f" ({center_label})" if center_label else "")) if center_from else ("this study" if calibrated else None)}
     summary["truncated_texts"] = int(truncated[~blank].sum())
