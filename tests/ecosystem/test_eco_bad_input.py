@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -208,3 +209,46 @@ def test_a_refused_import_into_a_new_store_leaves_no_store(tmp_path):
     r = run("import", bad, "--store", store)
     assert r.exit_code == 2, out_of(r)
     assert not store.exists() and not (tmp_path / "new.duckdb.wal").exists()
+
+
+# -- property: any snapshot file either imports or is refused with exit 2, store untouched ----------
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=12), st.sampled_from(["2024-01-01T00:00:00Z", "2999-01-01", "1970-01-01", "1712345678901", "[/x]", "\x1b[2J"]))
+_value = st.recursive(_scalar, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)), max_leaves=6)
+_KEYS = ["id", "modelId", "author", "createdAt", "lastModified", "downloads", "downloadsAllTime", "likes", "gated", "tags", "cardData",
+         "safetensors", "baseModels", "childrenModelCount", "library_name", "pipeline_tag", "sha"]
+_record = st.one_of(_value, st.fixed_dictionaries({"id": st.one_of(st.text(max_size=20), _scalar)},
+                                                  optional={k: _value for k in _KEYS[1:]}))
+_doc = st.one_of(st.lists(_record, max_size=6),
+                 st.fixed_dictionaries({"format": st.just("monoculture-ecosystem-snapshot"), "models": st.lists(_record, max_size=6)},
+                                       optional={"taken_at": st.one_of(st.sampled_from(["2025-01-01T00:00:00Z", "2999-01-01", "2010-01-01", "soon"]), _scalar),
+                                                 "snapshot_id": _scalar, "note": _value}))
+
+
+@pytest.fixture(scope="module")
+def base_store(tmp_path_factory):
+    store = good_store(tmp_path_factory.mktemp("base"))
+    return store, tables(store)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(doc=_doc)
+def test_any_snapshot_file_imports_or_is_refused_cleanly(tmp_path_factory, base_store, doc):
+    import shutil
+
+    d = tmp_path_factory.mktemp("prop")
+    store = Path(shutil.copy(base_store[0], d / "eco.duckdb"))
+    before = base_store[1]
+    f = d / "gen.json"
+    f.write_text(json.dumps(doc), encoding="utf-8")
+    r = run("import", f, "--store", store)  # a traceback fails the test (catch_exceptions=False)
+    out = out_of(r)
+    assert r.exit_code in (0, 2), out
+    event(f"exit {r.exit_code}")
+    if r.exit_code == 2:
+        assert "gen.json" in out and tables(store) == before, out
+    else:
+        assert "\x1b" not in out

@@ -107,6 +107,16 @@ def _first(d: dict, *keys: str) -> Any:
     return None
 
 
+def _text(d: dict, tally: Tally, mid: str, *keys: str) -> str | None:
+    """A text field, or None (counted as ``bad_type``) when it holds a list, number or object: a
+    crawler's odd cell must not reach a TEXT column, where it would stop the whole import."""
+    v = _first(d, *keys)
+    if v is None or isinstance(v, str):
+        return v
+    tally.add("bad_type", mid, f"{keys[0]} is not text")
+    return None
+
+
 def _params(d: dict) -> Any:
     st = d.get("safetensors")
     if isinstance(st, dict):
@@ -210,7 +220,7 @@ def normalize_model(d: Any, tally: Tally, *, taken_at: datetime | None = None) -
     gated = d.get("gated")
     row = {
         "model_id": mid,
-        "author": _first(d, "author") or (mid.split("/")[0] if "/" in mid else None),
+        "author": _text(d, tally, mid, "author") or (mid.split("/")[0] if "/" in mid else None),
         "created_at": created,
         "created_floor": floor,
         "last_modified": parse_timestamp(_first(d, "lastModified", "last_modified"), tally, mid, "lastModified", not_after=taken_at),
@@ -219,8 +229,8 @@ def normalize_model(d: Any, tally: Tally, *, taken_at: datetime | None = None) -
         "likes": parse_int(d.get("likes"), tally, mid, "likes"),
         "gated": None if gated is None else str(gated).lower(),
         "licence": _licence(tags, card),
-        "library_name": _first(d, "library_name", "libraryName"),
-        "pipeline_tag": _first(d, "pipeline_tag", "pipelineTag"),
+        "library_name": _text(d, tally, mid, "library_name", "libraryName"),
+        "pipeline_tag": _text(d, tally, mid, "pipeline_tag", "pipelineTag"),
         "params": parse_int(_params(d), tally, mid, "safetensors.total"),
         "children_count": parse_int(d.get("childrenModelCount"), tally, mid, "childrenModelCount"),
         "sha": d.get("sha") if isinstance(d.get("sha"), str) else None,
