@@ -64,8 +64,13 @@ def _answer(rng: random.Random, model: str, prompt_idx: int, sample: int) -> str
     return " ".join(words).capitalize() + "."
 
 
-def make_store(path: Path, *, n_prompts: int = 12, k: int = 2, hostile: bool = False, n_boot: int = 200, seed: int = 0) -> Path:
+def make_store(path: Path, *, n_prompts: int = 12, k: int = 2, hostile: bool = False, n_boot: int = 200, seed: int = 0,
+               rename: dict[str, str] | None = None, attrs: dict[str, dict] | None = None) -> Path:
+    """``rename`` stores a model under another name (its answers unchanged); ``attrs``
+    overrides attributes of models by their stored names."""
     rng = random.Random(seed)
+    rename = rename or {}
+    original = {v: k for k, v in rename.items()}
     records = []
     models = list(FAMILIES)
     if hostile:
@@ -79,14 +84,14 @@ def make_store(path: Path, *, n_prompts: int = 12, k: int = 2, hostile: bool = F
                 text = _answer(rng, fam_model, pi, s)
                 if hostile and pi == 0:
                     text = HOSTILE[(models.index(m) + s) % len(HOSTILE)] + " " + text
-                records.append(Imported(model=m, prompt_id=pid, prompt=ptext, text=text, sample_index=s, language=lang, category="test"))
+                records.append(Imported(model=rename.get(m, m), prompt_id=pid, prompt=ptext, text=text, sample_index=s, language=lang, category="test"))
     with Store(path) as st:
         import_records(st, records, "jsonl")
         rows = []
         for r in st.models().to_dict("records"):
-            fam, org, country = FAMILIES.get(r["name"], ("<b>family</b>", "Org <i>X</i>", "ZZ"))
-            rows.append({**r, "identity": None, "attributes": {"family": fam, "organisation": org, "country": country,
-                                                               "open_weights": r["name"] != "alpha-large"}})
+            fam, org, country = FAMILIES.get(original.get(r["name"], r["name"]), ("<b>family</b>", "Org <i>X</i>", "ZZ"))
+            a = {"family": fam, "organisation": org, "country": country, "open_weights": r["name"] != "alpha-large"}
+            rows.append({**r, "identity": None, "attributes": {**a, **(attrs or {}).get(r["name"], {})}})
         st.upsert_models(rows)
         measure(st, embedder="tfidf", n_boot=n_boot, show_progress=False)
     return path
@@ -100,6 +105,18 @@ def measured_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def hostile_store(tmp_path_factory) -> Path:
     return make_store(tmp_path_factory.mktemp("report-hostile") / "hostile.duckdb", n_prompts=8, hostile=True)
+
+
+RLO_MODEL = "loner\u202e"  # a right-to-left override at the end of a model name
+RLO_ORG = "Org C\u202e"
+
+
+@pytest.fixture(scope="session")
+def bidi_store(tmp_path_factory) -> tuple[Path, str, str]:
+    """The loner (a distinct voice, so it leads the headline) renamed with a right-to-left
+    override, and its organisation too: (store, model name, organisation)."""
+    return make_store(tmp_path_factory.mktemp("report-bidi") / "bidi.duckdb", n_prompts=10, n_boot=100,
+                      rename={"loner": RLO_MODEL}, attrs={RLO_MODEL: {"organisation": RLO_ORG}}), RLO_MODEL, RLO_ORG
 
 
 @pytest.fixture(scope="session")

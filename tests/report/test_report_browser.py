@@ -123,3 +123,88 @@ def test_model_outputs_render_as_text(hostile_store, tmp_path):
         assert page.dialogs == []
         page.screenshot(tmp_path / "hostile.png")
         assert page.csp_violations() == []
+
+
+ORDER_AFTER = r"""(args) => {
+    /* For each element matching args.sel whose text holds args.name: the characters outside any
+       <bdi>, in DOM order, with their rendered line and left edge. */
+    const out = [];
+    for (const host of document.querySelectorAll(args.sel)) {
+        if (!host.textContent.includes(args.name)) continue;
+        const walker = document.createTreeWalker(host, NodeFilter.SHOW_TEXT);
+        const pos = [];
+        let n;
+        while ((n = walker.nextNode())) {
+            if (n.parentElement.closest('bdi')) continue;
+            for (let i = 0; i < n.length; i++) {
+                if (/[\s\u202a-\u202e\u2066-\u2069]/.test(n.data[i])) continue;
+                const r = document.createRange(); r.setStart(n, i); r.setEnd(n, i + 1);
+                const b = r.getBoundingClientRect();
+                if (b.width === 0) continue;
+                pos.push([Math.round(b.top), b.left, n.data[i]]);
+            }
+        }
+        out.push(pos);
+    }
+    return out;
+}"""
+
+UNISOLATED = r"""() => {
+    /* Text nodes of the page holding a bidi control, outside an isolating element: a <bdi>, an
+       element with dir, or a block that holds nothing else (a table cell is its own paragraph). */
+    const bad = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    let n;
+    while ((n = walker.nextNode())) {
+        const p = n.parentElement;
+        if (!/[\u202a-\u202e\u2066-\u2069]/.test(n.data) || p.closest('script, style, svg')) continue;
+        if (p.closest('bdi, [dir]')) continue;
+        if (getComputedStyle(p).display !== 'inline' && p.textContent.trim() === n.data.trim()) continue;
+        bad.push(p.tagName + ': ' + p.textContent.slice(0, 80));
+    }
+    return bad;
+}"""
+
+SVG_ORDER = r"""() => Array.from(document.querySelectorAll('svg text')).filter(t => /[\u2068\u202e]/.test(t.textContent)).map(t => {
+    const xs = [];
+    for (let i = 0; i < t.getNumberOfChars(); i++) {
+        try { xs.push(t.getStartPositionOfChar(i).x); } catch (e) { xs.push(null); }
+    }
+    return {text: t.textContent, xs: xs};
+})"""
+
+
+def _reads_in_order(pos) -> bool:
+    """Left edges increase along each rendered line (a reversed run decreases)."""
+    return all(b[1] > a[1] for a, b in zip(pos, pos[1:]) if abs(a[0] - b[0]) <= 2)
+
+
+def test_right_to_left_override_in_a_name_reverses_nothing(bidi_store, tmp_path):
+    """Issue 16, 18: a model named "loner<U+202E>" once rendered "1.040 [1.014, 1.074], 12 prompts"
+    beside it reversed. Every untrusted string is isolated in the page, and figure labels drop
+    the controls and are wrapped in FSI ... PDI."""
+    require_browser()
+    from monoculture.report.htmlsafe import FSI, PDI
+
+    store, RLO_MODEL, RLO_ORG = bidi_store
+    out = tmp_path / "bidi.html"
+    build_report(store, out)
+    with open_page(out) as page:
+        _wait_rendered(page)
+        assert page.console_errors == [] and page.csp_violations() == []
+        heads = page.evaluate(ORDER_AFTER, {"sel": "#headline li", "name": RLO_MODEL})
+        assert heads, "the model with the override should lead the headline's losses"
+        for pos in heads:
+            assert len(pos) > 10 and _reads_in_order(pos), "".join(c for _, _, c in pos)
+        page.evaluate("window.monocultureExplorer.show('p01', true)")
+        page.page.wait_for_timeout(200)
+        who = page.evaluate(ORDER_AFTER, {"sel": "#ex-detail .answer .who", "name": RLO_MODEL})
+        assert len(who) == 2 and all(_reads_in_order(p) and "sample" in "".join(c for _, _, c in p) for p in who)
+        assert page.evaluate(UNISOLATED) == []
+        labels = page.evaluate(SVG_ORDER)
+        assert labels, "the figures name the model and its organisation"
+        for lab in labels:
+            assert "\u202e" not in lab["text"] and lab["text"].count(FSI) == lab["text"].count(PDI), lab
+            xs = [x for x, ch in zip(lab["xs"], lab["text"]) if x is not None and ch not in (FSI, PDI, " ")]
+            assert all(b > a for a, b in zip(xs, xs[1:])), lab
+        assert any(RLO_ORG.rstrip("\u202e") in lab["text"] for lab in labels)

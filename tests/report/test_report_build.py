@@ -247,7 +247,7 @@ def test_study_measurement_and_sampling_settings(measured_store, tmp_path):
     assert info.label.startswith("s1|") and info.total_prompts == 6
     html = info.path.read_text(encoding="utf-8")
     methods = html[html.index('id="methods"'):]
-    for needle in ("Study <strong>s1</strong>", "temperature", "0.95", "open-ended (first 6)", "2 sample(s)"):
+    for needle in ("Study <strong><bdi>s1</bdi></strong>", "temperature", "0.95", "open-ended (first 6)", "2 sample(s)"):
         assert needle in methods, needle
     # Without a study the latest measurement of the store is the study's too; asking for a
     # study that was never measured is a user error.

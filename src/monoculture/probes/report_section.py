@@ -51,7 +51,7 @@ to compare models with countries.</p>
 {% endif %}
 {% for m in methods %}
 <h3>{{ m.title }}</h3>
-{% if m.mass_note %}<p class="mc-note">{{ m.mass_note }}</p>{% endif %}
+{% if m.mass_note %}<p class="mc-note">{{ m.mass_note|nobidi }}</p>{% endif %}
 {% if has_countries %}
 <h4>Which countries' answers each model resembles</h4>
 <table class="mc-table">
@@ -59,7 +59,7 @@ to compare models with countries.</p>
 <tbody>
 {% for r in m.rows %}
 <tr><td>{{ r.model }}</td><td>{{ r.n_questions }}</td>
-{% for c in r.top %}<td><strong>{{ c.country }}</strong> {{ c.sim }} <span class="mc-ci">[{{ c.lo }}, {{ c.hi }}]</span><br><small>first in {{ c.ptop }} of draws; {{ c.n }} questions{% if c.w1 %}; ordered-scale similarity {{ c.w1 }}{% endif %}</small></td>{% endfor %}
+{% for c in r.top %}<td><strong>{{ c.country|bdi }}</strong> {{ c.sim }} <span class="mc-ci">[{{ c.lo }}, {{ c.hi }}]</span><br><small>first in {{ c.ptop }} of draws; {{ c.n }} questions{% if c.w1 %}; ordered-scale similarity {{ c.w1 }}{% endif %}</small></td>{% endfor %}
 {% for _ in range(3 - r.top|length) %}<td>{% if loop.first and not r.top %}no country shares {{ min_q }}+ questions{% endif %}</td>{% endfor %}
 </tr>
 {% endfor %}
@@ -68,13 +68,13 @@ to compare models with countries.</p>
 {% if m.by_language %}
 <p>Closest country when asked in each language:</p>
 <table class="mc-table"><thead><tr><th>Model</th>{% for l in m.languages %}<th>{{ l }}</th>{% endfor %}</tr></thead><tbody>
-{% for r in m.by_language %}<tr><td>{{ r.model }}</td>{% for cell in r.cells %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}
+{% for r in m.by_language %}<tr><td>{{ r.model }}</td>{% for cell in r.cells %}<td>{{ cell|nobidi }}</td>{% endfor %}</tr>{% endfor %}
 </tbody></table>
 {% endif %}
 {% endif %}
 <h4>Language sensitivity</h4>
 <table class="mc-table"><thead><tr><th>Model</th><th>Mean JS distance between languages</th><th>Languages that move it most</th><th>Questions that move most</th></tr></thead><tbody>
-{% for r in m.sensitivity %}<tr><td>{{ r.model }}</td><td>{{ r.value }}</td><td>{{ r.langs }}</td><td>{% for q in r.questions %}{{ q }}{% if not loop.last %}<br>{% endif %}{% endfor %}</td></tr>{% endfor %}
+{% for r in m.sensitivity %}<tr><td>{{ r.model }}</td><td>{{ r.value }}</td><td>{{ r.langs|nobidi }}</td><td>{% for q in r.questions %}{{ q|nobidi }}{% if not loop.last %}<br>{% endif %}{% endfor %}</td></tr>{% endfor %}
 </tbody></table>
 {% if m.sens_fig is not none %}<div class="mc-figure" id="perspectives-fig-{{ m.sens_fig }}"></div>{% endif %}
 <h4>Value homogeneity</h4>
@@ -96,7 +96,7 @@ one with firm views.</p>
 </tbody></table>
 {% if m.examples %}
 <p>Examples:</p>
-<ul class="mc-examples">{% for e in m.examples %}<li><strong>{{ e.model }}</strong> ({{ e.outcome }}, {{ e.item }}): <q>{{ e.text }}</q></li>{% endfor %}</ul>
+<ul class="mc-examples">{% for e in m.examples %}<li><strong>{{ e.model|bdi }}</strong> ({{ e.outcome }}, {{ e.item|bdi }}): <q dir="auto">{{ e.text }}</q></li>{% endfor %}</ul>
 {% endif %}
 {% endif %}
 {% endfor %}

@@ -1,6 +1,8 @@
 /* monoculture report: draws the figures and runs the prompt explorer.
    Data from the store is untrusted: it is read from JSON blocks and only ever put into the
-   page with textContent, never innerHTML. */
+   page with textContent, never innerHTML. Every string from the data sits in its own <bdi>
+   (or a block with dir="auto"), so a right-to-left override in a model name cannot reverse
+   the text beside it. */
 (function () {
   "use strict";
 
@@ -10,6 +12,13 @@
     var e = document.createElement(tag);
     if (cls) { e.className = cls; }
     if (text !== undefined && text !== null) { e.textContent = String(text); }
+    return e;
+  }
+  function iso(cls, text) { return el("bdi", cls, text); }
+  function line(tag, cls, parts) {
+    /* parts: strings (the page's own words) and nodes (data, already isolated) */
+    var e = el(tag, cls);
+    parts.forEach(function (p) { e.appendChild(typeof p === "string" ? document.createTextNode(p) : p); });
     return e;
   }
   function clear(node) { while (node.firstChild) { node.removeChild(node.firstChild); } }
@@ -108,9 +117,9 @@
       b.setAttribute("data-prompt", p.id);
       if (p.id === current) { b.className = "active"; }
       b.appendChild(el("span", "v", "V " + fmt(p.voices, 2)));
-      b.appendChild(el("span", "pid", p.id));
+      b.appendChild(iso("pid", p.id));
       var t = p.text.length > 140 ? p.text.slice(0, 139) + "…" : p.text;
-      b.appendChild(el("span", p.answers ? "" : "noans", t));
+      b.appendChild(iso(p.answers ? "" : "noans", t));
       b.addEventListener("click", function () { show(p.id, true); });
       li.appendChild(b);
       list.appendChild(li);
@@ -122,7 +131,7 @@
     box.appendChild(el("strong", null, title));
     var ul = el("ul");
     pairs.forEach(function (x) {
-      ul.appendChild(el("li", null, models[x[0]].name + " ↔ " + models[x[1]].name + ": " + fmt(x[2])));
+      ul.appendChild(line("li", null, [iso(null, models[x[0]].name), " ↔ ", iso(null, models[x[1]].name), ": " + fmt(x[2])]));
     });
     if (!pairs.length) { ul.appendChild(el("li", null, "n/a")); }
     box.appendChild(ul);
@@ -135,12 +144,14 @@
     current = id;
     clear(detail);
     detail.setAttribute("data-prompt", id);
-    detail.appendChild(el("h3", null, "Prompt " + p.id));
+    detail.appendChild(line("h3", null, ["Prompt ", iso(null, p.id)]));
     var meta = [];
-    if (p.language) { meta.push("language " + p.language); }
-    if (p.category) { meta.push("category " + p.category); }
-    if (meta.length) { detail.appendChild(el("p", "note", meta.join(" · "))); }
-    detail.appendChild(el("div", "prompt-text", p.text));
+    if (p.language) { meta.push("language ", iso(null, p.language)); }
+    if (p.category) { meta.push((meta.length ? " · " : "") + "category ", iso(null, p.category)); }
+    if (meta.length) { detail.appendChild(line("p", "note", meta)); }
+    var ptext = el("div", "prompt-text", p.text);
+    ptext.dir = "auto";
+    detail.appendChild(ptext);
     detail.appendChild(el("p", "ex-stats", "Voices on this prompt V(p) = " + fmt(p.voices, 2) + " among " + p.models +
       " models · homogeneity " + fmt(p.homogeneity)));
     if (p.most.length || p.least.length) {
@@ -158,10 +169,12 @@
       a.forEach(function (x) { multi[x[0]] = (multi[x[0]] || 0) + 1; });
       a.forEach(function (x) {
         var card = el("div", "answer");
-        var who = el("div", "who", models[x[0]].name + (multi[x[0]] > 1 ? " · sample " + x[1] : ""));
-        if (models[x[0]].family) { who.appendChild(el("span", "fam", models[x[0]].family)); }
+        var who = line("div", "who", [iso(null, models[x[0]].name), multi[x[0]] > 1 ? " · sample " + x[1] : ""]);
+        if (models[x[0]].family) { who.appendChild(iso("fam", models[x[0]].family)); }
         card.appendChild(who);
-        card.appendChild(el("div", "text", x[2]));
+        var text = el("div", "text", x[2]);
+        text.dir = "auto";
+        card.appendChild(text);
         if (x[3] > 0) { card.appendChild(el("div", "cut", "… " + x[3] + " more characters not shown")); }
         grid.appendChild(card);
       });
