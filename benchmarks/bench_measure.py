@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import resource
 import sys
 import time
@@ -182,14 +181,16 @@ def random_draws(M: int, size: int, n_draws: int, seed: int) -> list[set[int]]:
     return [set(row[:size].tolist()) for row in np.argsort(rng.random((n_draws, M)), axis=1)]
 
 
-TOKEN = re.compile(r"\w+(?:['’]\w+)*")
+# The word units are the library's (metrics/segment.py: characters where a script writes no
+# spaces); what the baseline checks is the counting.
+from monoculture.metrics.segment import tokenize
 
 
 def lexical_loop(texts: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     raw = "\n".join(texts).encode()
     out["compression_ratio"] = len(raw) / len(gzip.compress(raw, 9, mtime=0)) if raw else math.nan
-    toks = [TOKEN.findall(t.lower()) for t in texts]
+    toks = [tokenize(t) for t in texts]
     divs = []
     for n in (1, 2, 3, 4):
         grams = [tuple(t[i:i + n]) for t in toks for i in range(len(t) - n + 1)]
