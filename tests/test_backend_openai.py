@@ -15,8 +15,9 @@ from fake_openai import FakeOpenAIServer, expected_text
 
 from monoculture.backends import create_backend
 from monoculture.backends.base import Job, Result
-from monoculture.backends.openai_compat import OpenAIBackend, backoff_delay, match_candidates, retry_after_seconds
+from monoculture.backends.openai_compat import OpenAIBackend, match_candidates
 from monoculture.errors import UserError
+from monoculture.retry import backoff_delay, retry_after_seconds
 from monoculture.study import ModelSpec, Sampling
 
 FAKE_KEY = "sk-test-Zq9SECRETkey-4f1c2a"

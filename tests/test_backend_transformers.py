@@ -13,8 +13,8 @@ from tiny_models import cached_tiny_model  # noqa: E402
 
 from monoculture.backends import create_backend  # noqa: E402
 from monoculture.backends.base import Job  # noqa: E402
-from monoculture.backends.hf_transformers import (  # noqa: E402
-    TransformersBackend,
+from monoculture.backends.hf_transformers import TransformersBackend  # noqa: E402
+from monoculture.backends.local_common import (  # noqa: E402
     apply_stop,
     candidate_token_ids,
     encode_prompt,
@@ -147,15 +147,46 @@ def test_greedy_matches_reference_and_left_padding(backend):
     assert len(widths) == 3
 
 
-def test_stop_sequences_and_max_tokens(backend):
-    greedy = Sampling(temperature=0, max_tokens=12, seed=0)
-    answers = [next(iter(backend.generate([_job(p, [0], greedy)]))) for p in PROMPTS]
-    for r in answers:
+GREEDY12 = Sampling(temperature=0, max_tokens=12, seed=0)
+
+
+def _greedy_answers(backend):
+    return [next(iter(backend.generate([_job(p, [0], GREEDY12)]))) for p in PROMPTS]
+
+
+# Three tests, not one: the stop-string check may have to skip (a tiny model's greedy answer can
+# hold no usable stop string), and a skip must not take the max_tokens checks with it.
+
+
+def test_greedy_finish_reasons_and_token_counts(backend):
+    for r in _greedy_answers(backend):
         assert r.ok and r.finish_reason in ("stop", "length")
-        assert r.finish_reason != "length" or r.completion_tokens == greedy.max_tokens
+        assert r.finish_reason != "length" or r.completion_tokens == GREEDY12.max_tokens
         # "stop" without a stop string is the model's end-of-turn token, which is counted
         assert r.finish_reason != "stop" or r.completion_tokens >= 1
-    prompt, full = max(zip(PROMPTS, answers), key=lambda pa: len(pa[1].text))
+
+
+def test_max_tokens_caps_sampled_answers(backend):
+    short = Sampling(temperature=0.8, max_tokens=3, seed=3)
+    results = list(backend.generate([_job(p, [0, 1], short) for p in PROMPTS]))
+    assert len(results) == 6
+    for r in results:
+        assert r.ok and r.completion_tokens <= 3
+        # "length" means the cap was reached; "stop" may come on the last allowed token (an
+        # end-of-turn token is counted), so it only bounds the count
+        assert r.finish_reason != "length" or r.completion_tokens == 3
+
+
+def test_sampled_answers_never_contain_a_stop_string(backend):
+    common = Sampling(temperature=1.0, max_tokens=12, seed=5, stop=[" ", "e"])
+    results = list(backend.generate([_job(p, [0, 1, 2], common) for p in PROMPTS]))
+    assert len(results) == 9
+    for r in results:
+        assert r.ok and " " not in r.text and "e" not in r.text
+
+
+def test_stop_string_cuts_the_greedy_answer_where_it_starts(backend):
+    prompt, full = max(zip(PROMPTS, _greedy_answers(backend)), key=lambda pa: len(pa[1].text))
     assert len(full.text) >= 4
     # a stop string taken from the middle of the greedy answer
     for start in range(2, len(full.text) - 1):
@@ -164,22 +195,10 @@ def test_stop_sequences_and_max_tokens(backend):
             break
     else:
         pytest.skip("no usable stop string in the greedy answer")
-    stopped = next(iter(backend.generate([_job(prompt, [0], greedy.model_copy(update={"stop": [stop]}))])))
+    stopped = next(iter(backend.generate([_job(prompt, [0], GREEDY12.model_copy(update={"stop": [stop]}))])))
     assert stopped.text == full.text[:start]
     assert stopped.finish_reason == "stop"
     assert stopped.completion_tokens <= full.completion_tokens
-
-    short = Sampling(temperature=0.8, max_tokens=3, seed=3)
-    for r in backend.generate([_job(p, [0, 1], short) for p in PROMPTS]):
-        assert r.completion_tokens <= 3
-        # "length" means the cap was reached; "stop" may come on the last allowed token (an
-        # end-of-turn token is counted), so it only bounds the count
-        assert r.finish_reason != "length" or r.completion_tokens == 3
-
-    # sampled generation with a stop string: the stop text never appears in the answer
-    common = Sampling(temperature=1.0, max_tokens=12, seed=5, stop=[" ", "e"])
-    for r in backend.generate([_job(p, [0, 1, 2], common) for p in PROMPTS]):
-        assert r.ok and " " not in r.text and "e" not in r.text
 
 
 def test_chat_template_applied_without_double_bos(backend):

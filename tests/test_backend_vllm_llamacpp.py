@@ -125,7 +125,7 @@ def test_vllm_missing_is_a_clear_user_error(monkeypatch):
 
 
 def test_vllm_maps_native_n_to_sample_indices(fake_vllm, qwen_path):
-    from monoculture.backends.hf_transformers import engine_seed
+    from monoculture.backends.local_common import engine_seed
 
     calls, _ = fake_vllm
     spec = ModelSpec(name="v", backend="vllm", model=str(qwen_path), revision="abc", params={"gpu_memory_utilization": 0.5, "tensor_parallel_size": 2, "seed": 9, "max_model_len": 2048})
@@ -159,7 +159,7 @@ def test_vllm_maps_native_n_to_sample_indices(fake_vllm, qwen_path):
 
 
 def test_vllm_greedy_and_per_sample_mode(fake_vllm, qwen_path):
-    from monoculture.backends.hf_transformers import engine_seed
+    from monoculture.backends.local_common import engine_seed
 
     calls, _ = fake_vllm
     spec = ModelSpec(name="v", backend="vllm", model=str(qwen_path), params={"n_native": False})
@@ -312,7 +312,7 @@ def test_llamacpp_missing_file_is_a_user_error(fake_llama, tmp_path):
 
 
 def test_llamacpp_per_sample_requests(fake_llama):
-    from monoculture.backends.hf_transformers import engine_seed
+    from monoculture.backends.local_common import engine_seed
 
     calls, _, _, gguf = fake_llama
     spec = ModelSpec(name="l", backend="llamacpp", model=str(gguf), params={"n_ctx": 1024, "n_threads": 1, "logprobs": 2})

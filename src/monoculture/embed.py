@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from monoculture.errors import UserError
 from monoculture.hashing import text_hash
+from monoculture.retry import Again, Backoff, retry
 
 DEFAULT_EMBEDDER = "sentence-transformers:intfloat/multilingual-e5-small"
 
@@ -198,11 +199,29 @@ class OpenAIEmbedder(Embedder):
             raise UserError(f"embedder openai:{model} needs an API key in the environment variable {var}, which is not set")
         self.name = f"openai:{model}"
         self.model = model
-        self.client = OpenAI(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL"), max_retries=6)
+        # The client's own retries are off: monoculture.retry is the one retry policy (jitter,
+        # the server's wait hints), shared with the chat backend.
+        self.client = OpenAI(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL"), max_retries=0)
+        self.backoff = Backoff(max_retries=6, base=0.5, cap=30.0)
         self.batch_size = 256
 
     def embed(self, texts):
-        resp = self.client.embeddings.create(model=self.model, input=[t if t else " " for t in texts])
+        from monoculture.backends.openai_compat import api_failure
+
+        inputs = [t if t else " " for t in texts]
+
+        def attempt(n: int):
+            try:
+                return self.client.embeddings.create(model=self.model, input=inputs)
+            except Exception as e:  # noqa: BLE001 - api_failure decides what is worth retrying
+                failure = api_failure(e)
+                if not failure.retryable:
+                    raise
+                return Again(failure.error, hint=failure.hint)
+
+        resp, attempts = retry(attempt, self.backoff)
+        if isinstance(resp, Again):
+            raise UserError(f"embedder {self.name}: the server did not answer after {attempts} attempts ({resp.why}); embeddings made so far are kept, rerun to resume")
         return np.asarray([d.embedding for d in sorted(resp.data, key=lambda d: d.index)], dtype=np.float32)
 
 

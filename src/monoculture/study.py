@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monoculture.errors import UserError
 from monoculture.files import read_utf8
@@ -27,7 +34,7 @@ def _no_bool(v: Any) -> Any:
     """YAML reads ``yes``/``true`` as a boolean, which pydantic would take as 1 for a number:
     ``samples: yes`` is a mistake to report, not one sample."""
     if isinstance(v, bool):
-        raise ValueError(f"must be a number, not {str(v).lower()}")
+        raise ValueError(f"must be a number, not {str(v).lower()}")  # noqa: TRY004 - pydantic reports ValueError only
     return v
 
 

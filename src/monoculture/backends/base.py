@@ -7,10 +7,10 @@ while per-sample seeds keep every sample reproducible on its own.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-import os
 from typing import Any, ClassVar
 
 from monoculture.errors import UserError

@@ -19,18 +19,24 @@ import gc
 import os
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from monoculture.backends.base import Backend, Job, Result, import_extra
-from monoculture.backends.hf_transformers import apply_stop, engine_seed, error_text, plain_render, usable_cpus
+from monoculture.backends.local_common import (
+    apply_stop,
+    engine_seed,
+    error_text,
+    plain_render,
+    usable_cpus,
+)
 from monoculture.errors import UserError
 
 
 class LlamaCppBackend(Backend):
     name = "llamacpp"
     supports_logprobs = True
-    accepted_params = frozenset({"n_ctx", "n_threads", "n_gpu_layers", "seed", "chat_format", "logprobs"})
-    param_ranges = {"n_ctx": (1, 100_000_000), "n_threads": (1, 4096), "n_gpu_layers": (-1, 100_000), "logprobs": (0, 100), "seed": (-(2**63), 2**63 - 1)}
+    accepted_params: ClassVar[frozenset[str] | None] = frozenset({"n_ctx", "n_threads", "n_gpu_layers", "seed", "chat_format", "logprobs"})
+    param_ranges: ClassVar[dict[str, tuple[float, float]]] = {"n_ctx": (1, 100_000_000), "n_threads": (1, 4096), "n_gpu_layers": (-1, 100_000), "logprobs": (0, 100), "seed": (-(2**63), 2**63 - 1)}
 
     def __init__(self, spec):
         super().__init__(spec)

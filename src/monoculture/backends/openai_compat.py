@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import email.utils
 import logging
 import math
 import os
@@ -31,12 +30,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timezone
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from monoculture.backends.base import Backend, Job, LogprobsUnavailable, Result
 from monoculture.errors import UserError
+from monoculture.retry import Again, Backoff, aretry, backoff_delay, retry_after_seconds  # noqa: F401 - backoff_delay: public here too
 from monoculture.study import ModelSpec, Sampling
 from monoculture.urls import public_url, scrub_text, url_secrets
 
@@ -58,48 +57,6 @@ _MAX_ERROR_CHARS = 300
 
 
 # ---- helpers that do not need a backend ----------------------------------------------------
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
-    """Seconds the server asked us to wait, from retry-after-ms or Retry-After (seconds or an
-    HTTP date); None when it did not ask or the value is unreadable."""
-    if not headers:
-        return None
-    get = headers.get
-    ms = get("retry-after-ms") or get("Retry-After-Ms")
-    if ms:
-        try:
-            value = float(ms) / 1000.0
-            if math.isfinite(value):
-                return max(0.0, value)
-        except ValueError:
-            pass
-    raw = get("retry-after") or get("Retry-After")
-    if not raw:
-        return None
-    raw = raw.strip()
-    try:
-        value = float(raw)
-        return max(0.0, value) if math.isfinite(value) else None
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now_ts = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now_ts)
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Full jitter (uniform in [0, min(cap, base * 2**(attempt-1))]): it spreads a herd of
-    workers that failed together better than equal or decorrelated jitter."""
-    r = rng or random
-    return r.uniform(0.0, min(cap, base * (2 ** max(0, attempt - 1))))
 
 
 def match_candidates(top: Iterable[tuple[str, float]], candidates: Iterable[str]) -> dict[str, float]:
@@ -149,6 +106,38 @@ def _http_module():
     except ImportError:  # pragma: no cover - depends on the installed openai
         import httpx as http
     return http
+
+
+@dataclass
+class APIFailure:
+    """A failed request to an OpenAI-compatible server, read once for every caller (chat
+    completions here, embeddings in monoculture.embed): whether an identical request can pass
+    later, and the server's wait hint."""
+
+    error: str
+    retryable: bool
+    status: int | None = None
+    message: str = ""
+    param: str | None = None
+    hint: float | None = None
+
+
+def api_failure(e: BaseException, *, timeout: float | None = None) -> APIFailure:
+    import openai
+
+    if isinstance(e, openai.APIStatusError):
+        status = e.status_code
+        message, param = _error_details(e)
+        hint = retry_after_seconds(e.response.headers) if e.response is not None else None
+        error = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        return APIFailure(error, status in RETRYABLE_4XX or status >= 500, status, message, param, hint)
+    if isinstance(e, openai.APITimeoutError):
+        return APIFailure(f"timed out after {timeout:g} s" if timeout else "timed out", True)
+    if isinstance(e, openai.APIConnectionError):
+        cause = e.__cause__ or e.__context__
+        return APIFailure(f"connection error ({type(cause).__name__}: {cause})" if cause is not None else "connection error", True)
+    # a malformed answer: asking again will not fix it
+    return APIFailure(f"{type(e).__name__}: {e}", False)
 
 
 @dataclass
@@ -357,58 +346,40 @@ class OpenAIBackend(Backend):
 
     # ---- one request, with retries ---------------------------------------------------------
 
-    async def _call(self, **kwargs: Any) -> _Outcome:
-        import openai
+    def backoff(self) -> Backoff:
+        """This backend's retry policy (read at each call: tests shorten ``backoff_base``)."""
+        return Backoff(max_retries=self.max_retries, base=self.backoff_base, cap=self.backoff_cap, hint_cap=self.retry_after_cap)
 
+    async def _call(self, **kwargs: Any) -> _Outcome:
         client = await self._ensure_client()
         sem = self._sem
         assert sem is not None
         start = time.perf_counter()
-        attempt = 0
-        while True:
-            attempt += 1
-            status: int | None = None
-            message = ""
-            param: str | None = None
-            wait_hint: float | None = None
-            async with sem:
+
+        async def attempt(n: int):
+            async with sem:  # held for the request only, not while waiting to retry
                 t0 = time.perf_counter()
                 try:
                     response = await client.chat.completions.create(model=self.spec.model, **kwargs)
-                except openai.APIStatusError as e:
-                    status = e.status_code
-                    message, param = _error_details(e)
-                    retryable = status in RETRYABLE_4XX or status >= 500
-                    wait_hint = retry_after_seconds(e.response.headers) if e.response is not None else None
-                    error = f"HTTP {status}: {message}" if message else f"HTTP {status}"
-                except openai.APITimeoutError:
-                    retryable = True
-                    error = f"timed out after {self.timeout:g} s"
-                except openai.APIConnectionError as e:
-                    retryable = True
-                    cause = e.__cause__ or e.__context__
-                    error = f"connection error ({type(cause).__name__}: {cause})" if cause is not None else "connection error"
-                except Exception as e:  # a malformed answer: asking again will not fix it
-                    retryable = False
-                    error = f"{type(e).__name__}: {e}"
-                else:
-                    now = time.perf_counter()
-                    return _Outcome(response=response, attempts=attempt, latency_s=now - t0, elapsed_s=now - start)
-            if not retryable or attempt > self.max_retries:
-                tries = f"after {attempt} attempts" if attempt > 1 else "not retried" if not retryable else "after 1 attempt"
-                return _Outcome(
-                    error=self._redact(f"{error} ({tries})"),
-                    status=status,
-                    message=self._redact(message),
-                    param=param,
-                    attempts=attempt,
-                    elapsed_s=time.perf_counter() - start,
-                )
-            if wait_hint is not None:
-                delay = min(wait_hint, self.retry_after_cap)
-            else:
-                delay = backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_cap, rng=self._rng)
-            await asyncio.sleep(delay)
+                except Exception as e:  # noqa: BLE001 - api_failure sorts out every failure, and a bug costs one sample
+                    failure = api_failure(e, timeout=self.timeout)
+                    return Again(failure.error, hint=failure.hint, detail=failure) if failure.retryable else failure
+                now = time.perf_counter()
+                return _Outcome(response=response, attempts=n, latency_s=now - t0, elapsed_s=now - start)
+
+        out, attempts = await aretry(attempt, self.backoff(), rng=self._rng)
+        if isinstance(out, _Outcome):
+            return out
+        failure: APIFailure = out.detail if isinstance(out, Again) else out
+        tries = f"after {attempts} attempts" if attempts > 1 else "after 1 attempt" if failure.retryable else "not retried"
+        return _Outcome(
+            error=self._redact(f"{failure.error} ({tries})"),
+            status=failure.status,
+            message=self._redact(failure.message),
+            param=failure.param,
+            attempts=attempts,
+            elapsed_s=time.perf_counter() - start,
+        )
 
     def _request_args(self, messages: list[dict[str, str]], sampling: Sampling, *, seed: int, n: int = 1) -> dict[str, Any]:
         args: dict[str, Any] = {

@@ -27,10 +27,10 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from monoculture.backends.base import Backend, Job, Result, import_extra
-from monoculture.backends.hf_transformers import (
+from monoculture.backends.local_common import (
     apply_stop,
     candidate_token_ids,
     encode_jobs,
@@ -59,8 +59,8 @@ class _Request:
 class VLLMBackend(Backend):
     name = "vllm"
     supports_logprobs = True
-    accepted_params = frozenset({"dtype", "gpu_memory_utilization", "tensor_parallel_size", "seed", "trust_remote_code", "batch_size", "n_native", "logprobs", *_PASSTHROUGH})
-    param_ranges = {
+    accepted_params: ClassVar[frozenset[str] | None] = frozenset({"dtype", "gpu_memory_utilization", "tensor_parallel_size", "seed", "trust_remote_code", "batch_size", "n_native", "logprobs", *_PASSTHROUGH})
+    param_ranges: ClassVar[dict[str, tuple[float, float]]] = {
         "batch_size": (1, 100_000), "gpu_memory_utilization": (0.01, 1.0), "tensor_parallel_size": (1, 1024),
         "logprobs": (0, 100), "seed": (-(2**63), 2**63 - 1), "max_model_len": (1, 100_000_000), "max_num_seqs": (1, 1_000_000),
     }
@@ -228,7 +228,10 @@ class VLLMBackend(Backend):
         self.llm = None
         gc.collect()
         try:  # frees the GPU for the next model in the same process
-            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+            from vllm.distributed.parallel_state import (
+                destroy_distributed_environment,
+                destroy_model_parallel,
+            )
 
             destroy_model_parallel()
             destroy_distributed_environment()

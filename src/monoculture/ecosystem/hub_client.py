@@ -6,25 +6,24 @@ cursor of the next page is never exposed, so a crash after page 40 of 60 restart
 and its sleeps cannot be observed or shortened in tests. This client talks to the same
 ``/api/models`` endpoint with httpx, hands every page back together with its ``next`` URL (so the
 caller can commit both in one transaction and resume from it), and honours the Hub's
-``RateLimit`` headers (parsed with huggingface_hub's own ``parse_ratelimit_headers``) on 429.
+``RateLimit`` headers on 429 (monoculture.retry, shared with the other clients).
 The endpoint and token come from huggingface_hub, so ``HF_ENDPOINT`` and ``hf auth login`` work
 as usual.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from monoculture.errors import UserError
+from monoculture.retry import Again, Backoff, retry, retry_after_seconds
 
 #: Fields the list endpoint can expand (``baseModels`` is only accepted by the single-model endpoint).
 LIST_EXPAND = (
@@ -60,26 +59,8 @@ def default_token() -> str | None:
         return None
 
 
-def ratelimit_wait(headers: httpx.Headers) -> float | None:
-    """Seconds to wait before retrying, from ``RateLimit`` (IETF draft, as the Hub sends) or ``Retry-After``."""
-    try:
-        from huggingface_hub.utils import parse_ratelimit_headers
-
-        info = parse_ratelimit_headers(headers)
-    except ImportError:  # pragma: no cover - very old huggingface_hub
-        info = None
-    if info is not None and info.remaining == 0:
-        return float(info.reset_in_seconds)
-    ra = headers.get("retry-after")
-    if ra:
-        try:
-            return max(0.0, float(ra))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(ra).timestamp() - time.time())
-            except (TypeError, ValueError):
-                return None
-    return None
+#: The Hub's RateLimit headers and Retry-After are read by the one parser every client uses.
+ratelimit_wait = retry_after_seconds
 
 
 class HubClient:
@@ -107,40 +88,28 @@ class HubClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _backoff(self, attempt: int) -> float:
-        return min(self.max_wait, self.base_wait * 2 ** attempt) * (0.75 + 0.5 * random.random())
-
     def _wait(self, why: str, seconds: float) -> None:
-        seconds = max(0.0, min(self.max_wait, seconds))
         self.waits.append((why, seconds))
         self.stats["waited_s"] += seconds
-        self.sleep(seconds)
 
     def get(self, url: str, params: Any = None) -> httpx.Response:
-        last = ""
-        for attempt in range(self.max_retries + 1):
+        # About base_wait * 2**n, +-25%: one client crawling, not a herd, so it need not spread
+        # as widely as full jitter; a 429's own wait gets half a second of margin.
+        policy = Backoff(max_retries=self.max_retries, base=self.base_wait, cap=self.max_wait, jitter=0.25, hint_cap=self.max_wait, hint_pad=0.5)
+
+        def attempt(n: int) -> httpx.Response | Again:
             self.stats["requests"] += 1
             try:
                 r = self.http.get(url, params=params)
             except httpx.TransportError as e:  # dropped connection, reset, timeout, refused
                 self.stats["network_errors"] += 1
-                last = f"{type(e).__name__}: {e}"
-                if attempt < self.max_retries:
-                    self._wait("network", self._backoff(attempt))
-                continue
+                return Again(f"{type(e).__name__}: {e}", kind="network")
             if r.status_code == 429:
                 self.stats["rate_limited"] += 1
-                last = "429 Too Many Requests"
-                if attempt < self.max_retries:
-                    wait = ratelimit_wait(r.headers)
-                    self._wait("429", (wait + 0.5) if wait is not None else self._backoff(attempt))
-                continue
+                return Again("429 Too Many Requests", hint=retry_after_seconds(r.headers), kind="429")
             if r.status_code >= 500:
                 self.stats["server_errors"] += 1
-                last = f"HTTP {r.status_code}"
-                if attempt < self.max_retries:
-                    self._wait(str(r.status_code), self._backoff(attempt))
-                continue
+                return Again(f"HTTP {r.status_code}", kind=str(r.status_code))
             if r.status_code in (401, 403):
                 raise UserError(f"the Hub refused the request (HTTP {r.status_code}); log in with `hf auth login` or set HF_TOKEN", where=str(r.url))
             if r.status_code == 404:
@@ -148,10 +117,14 @@ class HubClient:
             if r.status_code >= 400:
                 raise UserError(f"the Hub rejected the request (HTTP {r.status_code}): {r.text[:200]}", where=str(r.url))
             return r
-        raise HubUnavailable(
-            f"the Hub did not answer after {self.max_retries + 1} attempts ({last}); what was fetched is kept, rerun the same command to resume",
-            where=url,
-        )
+
+        out, _ = retry(attempt, policy, sleep=self.sleep, on_wait=self._wait)
+        if isinstance(out, Again):
+            raise HubUnavailable(
+                f"the Hub did not answer after {self.max_retries + 1} attempts ({out.why}); what was fetched is kept, rerun the same command to resume",
+                where=url,
+            )
+        return out
 
     def pages(self, path: str, params: Any = None, *, start_url: str | None = None) -> Iterator[Page]:
         """Pages of a list endpoint, following ``Link: <...>; rel="next"`` until there is none.
