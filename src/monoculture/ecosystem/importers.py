@@ -189,7 +189,7 @@ def import_file(con: duckdb.DuckDBPyConnection, path: Path, registry: Registry, 
     elif kind in ("org-regions", "organisations", "params", "date-corrections"):
         res.rows = databases.import_table(con, kind, databases.read_csv(path), tally, source=path.name)
         res.target = {"org-regions": "eco_org_regions", "organisations": "eco_organisations", "params": "eco_params", "date-corrections": "eco_date_corrections"}[kind]
-        snapshots.record_issues(con, res.target, tally)
+        snapshots.record_issues(con, f"{res.target}/{path.name}", tally)  # one source per file: re-importing it replaces its counts
     else:
         raise UserError(f"unknown import kind {kind!r}; use one of {', '.join(KINDS)}")
     return res
