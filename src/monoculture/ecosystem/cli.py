@@ -105,7 +105,7 @@ def import_(
     kind: str = typer.Option("auto", "--kind", help="Force a format: auto, snapshot, lineage, epoch, hf-models, mot, org-regions, organisations, params, date-corrections."),
     taken_at: Optional[str] = typer.Option(None, "--taken-at", help="When the snapshot was taken (YYYY-MM-DD), for files that do not say."),
 ):
-    """Import offline files into the store (re-importing a file replaces what it wrote)."""
+    """Import offline files into the store, all or nothing: a file that cannot be read imports nothing and every such file is named (re-importing a file replaces what it wrote)."""
     from monoculture.ecosystem.importers import collect, import_paths
     from monoculture.ecosystem.quality import snapshot_time
     from monoculture.ecosystem.registry import load_registry
