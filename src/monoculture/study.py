@@ -110,7 +110,8 @@ class ModelSpec(BaseModel):
         """The server that holds the weights, for backends reached over HTTP: ``params.server``
         when given (a label: give two servers the same one when they serve the same weights, so
         that moving a model between them reuses its work), else ``params.base_url`` normalised and
-        without credentials; None when neither is set (the backend's default server)."""
+        without credentials; None when neither is set (the backend's default server;
+        $OPENAI_BASE_URL is not counted, being the same for every model of a run)."""
         label = self.params.get("server")
         if label is not None:
             return str(label)
