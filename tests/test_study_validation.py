@@ -269,3 +269,16 @@ def test_jobs_are_made_a_chunk_at_a_time(tmp_path, fake_server, monkeypatch):
         assert st.con.execute("SELECT count(*) FROM generations WHERE error IS NULL").fetchone()[0] == 200
     assert stats.generated == 200
     assert max(lookups) <= 8 and max(handed) <= 8 and sum(handed) == 200
+
+
+def test_the_fast_key_maker_makes_exactly_the_generation_keys():
+    from monoculture.collect import generation_key, key_maker
+    from monoculture.study import Sampling
+
+    spec = ModelSpec(name="m", backend="openai", model="x", params={"base_url": "http://h/v1"}, revision="r1")
+    for messages, sampling in [
+        ([{"role": "user", "content": "héllo \"quoted\" 中文"}], Sampling()),
+        ([{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}], Sampling(temperature=0.0, stop=["\n", "é"], seed=-3, max_tokens=7)),
+    ]:
+        key = key_maker(spec, messages, sampling)
+        assert [key(i) for i in (0, 1, 17, 9999)] == [generation_key(spec, messages, sampling, i) for i in (0, 1, 17, 9999)]
