@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from monoculture.study import ModelSpec, load_study
 
 def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "monoculture.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([sys.executable, "-m", "monoculture.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def write_suite(path: Path, n: int) -> Path:

@@ -92,14 +92,14 @@ def engine_seed(spec, job: Job, sample_index: int, bits: int = 63) -> int:
     return int.from_bytes(digest, "big") >> (64 - bits)
 
 
-def encode_jobs(tokenizer, jobs: Iterable[Job]) -> Iterator["tuple[Job, list[int], str] | Result"]:
+def encode_jobs(tokenizer, jobs: Iterable[Job]) -> Iterator[tuple[Job, list[int], str] | Result]:
     """(job, prompt token ids, prompt format) for each job; a job whose chat cannot be rendered
     becomes one error Result per sample instead, so one bad prompt never stops a batch."""
     for job in jobs:
         try:
             text, fmt = render_chat(tokenizer, job.messages)
             ids = encode_prompt(tokenizer, text, fmt)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any template failure becomes error results, one prompt never stops a batch
             err = f"prompt rendering failed: {error_text(e)}"
             for i, key in zip(job.sample_indices, job.keys):
                 yield Result(key=key, sample_index=i, error=err)
