@@ -44,13 +44,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from monoculture.embed import Embedder, embed_cached, get_embedder  # noqa: E402
-from monoculture.errors import UserError  # noqa: E402
-from monoculture.measure import measure  # noqa: E402
-from monoculture.metrics import calibrate, calibrate_tau, index_cells, partition_responses  # noqa: E402
-from monoculture.metrics.partition import labelled_pairs  # noqa: E402
-from monoculture.metrics.responses import blank_texts, vector_defects  # noqa: E402
-from monoculture.store import Store  # noqa: E402
+from monoculture.embed import Embedder, embed_cached, get_embedder
+from monoculture.errors import UserError
+from monoculture.measure import measure
+from monoculture.metrics import (
+    calibrate,
+    calibrate_tau,
+    index_cells,
+    partition_responses,
+)
+from monoculture.metrics.partition import labelled_pairs
+from monoculture.metrics.responses import blank_texts, vector_defects
+from monoculture.store import Store
 
 NB_SOURCES = ["gpt-4o", "gpt-4o-in-context", "gpt-4o-paraphrase", "gpt-4o-system-prompt", "humans"]
 MINILM = "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2"
@@ -69,7 +74,7 @@ def cli(*args: str) -> None:
     half-done import."""
     cmd = [sys.executable, "-c", "from monoculture.cli import app; app()", *args]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"monoculture {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
