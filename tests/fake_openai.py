@@ -217,6 +217,9 @@ class FakeOpenAIServer:
         self.api_key = api_key
         self.models = tuple(models)
         self._rng = random.Random(seed)
+        # A second stream for Retry-After values, so that the failure kinds drawn do not depend on
+        # how the threads' requests interleave (a loaded machine reorders them).
+        self._hint_rng = random.Random(seed + 1)
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
@@ -293,7 +296,7 @@ class FakeOpenAIServer:
 
     def _retry_after(self) -> str:
         with self._lock:
-            return self._rng.choice(self.retry_after_values)
+            return self._hint_rng.choice(self.retry_after_values)
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = body.get("messages") or []
