@@ -320,16 +320,12 @@ def test_helpers():
 
 
 def test_tiny_builders(tmp_path):
-    """The builders other test modules rely on: fast, seeded, loadable by the real loaders."""
-    import time
-
+    """The builders other test modules rely on: seeded and loadable by the real loaders."""
     from tiny_models import build_tiny_llama, build_tiny_sentence_transformer
 
     st = pytest.importorskip("sentence_transformers", reason="sentence-transformers is not installed")
-    t0 = time.perf_counter()
     paths = [build_tiny_sentence_transformer(tmp_path / f"st{s}", seed=s) for s in (0, 1)]
     build_tiny_llama(tmp_path / "llama", seed=0)
-    assert time.perf_counter() - t0 < 20  # seconds on a loaded 2-core machine; ~1 s when idle
     vecs = []
     for p in paths:
         model = st.SentenceTransformer(str(p), device="cpu")
