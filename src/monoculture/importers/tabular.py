@@ -325,13 +325,22 @@ def _quote_opened(text: str, start: int, delim: str) -> tuple[int, int | None] |
     """Where the bad quote of the record starting on line ``start`` opened: (line it opened,
     line it closed or None). Follows the csv module's strict dialect: a quote opens a field
     only at its start, ``""`` inside is a quote, and after the closing quote comes a delimiter
-    or the end of the line."""
-    pos = 0
-    for _ in range(start - 1):
-        pos = text.find("\n", pos) + 1
-        if pos == 0:
-            return None
+    or the end of the line. Lines are counted as the csv module counts them (``\n``, ``\r\n``
+    and a lone ``\r`` each end one), so the numbers agree with its ``line_num``."""
+    lines = io.StringIO(text, newline="").readlines()
+    if start > len(lines):
+        return None
+    pos = sum(len(x) for x in lines[: start - 1])
     line, at_start, i, n = start, True, pos, len(text)
+
+    def newline_at(j: int) -> int:
+        """Length of the line break at j (0 if none)."""
+        if text[j] == "\n":
+            return 1
+        if text[j] == "\r":
+            return 2 if j + 1 < n and text[j + 1] == "\n" else 1
+        return 0
+
     while i < n:
         ch = text[i]
         if at_start and ch == '"':
@@ -339,22 +348,23 @@ def _quote_opened(text: str, start: int, delim: str) -> tuple[int, int | None] |
             while True:
                 if i >= n:
                     return opened, None
-                ch = text[i]
-                if ch == "\n":
-                    line += 1
-                elif ch == '"':
+                if text[i] == '"':
                     if i + 1 < n and text[i + 1] == '"':
-                        i += 1
-                    else:
-                        after = text[i + 1] if i + 1 < n else ""
-                        if after not in (delim, "\n", "\r", ""):
-                            return opened, line
-                        break
-                i += 1
+                        i += 2
+                        continue
+                    after = text[i + 1] if i + 1 < n else ""
+                    if after not in (delim, "\n", "\r", ""):
+                        return opened, line
+                    break
+                nl = newline_at(i)
+                if nl:
+                    line, i = line + 1, i + nl
+                else:
+                    i += 1
             i += 1
             at_start = False
             continue
-        if ch == "\n":
+        if newline_at(i):
             return None  # the record ended without a quoting problem
         at_start = ch == delim
         i += 1
