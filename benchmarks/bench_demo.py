@@ -72,10 +72,14 @@ def main() -> int:
             print(f"  {t:6.1f} s  {line}")
         rerun_wall, rerun_cpu, _, _ = run(out, args.cores)
         load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
-        print(f"fresh run: {wall:.1f} s wall, {cpu:.1f} s CPU on {args.cores} cores; rerun: {rerun_wall:.1f} s wall, {rerun_cpu:.1f} s CPU")
+        print(
+            f"fresh run: {wall:.1f} s wall, {cpu:.1f} s CPU on {args.cores} cores; rerun: {rerun_wall:.1f} s wall, {rerun_cpu:.1f} s CPU"
+        )
         if load is not None:
-            print(f"load average before/after: {load[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} CPUs "
-                  "(a busy machine stretches the wall time beyond the CPU time)")
+            print(
+                f"load average before/after: {load[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} CPUs "
+                "(a busy machine stretches the wall time beyond the CPU time)"
+            )
         ok = wall < TARGET_S
         print(f"{'within' if ok else 'OUTSIDE'} target (fresh run < {TARGET_S:.0f} s)")
         if args.keep:

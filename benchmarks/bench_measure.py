@@ -67,8 +67,15 @@ def synthetic(M: int = 28, P: int = 805, d: int = 384, seed: int = 0, with_texts
         lens = rng.integers(50, 250, P)
         toks = rng.choice(3000, size=lens.sum(), p=p_word)
         texts.extend(" ".join(words[c]) for c in np.split(toks, np.cumsum(lens)[:-1]))
-    rs = ResponseSet(X, np.repeat(np.arange(M), P), np.tile(np.arange(P), M), names,
-                     [f"p{i}" for i in range(P)], texts, np.zeros(M * P, dtype=np.int64))
+    rs = ResponseSet(
+        X,
+        np.repeat(np.arange(M), P),
+        np.tile(np.arange(P), M),
+        names,
+        [f"p{i}" for i in range(P)],
+        texts,
+        np.zeros(M * P, dtype=np.int64),
+    )
     groups = {
         "family": {names[i]: f"fam{fam[i]}" for i in range(M)},
         "open_weights": {names[i]: ("yes" if i % 3 else "no") for i in range(M)},
@@ -76,8 +83,23 @@ def synthetic(M: int = 28, P: int = 805, d: int = 384, seed: int = 0, with_texts
     return rs, groups, {"model-01": "model-00"}
 
 
-FAMILIES = ["vicuna", "tulu-2-dpo", "guanaco", "zephyr", "openchat", "wizardlm", "xwinlm", "gpt-3.5",
-            "gpt-4o", "claude", "alpaca", "text_davinci", "baize", "airoboros", "ultralm"]
+FAMILIES = [
+    "vicuna",
+    "tulu-2-dpo",
+    "guanaco",
+    "zephyr",
+    "openchat",
+    "wizardlm",
+    "xwinlm",
+    "gpt-3.5",
+    "gpt-4o",
+    "claude",
+    "alpaca",
+    "text_davinci",
+    "baize",
+    "airoboros",
+    "ultralm",
+]
 
 
 def shared_data() -> Path:
@@ -99,8 +121,15 @@ def real(d: int = 384, seed: int = 0):
             texts.append(rec["output"] or "")
             model.append(i)
             prompt.append(j)
-    fingerprint = hashlib.sha256(json.dumps([d, seed, [(f.parent.name, f.stat().st_size) for f in files]]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "monoculture" / "bench" / f"alpaca_eval_tfidf_{fingerprint}.npy"
+    fingerprint = hashlib.sha256(json.dumps([d, seed, [(f.parent.name, f.stat().st_size) for f in files]]).encode()).hexdigest()[
+        :16
+    ]
+    cache = (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "monoculture"
+        / "bench"
+        / f"alpaca_eval_tfidf_{fingerprint}.npy"
+    )
     if cache.is_file():
         Z = np.load(cache, allow_pickle=False)
         print(f"embeddings: {cache} (precomputed)", flush=True)
@@ -116,8 +145,9 @@ def real(d: int = 384, seed: int = 0):
     norm = np.linalg.norm(Z, axis=1, keepdims=True)
     X = (Z / np.where(norm > 0, norm, 1)).astype(np.float32)
     P = max(prompt) + 1
-    rs = ResponseSet(X, np.array(model), np.array(prompt), names, [f"p{i}" for i in range(P)], texts,
-                     np.zeros(len(texts), dtype=np.int64))
+    rs = ResponseSet(
+        X, np.array(model), np.array(prompt), names, [f"p{i}" for i in range(P)], texts, np.zeros(len(texts), dtype=np.int64)
+    )
     # Empty outputs are dropped up front so that library and baseline see the same rows.
     rs = rs.subset(np.array([bool(t.strip()) for t in texts]) & (norm[:, 0] > 0))
     fam = {n: next((f for f in FAMILIES if n.startswith(f)), n) for n in names}
@@ -193,22 +223,31 @@ def lexical_loop(texts: list[str]) -> dict[str, float]:
     toks = [tokenize(t) for t in texts]
     divs = []
     for n in (1, 2, 3, 4):
-        grams = [tuple(t[i:i + n]) for t in toks for i in range(len(t) - n + 1)]
+        grams = [tuple(t[i : i + n]) for t in toks for i in range(len(t) - n + 1)]
         divs.append(len(set(grams)) / len(grams) if grams else math.nan)
         out[f"ngram_div_{n}"] = divs[-1]
     out["ngram_div_mean"] = float(np.mean(divs))
     if len(texts) < 2:
         out["self_repetition"] = math.nan
     else:
-        sets = [{tuple(t[i:i + 4]) for i in range(len(t) - 3)} for t in toks]
+        sets = [{tuple(t[i : i + 4]) for i in range(len(t) - 3)} for t in toks]
         seen = Counter(g for s in sets for g in s)
         scores = [math.log1p(sum(seen[g] >= 2 for g in s)) for s in sets if s]
         out["self_repetition"] = float(np.mean(scores)) if scores else math.nan
     return out
 
 
-def baseline(rs: ResponseSet, groups, derivatives, n_boot: int, seed: int, q: float = 1.0,
-             n_random: int = 20, n_perm: int = 999, floor_pairs: int = 10_000) -> dict:
+def baseline(
+    rs: ResponseSet,
+    groups,
+    derivatives,
+    n_boot: int,
+    seed: int,
+    q: float = 1.0,
+    n_random: int = 20,
+    n_perm: int = 999,
+    floor_pairs: int = 10_000,
+) -> dict:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -308,9 +347,12 @@ def baseline(rs: ResponseSet, groups, derivatives, n_boot: int, seed: int, q: fl
     lap("voices")
 
     # Bootstrap: one resample at a time, all per-prompt figures re-averaged.
-    figures = np.column_stack([V, loo, own, np.einsum("pmm->pm", pair)]
-                              + [g_loss[g] for g in group_members] + [g_base[g] for g in group_members]
-                              + [g_loss[g] - g_base[g] for g in group_members])
+    figures = np.column_stack(
+        [V, loo, own, np.einsum("pmm->pm", pair)]
+        + [g_loss[g] for g in group_members]
+        + [g_base[g] for g in group_members]
+        + [g_loss[g] - g_base[g] for g in group_members]
+    )
     rng = np.random.default_rng(seed)
     reps, h_reps = [], []
     for _ in range(n_boot):
@@ -323,12 +365,12 @@ def baseline(rs: ResponseSet, groups, derivatives, n_boot: int, seed: int, q: fl
     lo, hi = np.nanpercentile(reps, [2.5, 97.5], axis=0)
     G = len(group_members)
     out["V"] = (point[0], lo[0], hi[0])
-    out["loo"] = point[1:1 + M]
-    out["loo_ci"] = (lo[1:1 + M], hi[1:1 + M])
-    out["W"] = point[1 + 2 * M:1 + 3 * M]
+    out["loo"] = point[1 : 1 + M]
+    out["loo_ci"] = (lo[1 : 1 + M], hi[1 : 1 + M])
+    out["W"] = point[1 + 2 * M : 1 + 3 * M]
     base = 1 + 3 * M
-    out["group_loss"] = dict(zip(group_members, point[base:base + G]))
-    out["group_baseline"] = dict(zip(group_members, point[base + G:base + 2 * G]))
+    out["group_loss"] = dict(zip(group_members, point[base : base + G]))
+    out["group_baseline"] = dict(zip(group_members, point[base + G : base + 2 * G]))
     out["H_ci"] = tuple(np.nanpercentile(h_reps, [2.5, 97.5]))
     lap("bootstrap")
 
@@ -464,13 +506,17 @@ def main() -> int:
     synthetic_data = args.synthetic or not (shared_data() / "alpaca_eval" / "results").is_dir()
     if synthetic_data and not args.synthetic:
         print(f"no AlpacaEval data under {shared_data()}: using synthetic AlpacaEval-shaped data", flush=True)
-    rs, groups, derivatives = (synthetic(P=args.prompts, seed=args.seed, with_texts=args.texts) if synthetic_data
-                               else real(seed=args.seed))
+    rs, groups, derivatives = (
+        synthetic(P=args.prompts, seed=args.seed, with_texts=args.texts) if synthetic_data else real(seed=args.seed)
+    )
     M, P = len(rs.model_names), len(rs.prompt_ids)
     cores = os.cpu_count() or 1
-    print(f"{'synthetic AlpacaEval-shaped' if synthetic_data else 'AlpacaEval'} study: {M} models x {P} prompts, "
-          f"{rs.n} responses{' with texts' if rs.texts is not None else ''}, d = {rs.X.shape[1]}, B = {args.boot}, "
-          f"LOO for every model, {sum(len(set(g.values())) for g in groups.values())} groups, {cores} cores", flush=True)
+    print(
+        f"{'synthetic AlpacaEval-shaped' if synthetic_data else 'AlpacaEval'} study: {M} models x {P} prompts, "
+        f"{rs.n} responses{' with texts' if rs.texts is not None else ''}, d = {rs.X.shape[1]}, B = {args.boot}, "
+        f"LOO for every model, {sum(len(set(g.values())) for g in groups.values())} groups, {cores} cores",
+        flush=True,
+    )
     kwargs = dict(groups=groups, derivatives=derivatives, n_boot=args.boot, seed=args.seed)
 
     t, c = time.perf_counter(), time.process_time()
@@ -502,10 +548,11 @@ def main() -> int:
     print(f"  speed ratio: {ratio:.1f}x  (target >= {TARGET:.0f}x: {'met' if ratio >= TARGET else 'NOT met'})")
     shared = shared_calls(rs, args.seed)
     floor = sum(shared.values()) / cores
-    print("  calls both sides must make, timed alone on one core: "
-          + ", ".join(f"{k} {v:.1f} s" for k, v in shared.items()))
-    print(f"  so on {cores} cores the library cannot take less than {floor:.1f} s: the ratio is capped at "
-          f"{t_base / floor:.1f}x here")
+    print("  calls both sides must make, timed alone on one core: " + ", ".join(f"{k} {v:.1f} s" for k, v in shared.items()))
+    print(
+        f"  so on {cores} cores the library cannot take less than {floor:.1f} s: the ratio is capped at "
+        f"{t_base / floor:.1f}x here"
+    )
     print(f"  process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
 
     lib = library_figures(res)

@@ -32,7 +32,9 @@ def main() -> int:
 
     sampling = Sampling(seed=1, temperature=0.7, max_tokens=32)
     jobs = [
-        Job(messages=[{"role": "user", "content": f"benchmark prompt {i}"}], sample_indices=[0], keys=[f"k{i}"], sampling=sampling)
+        Job(
+            messages=[{"role": "user", "content": f"benchmark prompt {i}"}], sample_indices=[0], keys=[f"k{i}"], sampling=sampling
+        )
         for i in range(args.requests)
     ]
     with FakeOpenAIServer(latency=args.latency) as server:
@@ -40,21 +42,35 @@ def main() -> int:
             name="bench",
             backend="openai",
             model="fake",
-            params={"base_url": server.base_url, "api_key_env": None, "concurrency": args.concurrency, "n_native": False, "timeout": 30},
+            params={
+                "base_url": server.base_url,
+                "api_key_env": None,
+                "concurrency": args.concurrency,
+                "n_native": False,
+                "timeout": 30,
+            },
         )
         with create_backend(spec) as backend:
             # One request first so that client construction is not billed to the run.
-            list(backend.generate([Job(messages=[{"role": "user", "content": "warm-up"}], sample_indices=[0], keys=["w"], sampling=sampling)]))
+            list(
+                backend.generate(
+                    [Job(messages=[{"role": "user", "content": "warm-up"}], sample_indices=[0], keys=["w"], sampling=sampling)]
+                )
+            )
             server.reset_counts()
             t0 = time.perf_counter()
             results = list(backend.generate(jobs))
             elapsed = time.perf_counter() - t0
 
     failed = [r for r in results if not r.ok]
-    wrong = sum(1 for r, j in zip(sorted(results, key=lambda r: int(r.key[1:])), jobs) if r.ok and r.text != expected_text(j.messages, 1))
+    wrong = sum(
+        1 for r, j in zip(sorted(results, key=lambda r: int(r.key[1:])), jobs) if r.ok and r.text != expected_text(j.messages, 1)
+    )
     ideal = args.requests / args.concurrency * args.latency
     ratio = elapsed / ideal
-    print(f"requests:     {args.requests} (server saw {server.counts['requests']}), concurrency {args.concurrency}, latency {args.latency * 1000:.0f} ms")
+    print(
+        f"requests:     {args.requests} (server saw {server.counts['requests']}), concurrency {args.concurrency}, latency {args.latency * 1000:.0f} ms"
+    )
     print(f"results:      {len(results)} ({len(failed)} failed, {wrong} wrong text)")
     print(f"elapsed:      {elapsed:.3f} s")
     print(f"ideal:        {ideal:.3f} s")

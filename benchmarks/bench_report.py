@@ -44,8 +44,12 @@ def main() -> int:
                 print("console errors:", page.console_errors, file=sys.stderr)
             loads.append(max(t) / 1000)
     loads.sort()
-    print(f"report: {info.bytes / 1e6:.1f} MB, {len(info.figures)} figures, explorer {info.explorer_prompts}/{info.total_prompts} prompts")
-    print(f"build: {build_s:.1f} s; open and draw: median {loads[len(loads) // 2]:.2f} s (runs: {', '.join(f'{x:.2f}' for x in loads)})")
+    print(
+        f"report: {info.bytes / 1e6:.1f} MB, {len(info.figures)} figures, explorer {info.explorer_prompts}/{info.total_prompts} prompts"
+    )
+    print(
+        f"build: {build_s:.1f} s; open and draw: median {loads[len(loads) // 2]:.2f} s (runs: {', '.join(f'{x:.2f}' for x in loads)})"
+    )
     ok = info.bytes < 20e6 and loads[len(loads) // 2] < 5
     print("within targets (< 20 MB, < 5 s)" if ok else "OUTSIDE targets (< 20 MB, < 5 s)")
     return 0 if ok else 1

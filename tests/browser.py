@@ -29,8 +29,15 @@ from typing import Any
 import pytest
 
 CHROMIUM = os.environ.get("MONOCULTURE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 
 CSP_LISTENER = """window.__cspViolations = [];
@@ -101,7 +108,9 @@ class PageReport:
         self.close()
 
 
-def open_page(html_path: str | Path, *, viewport: tuple[int, int] = (1280, 900), settle_ms: int = 500, timeout_ms: int = 30_000) -> PageReport:
+def open_page(
+    html_path: str | Path, *, viewport: tuple[int, int] = (1280, 900), settle_ms: int = 500, timeout_ms: int = 30_000
+) -> PageReport:
     """Open a local HTML file in headless Chromium and wait until it has loaded and settled.
 
     Call :meth:`PageReport.close` (or use it as a context manager) when done."""

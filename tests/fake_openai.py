@@ -90,14 +90,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _error(self, status: int, message: str, *, param: str | None = None, headers=None) -> None:
-        kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(status, "server_error")
+        kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(
+            status, "server_error"
+        )
         self._send_json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}}, headers)
 
     def do_GET(self):
         fake = self.server.fake
         if self.path.split("?")[0].rstrip("/").endswith("/models"):
             fake._count("models")
-            self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in fake.models]})
+            self._send_json(
+                200,
+                {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in fake.models]},
+            )
         else:
             self._error(404, f"no route {self.path}")
 
@@ -233,7 +238,9 @@ class FakeOpenAIServer:
         httpd = _Server(("127.0.0.1", 0), _Handler)
         httpd.fake = self
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -319,12 +326,24 @@ class FakeOpenAIServer:
             if max_tokens is not None and len(words) > int(max_tokens):
                 words, finish = words[: int(max_tokens)], "length"
             completion_tokens += len(words)
-            choice: dict[str, Any] = {"index": i, "message": {"role": "assistant", "content": " ".join(words)}, "finish_reason": finish, "logprobs": None}
+            choice: dict[str, Any] = {
+                "index": i,
+                "message": {"role": "assistant", "content": " ".join(words)},
+                "finish_reason": finish,
+                "logprobs": None,
+            }
             if want_logprobs:
                 top = [{"token": t, "logprob": math.log(p), "bytes": list(t.encode("utf-8"))} for t, p in ranked[:n_top]]
                 first = words[0] if words else ""
                 choice["logprobs"] = {
-                    "content": [{"token": first, "logprob": math.log(dict(ranked).get(first, 1.0)), "bytes": list(first.encode("utf-8")), "top_logprobs": top}],
+                    "content": [
+                        {
+                            "token": first,
+                            "logprob": math.log(dict(ranked).get(first, 1.0)),
+                            "bytes": list(first.encode("utf-8")),
+                            "top_logprobs": top,
+                        }
+                    ],
                     "refusal": None,
                 }
             choices.append(choice)
@@ -335,7 +354,11 @@ class FakeOpenAIServer:
             "created": int(time.time()),
             "model": body.get("model", "fake"),
             "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
 

@@ -241,7 +241,12 @@ def test_sampling_parameters_reach_the_server(servers, backends):
 
 def test_missing_key_variable_is_a_user_error_naming_it(monkeypatch):
     monkeypatch.delenv("MONO_TEST_OPENAI_KEY", raising=False)
-    spec = ModelSpec(name="gpt-x", backend="openai", model="gpt-x-2025", params={"api_key_env": "MONO_TEST_OPENAI_KEY", "base_url": "http://127.0.0.1:9/v1"})
+    spec = ModelSpec(
+        name="gpt-x",
+        backend="openai",
+        model="gpt-x-2025",
+        params={"api_key_env": "MONO_TEST_OPENAI_KEY", "base_url": "http://127.0.0.1:9/v1"},
+    )
     with pytest.raises(UserError) as e:
         create_backend(spec)
     assert "MONO_TEST_OPENAI_KEY" in str(e.value)

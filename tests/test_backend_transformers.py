@@ -42,14 +42,18 @@ def tiny_dir(tmp_path_factory):
 def backend(request, tiny_dir):
     path = cached_tiny_model(request.param, seed=0, cache_dir=tiny_dir)
     # one thread: tiny models gain nothing from more, and tests often share a busy machine
-    b = create_backend(ModelSpec(name=request.param, backend="transformers", model=str(path), params={"batch_size": 4, "n_threads": 1}))
+    b = create_backend(
+        ModelSpec(name=request.param, backend="transformers", model=str(path), params={"batch_size": 4, "n_threads": 1})
+    )
     yield b
     b.close()
 
 
 def _job(prompt: str, indices, sampling: Sampling, tag: str = "", system: str | None = None) -> Job:
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return Job(messages=messages, sample_indices=list(indices), keys=[f"{tag}{prompt[:8]}#{i}" for i in indices], sampling=sampling)
+    return Job(
+        messages=messages, sample_indices=list(indices), keys=[f"{tag}{prompt[:8]}#{i}" for i in indices], sampling=sampling
+    )
 
 
 def _by_key(results):

@@ -70,12 +70,23 @@ def _fake_vllm(calls: list, fail: dict):
     mod = types.ModuleType("vllm")
 
     class SamplingParams:
-        def __init__(self, n=1, temperature=1.0, top_p=1.0, max_tokens=16, stop=None, seed=None, logprobs=None, prompt_logprobs=None):
+        def __init__(
+            self, n=1, temperature=1.0, top_p=1.0, max_tokens=16, stop=None, seed=None, logprobs=None, prompt_logprobs=None
+        ):
             if temperature == 0 and n > 1:
                 raise ValueError("n must be 1 when using greedy sampling")
             if temperature == 0 and top_p < 1:
                 raise ValueError("top_p must be 1 when using greedy sampling")
-            self.__dict__.update(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop, seed=seed, logprobs=logprobs, prompt_logprobs=prompt_logprobs)
+            self.__dict__.update(
+                n=n,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                stop=stop,
+                seed=seed,
+                logprobs=logprobs,
+                prompt_logprobs=prompt_logprobs,
+            )
 
     class LLM:
         def __init__(self, **kw):
@@ -96,11 +107,15 @@ def _fake_vllm(calls: list, fail: dict):
                 comps = []
                 for j in range(sp.n):
                     text = f"seed={sp.seed} j={j} len={len(ids)}"
-                    comps.append(types.SimpleNamespace(
-                        index=j, text=text, token_ids=list(range(j + 1)),
-                        finish_reason="length" if j % 2 else "stop",
-                        logprobs=[{t: _Logprob(_fake_lp(t), f"<{t}>") for t in range(sp.logprobs)}] if sp.logprobs else None,
-                    ))
+                    comps.append(
+                        types.SimpleNamespace(
+                            index=j,
+                            text=text,
+                            token_ids=list(range(j + 1)),
+                            finish_reason="length" if j % 2 else "stop",
+                            logprobs=[{t: _Logprob(_fake_lp(t), f"<{t}>") for t in range(sp.logprobs)}] if sp.logprobs else None,
+                        )
+                    )
                 prompt_lps = None
                 if sp.prompt_logprobs is not None:
                     prompt_lps = [None] + [{t: _Logprob(_fake_lp(t))} for t in ids[1:]]
@@ -128,7 +143,13 @@ def test_vllm_maps_native_n_to_sample_indices(fake_vllm, qwen_path):
     from monoculture.backends.local_common import engine_seed
 
     calls, _ = fake_vllm
-    spec = ModelSpec(name="v", backend="vllm", model=str(qwen_path), revision="abc", params={"gpu_memory_utilization": 0.5, "tensor_parallel_size": 2, "seed": 9, "max_model_len": 2048})
+    spec = ModelSpec(
+        name="v",
+        backend="vllm",
+        model=str(qwen_path),
+        revision="abc",
+        params={"gpu_memory_utilization": 0.5, "tensor_parallel_size": 2, "seed": 9, "max_model_len": 2048},
+    )
     b = create_backend(spec)
     init = calls[0][1]
     assert init["revision"] == "abc" and init["gpu_memory_utilization"] == 0.5
@@ -202,7 +223,12 @@ def test_vllm_real_engine(qwen_path):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("vllm is installed but no CUDA device is available")
-    spec = ModelSpec(name="v", backend="vllm", model=str(qwen_path), params={"gpu_memory_utilization": 0.2, "enforce_eager": True, "n_native": False})
+    spec = ModelSpec(
+        name="v",
+        backend="vllm",
+        model=str(qwen_path),
+        params={"gpu_memory_utilization": 0.2, "enforce_eager": True, "n_native": False},
+    )
     with create_backend(spec) as b:
         jobs = [_job("hello", [0, 1, 2], SAMPLED), _job("which is right", [0, 1, 2], SAMPLED)]
         results = {r.key: r for r in b.generate(jobs)}
@@ -253,8 +279,21 @@ def _fake_llama_cpp(calls: list, qwen_path: Path):
                 raise RuntimeError("decode failed")
             text = f"seed={kw.get('seed')} STOPHERE tail"
             return {
-                "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "length",
-                             "logprobs": {"content": [{"token": "x", "logprob": -0.5, "top_logprobs": [{"token": "x", "logprob": -0.5}, {"token": "y", "logprob": -1.5}]}]}}],
+                "choices": [
+                    {
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "length",
+                        "logprobs": {
+                            "content": [
+                                {
+                                    "token": "x",
+                                    "logprob": -0.5,
+                                    "top_logprobs": [{"token": "x", "logprob": -0.5}, {"token": "y", "logprob": -1.5}],
+                                }
+                            ]
+                        },
+                    }
+                ],
                 "usage": {"prompt_tokens": 7, "completion_tokens": 4},
             }
 

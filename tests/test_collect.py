@@ -29,7 +29,9 @@ def write_suite(path: Path, n: int) -> Path:
     return path
 
 
-def openai_study(tmp_path: Path, base_url: str, *, n_prompts: int, k: int, batch_size: int = 8, concurrency: int = 8, timeout: float = 5.0) -> Path:
+def openai_study(
+    tmp_path: Path, base_url: str, *, n_prompts: int, k: int, batch_size: int = 8, concurrency: int = 8, timeout: float = 5.0
+) -> Path:
     suite = write_suite(tmp_path / "suite.jsonl", n_prompts)
     study = tmp_path / "study.yaml"
     study.write_text(
@@ -113,7 +115,9 @@ def test_changing_max_tokens_makes_new_keys(tmp_path):
 def _run_cli(study: Path, store: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "monoculture.cli", "run", str(study), "--store", str(store), "-q"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
     )
 
 

@@ -77,9 +77,29 @@ def demo(tmp_path_factory):
 def test_headline_figures_are_finite_and_printed(demo):
     _, printed, res = demo
     f = res.figures
-    for key in ("V", "V_lo", "V_hi", "H", "H_lo", "H_hi", "F", "loss1", "loss2", "loss3", "group1_loss", "group1_random",
-                "distinct_gpt-4o", "distinct_humans", "within_gpt-4o", "within_humans", "judged_gpt-4o", "judged_humans",
-                "ratio", "ratio_lo", "ratio_hi"):
+    for key in (
+        "V",
+        "V_lo",
+        "V_hi",
+        "H",
+        "H_lo",
+        "H_hi",
+        "F",
+        "loss1",
+        "loss2",
+        "loss3",
+        "group1_loss",
+        "group1_random",
+        "distinct_gpt-4o",
+        "distinct_humans",
+        "within_gpt-4o",
+        "within_humans",
+        "judged_gpt-4o",
+        "judged_humans",
+        "ratio",
+        "ratio_lo",
+        "ratio_hi",
+    ):
         assert key in f, key
     bad = {k: v for k, v in f.items() if not math.isfinite(v)}
     assert bad == {}

@@ -11,7 +11,9 @@ from clihelp import mc, snapshot
 
 def numeric_answers(path: Path, text_of) -> Path:
     """2 models x 10 prompts of short numeric answers."""
-    rows = [{"prompt": f"What is {p} and a half, rounded?", "model": m, "text": text_of(m, p)} for m in ("a", "b") for p in range(10)]
+    rows = [
+        {"prompt": f"What is {p} and a half, rounded?", "model": m, "text": text_of(m, p)} for m in ("a", "b") for p in range(10)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -27,7 +29,7 @@ def test_measure_with_tfidf_on_short_numeric_answers(tmp_path):
     assert "tfidf: 12 SVD components instead of 256, all this corpus allows (20 distinct texts, 12 character trigrams" in out, out
     code, out = mc("measure", store, "--embedder", "tfidf", "-B", "20", "--json")  # vectors from the store now
     assert code == 0, out
-    summary = json.loads(out[out.index("{"):])
+    summary = json.loads(out[out.index("{") :])
     assert summary["embedding_dim"] == 12 and summary["embedder"].startswith("tfidf:char3:svd256:")
     assert "tfidf: 12 SVD components instead of 256, all this corpus allows" in summary["notes"]
     assert summary["voices"]["prompts"] == 10

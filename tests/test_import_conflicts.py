@@ -88,16 +88,23 @@ def test_csv_unbalanced_quote_names_the_line_it_opened(tmp_path):
 
 def test_csv_multiline_fields_still_import(tmp_path):
     path = tmp_path / "ok.csv"
-    pd.DataFrame([{"prompt": "P", "model": "m", "text": "line one\nline two\n\nline four, with \"quotes\""}] * 1
-                 + [{"prompt": "Q", "model": "m", "text": "short"}]).to_csv(path, index=False)
+    pd.DataFrame(
+        [{"prompt": "P", "model": "m", "text": 'line one\nline two\n\nline four, with "quotes"'}] * 1
+        + [{"prompt": "Q", "model": "m", "text": "short"}]
+    ).to_csv(path, index=False)
     code, out = mc("import", "csv", path, "--store", tmp_path / "s.duckdb")
     assert code == 0 and "2 new" in out, out
 
 
 # -- 4: one prompt id for two texts; and rm ---------------------------------------------------------
 def test_prompt_id_reused_within_a_file_is_refused(tmp_path):
-    path = jsonl(tmp_path / "a.jsonl", [{"prompt_id": "q1", "prompt": "Name a colour.", "model": "m", "text": "a"},
-                                        {"prompt_id": "q1", "prompt": "Name a fruit.", "model": "m", "text": "b"}])
+    path = jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"prompt_id": "q1", "prompt": "Name a colour.", "model": "m", "text": "a"},
+            {"prompt_id": "q1", "prompt": "Name a fruit.", "model": "m", "text": "b"},
+        ],
+    )
     code, out = mc("import", "jsonl", path, "--store", tmp_path / "s.duckdb")
     assert code == 2 and "'q1'" in out and "Name a colour." in out and "Name a fruit." in out and f"{path}:2" in out, out
 
@@ -109,7 +116,9 @@ def test_prompt_id_reused_across_imports_is_refused(tmp_path):
     (res / "model_outputs.json").write_text(json.dumps([{"instruction": "Write a poem.", "output": "o", "generator": "m1"}]))
     res2 = tmp_path / "set2" / "m2"
     res2.mkdir(parents=True)
-    (res2 / "model_outputs.json").write_text(json.dumps([{"instruction": "Write a song " + "x" * 200, "output": "o", "generator": "m2"}]))
+    (res2 / "model_outputs.json").write_text(
+        json.dumps([{"instruction": "Write a song " + "x" * 200, "output": "o", "generator": "m2"}])
+    )
     assert mc("import", "alpaca-eval", res.parent, "--store", store)[0] == 0
     before = snapshot(store)
     code, out = mc("import", "alpaca-eval", res2.parent, "--store", store)
@@ -121,7 +130,10 @@ def test_prompt_id_reused_across_imports_is_refused(tmp_path):
 # -- 9: sample indices beyond any sane range ----------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_huge_sample_index_is_a_clear_error(tmp_path, fmt):
-    rows = [{"prompt": "P", "model": "m", "text": "a", "sample_index": 0}, {"prompt": "P", "model": "m", "text": "b", "sample_index": 2**31}]
+    rows = [
+        {"prompt": "P", "model": "m", "text": "a", "sample_index": 0},
+        {"prompt": "P", "model": "m", "text": "b", "sample_index": 2**31},
+    ]
     path = tmp_path / f"t.{fmt}"
     jsonl(path, rows) if fmt == "jsonl" else pd.DataFrame(rows).to_parquet(path)
     code, out = mc("import", fmt, path, "--store", tmp_path / "s.duckdb")
@@ -148,7 +160,9 @@ def test_directories_where_files_are_expected(tmp_path):
     suite_dir = tmp_path / "suite.jsonl"
     suite_dir.mkdir()
     study = tmp_path / "study.yaml"
-    study.write_text(f"name: s\nstore: {tmp_path / 'other.duckdb'}\nmodels:\n  - {{name: m, backend: openai, model: x, params: {{base_url: 'http://127.0.0.1:9/v1', api_key_env: none}}}}\nsuites:\n  - name: {suite_dir}\n")
+    study.write_text(
+        f"name: s\nstore: {tmp_path / 'other.duckdb'}\nmodels:\n  - {{name: m, backend: openai, model: x, params: {{base_url: 'http://127.0.0.1:9/v1', api_key_env: none}}}}\nsuites:\n  - name: {suite_dir}\n"
+    )
     cases = [
         ("import", "arena-hard", tmp_path / "bench", "-o", f"questions={d}", "--store", store),
         ("run", d),
@@ -178,7 +192,10 @@ def test_export_under_a_file_is_a_clear_error(tmp_path):
 
 # -- 17: wording -------------------------------------------------------------------------------------
 def test_error_wordings(tmp_path):
-    rows = [{"prompt": "P", "model": "m", "text": "a", "sample_index": 1}, {"prompt": "P", "model": "m", "text": "b", "sample_index": 1}]
+    rows = [
+        {"prompt": "P", "model": "m", "text": "a", "sample_index": 1},
+        {"prompt": "P", "model": "m", "text": "b", "sample_index": 1},
+    ]
     code, out = mc("import", "jsonl", jsonl(tmp_path / "d.jsonl", rows))
     assert code == 2 and "add a sample_index column" not in out and "sample_index" in out, out
     rows = [{"prompt": "P", "model": "m", "text": "a"}] * 2
@@ -204,9 +221,11 @@ def test_error_wordings(tmp_path):
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_group_column_is_stored_as_the_prompts_group(tmp_path, fmt):
     store = tmp_path / "s.duckdb"
-    rows = [{"prompt": "Hello?", "model": "m", "text": "a", "topic": "greet"},
-            {"prompt": "Bonjour ?", "model": "m", "text": "b", "topic": "greet"},
-            {"prompt": "Why?", "model": "m", "text": "c", "topic": ""}]
+    rows = [
+        {"prompt": "Hello?", "model": "m", "text": "a", "topic": "greet"},
+        {"prompt": "Bonjour ?", "model": "m", "text": "b", "topic": "greet"},
+        {"prompt": "Why?", "model": "m", "text": "c", "topic": ""},
+    ]
     path = tmp_path / f"g.{fmt}"
     if fmt == "jsonl":
         jsonl(path, rows)
@@ -223,8 +242,10 @@ def test_group_column_is_stored_as_the_prompts_group(tmp_path, fmt):
 
 def test_group_conflicts_are_refused_and_replace_regroups(tmp_path):
     store = tmp_path / "s.duckdb"
-    two = jsonl(tmp_path / "two.jsonl", [{"prompt": "P", "model": "m", "text": "a", "group": "g1"},
-                                         {"prompt": "P", "model": "n", "text": "b", "group": "g2"}])
+    two = jsonl(
+        tmp_path / "two.jsonl",
+        [{"prompt": "P", "model": "m", "text": "a", "group": "g1"}, {"prompt": "P", "model": "n", "text": "b", "group": "g2"}],
+    )
     code, out = mc("import", "jsonl", two, "--store", store)
     assert code == 2 and f"{two}:2" in out and "'g1'" in out and "'g2'" in out, out
     one = jsonl(tmp_path / "one.jsonl", [{"prompt": "P", "model": "m", "text": "a", "group": "g1"}])

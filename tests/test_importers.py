@@ -65,7 +65,13 @@ def test_alpaca_eval_real(shared_data, store_path):
         empty = g[g["text"] == ""]
         assert list(empty["model"]) == ["text_davinci_003", "text_davinci_003"]
         assert set(g["prompt_id"]) == {f"alpaca-{i}" for i in range(805)}
-        assert Counter(store.prompts()["category"]) == {"selfinstruct": 252, "oasst": 188, "koala": 156, "helpful_base": 129, "vicuna": 80}
+        assert Counter(store.prompts()["category"]) == {
+            "selfinstruct": 252,
+            "oasst": 188,
+            "koala": 156,
+            "helpful_base": 129,
+            "vicuna": 80,
+        }
 
         again = import_records(store, alpaca_eval.read(results), "alpaca_eval")
         assert (again["new"], again["unchanged"]) == (0, 22_540)
@@ -142,7 +148,7 @@ ROWS = [
     {"prompt_id": "q1", "prompt": "Name a colour.", "model": "m1", "text": "Red."},
     {"prompt_id": "q1", "prompt": "Name a colour.", "model": "m2", "text": "Green."},
     {"prompt_id": "q2", "prompt": "Name a fruit,\nplease.", "model": "m1", "text": ""},
-    {"prompt_id": "q2", "prompt": "Name a fruit,\nplease.", "model": "m2", "text": "Pear, \"ripe\"."},
+    {"prompt_id": "q2", "prompt": "Name a fruit,\nplease.", "model": "m2", "text": 'Pear, "ripe".'},
 ]
 RENAMES = {"prompt_id": "qid", "prompt": "instruction", "model": "generator", "text": "output"}
 
@@ -211,10 +217,14 @@ def test_tabular_missing_column(tmp_path, fmt):
 
 
 def test_tabular_non_string_text(tmp_path):
-    path = write_table(tmp_path, "parquet", [{"prompt": "P", "model": "m", "text": "ok"}, {"prompt": "Q", "model": "m", "text": None}])
+    path = write_table(
+        tmp_path, "parquet", [{"prompt": "P", "model": "m", "text": "ok"}, {"prompt": "Q", "model": "m", "text": None}]
+    )
     with pytest.raises(UserError, match=r"t\.parquet: row 2: 'text' must be a string"):
         tabular.read_parquet(path)
-    path = write_jsonl(tmp_path / "n.jsonl", [{"prompt": "P", "model": "m", "text": "ok"}, {"prompt": "Q", "model": "m", "text": 5}])
+    path = write_jsonl(
+        tmp_path / "n.jsonl", [{"prompt": "P", "model": "m", "text": "ok"}, {"prompt": "Q", "model": "m", "text": 5}]
+    )
     with pytest.raises(UserError, match=r"n\.jsonl:2: 'text' must be a string, got a number"):
         tabular.read_jsonl(path)
     path = tmp_path / "n.csv"
@@ -234,8 +244,17 @@ def test_tabular_bad_mapping(tmp_path):
 # -- the other formats on small files ------------------------------------------------------------------
 def test_alpaca_eval_small(tmp_path):
     res = tmp_path / "results"
-    write = lambda d, rows: ((res / d).mkdir(parents=True, exist_ok=True), (res / d / "model_outputs.json").write_text(json.dumps(rows, indent=2), encoding="utf-8"))
-    write("a", [{"instruction": "X", "output": "1", "generator": "model-a", "dataset": "s"}, {"instruction": "Y", "output": "", "generator": "model-a", "dataset": "s"}])
+    write = lambda d, rows: (
+        (res / d).mkdir(parents=True, exist_ok=True),
+        (res / d / "model_outputs.json").write_text(json.dumps(rows, indent=2), encoding="utf-8"),
+    )
+    write(
+        "a",
+        [
+            {"instruction": "X", "output": "1", "generator": "model-a", "dataset": "s"},
+            {"instruction": "Y", "output": "", "generator": "model-a", "dataset": "s"},
+        ],
+    )
     # no generator: the folder names the model; a repeated instruction is a second sample
     write("b", [{"instruction": "X", "output": "2"}, {"instruction": "X ", "output": "3"}, {"instruction": "Y", "output": "4"}])
     records = alpaca_eval.read(res)
@@ -255,15 +274,28 @@ def test_alpaca_eval_small(tmp_path):
 
 
 def arena_v01(root: Path, *, extra_answer: dict | None = None) -> Path:
-    write_jsonl(root / "question.jsonl", [
-        {"question_id": "q1", "category": "arena-hard-v0.1", "cluster": "Coding", "turns": [{"content": "Write a loop."}]},
-        {"question_id": "q2", "category": "arena-hard-v0.1", "cluster": "Maths", "turns": [{"content": "Prove it."}]},
-    ])
+    write_jsonl(
+        root / "question.jsonl",
+        [
+            {"question_id": "q1", "category": "arena-hard-v0.1", "cluster": "Coding", "turns": [{"content": "Write a loop."}]},
+            {"question_id": "q2", "category": "arena-hard-v0.1", "cluster": "Maths", "turns": [{"content": "Prove it."}]},
+        ],
+    )
+
     def ans(qid, model_id, *turns):
-        return {"question_id": qid, "answer_id": f"{model_id}-{qid}", "model_id": model_id, "tstamp": 1.0,
-                "choices": [{"index": 0, "turns": [{"content": t, "token_len": len(t)} for t in turns]}]}
+        return {
+            "question_id": qid,
+            "answer_id": f"{model_id}-{qid}",
+            "model_id": model_id,
+            "tstamp": 1.0,
+            "choices": [{"index": 0, "turns": [{"content": t, "token_len": len(t)} for t in turns]}],
+        }
+
     write_jsonl(root / "model_answer" / "org-m1.jsonl", [ans("q1", "org/m1", "for ...", "and again"), ans("q2", "org/m1", "QED")])
-    write_jsonl(root / "model_answer" / "m2.jsonl", [ans("q1", "m2", "while ..."), ans("q2", "m2", "")] + ([extra_answer] if extra_answer else []))
+    write_jsonl(
+        root / "model_answer" / "m2.jsonl",
+        [ans("q1", "m2", "while ..."), ans("q2", "m2", "")] + ([extra_answer] if extra_answer else []),
+    )
     return root
 
 
@@ -272,8 +304,10 @@ def test_arena_hard_v01_layout(tmp_path):
     for path in (root, root / "model_answer"):
         records = arena_hard.read(path)
         assert sorted((r.model, r.prompt, r.text, r.category) for r in records) == [
-            ("m2", "Prove it.", "", "Maths"), ("m2", "Write a loop.", "while ...", "Coding"),
-            ("org-m1", "Prove it.", "QED", "Maths"), ("org-m1", "Write a loop.", "for ...", "Coding"),
+            ("m2", "Prove it.", "", "Maths"),
+            ("m2", "Write a loop.", "while ...", "Coding"),
+            ("org-m1", "Prove it.", "QED", "Maths"),
+            ("org-m1", "Write a loop.", "for ...", "Coding"),
         ]
         assert sum(r.meta["n_turns"] > 1 for r in records) == 1
         assert {r.meta["model_id"] for r in records if r.model == "org-m1"} == {"org/m1"}
@@ -288,12 +322,18 @@ def test_arena_hard_v01_layout(tmp_path):
 def test_noveltybench_small(tmp_path):
     def line(i, model, gens, **kw):
         return {"id": f"c-{i}", "prompt": f"Prompt {i}", "model": model, "generations": gens, **kw}
+
     write_jsonl(tmp_path / "nb" / "plain.jsonl", [line(1, "g", ["a", "b"], partition=[0, 0])])
     write_jsonl(tmp_path / "nb" / "fancy.jsonl", [line(1, "g", ["c", "d"], partition=[0, 1])])
     write_jsonl(tmp_path / "nb" / "people.jsonl", [line(1, "human", ["e"])])
     records = noveltybench.read(tmp_path / "nb")
     assert sorted((r.model, r.sample_index, r.text, r.meta.get("partition_label")) for r in records) == [
-        ("fancy", 0, "c", 0), ("fancy", 1, "d", 1), ("people", 0, "e", None), ("plain", 0, "a", 0), ("plain", 1, "b", 0)]
+        ("fancy", 0, "c", 0),
+        ("fancy", 1, "d", 1),
+        ("people", 0, "e", None),
+        ("plain", 0, "a", 0),
+        ("plain", 1, "b", 0),
+    ]
     # a file holding several models, and the evaluation layout's scores.jsonl, keep the model field
     write_jsonl(tmp_path / "mixed" / "both.jsonl", [line(1, "g", ["a"]), line(1, "h", ["b"])])
     write_jsonl(tmp_path / "mixed" / "run" / "scores.jsonl", [line(2, "gemini", ["c"])])
@@ -333,7 +373,9 @@ def bad_file(tmp_path: Path, fmt: str, problem: str | None) -> tuple[Path, Path,
         body = f"[\n{good}" + (f",\n{second}" if second else "") + "\n]\n"
     else:
         if fmt == "arena-hard":
-            write_jsonl(tmp_path / "question.jsonl", [{"question_id": "q1", "turns": ["P"]}, {"question_id": "q2", "turns": ["Q"]}])
+            write_jsonl(
+                tmp_path / "question.jsonl", [{"question_id": "q1", "turns": ["P"]}, {"question_id": "q2", "turns": ["Q"]}]
+            )
             target, path = tmp_path / "model_answer" / "m.jsonl", tmp_path
         else:
             target = path = tmp_path / "in" / "data.jsonl"
@@ -362,6 +404,10 @@ def test_bad_input_names_file_and_line_and_leaves_store_unchanged(tmp_path, stor
             assert "empty" in msg
         else:
             assert f"{target}:{line}:" in msg
-            expect = {"non-json": "not valid JSON", "missing-field": f"missing field '{REQUIRED_FIELD[fmt]}'", "non-utf8": "not valid UTF-8"}[problem]
+            expect = {
+                "non-json": "not valid JSON",
+                "missing-field": f"missing field '{REQUIRED_FIELD[fmt]}'",
+                "non-utf8": "not valid UTF-8",
+            }[problem]
             assert expect in msg
         assert counts(store) == before

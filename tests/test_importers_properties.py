@@ -30,7 +30,14 @@ from hypothesis import strategies as st
 from monoculture.importers import Imported, import_records
 from monoculture.store import Store
 
-SETTINGS = settings(max_examples=6, deadline=None, derandomize=True, database=None, print_blob=False, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 MAX_INDEX = 2**31 - 1
 
 # -- the store every example starts from -------------------------------------------------------------
@@ -48,7 +55,9 @@ def seed_store(tmp_path_factory) -> tuple[Path, dict, set]:
 
 def rows_of(store: Path) -> set[tuple]:
     with Store(store, read_only=True) as s:
-        got = s.con.execute("SELECT g.model, p.text, g.sample_index, g.text FROM generations g JOIN prompts p USING (prompt_key)").fetchall()
+        got = s.con.execute(
+            "SELECT g.model, p.text, g.sample_index, g.text FROM generations g JOIN prompts p USING (prompt_key)"
+        ).fetchall()
     return {(m, p.strip(), i, t) for m, p, i, t in got}
 
 
@@ -56,11 +65,23 @@ class Invalid(Exception):
     """The reference parser's verdict: this input is not importable."""
 
 
-def check(seed_store: tuple[Path, dict, set], fmt: str, target: Path, reference, *, clean: bool, files: list[Path], args=()) -> None:
+def check(
+    seed_store: tuple[Path, dict, set], fmt: str, target: Path, reference, *, clean: bool, files: list[Path], args=()
+) -> None:
     """Run the import on a copy of the seed store and check the property."""
     try:
         expected = reference()
-    except (Invalid, ValueError, KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError, csv.Error, UnicodeDecodeError):
+    except (
+        Invalid,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        json.JSONDecodeError,
+        csv.Error,
+        UnicodeDecodeError,
+    ):
         expected = None
     with tempfile.TemporaryDirectory() as d:
         store = Path(d) / "s.duckdb"
@@ -78,12 +99,17 @@ def check(seed_store: tuple[Path, dict, set], fmt: str, target: Path, reference,
             assert any(str(f) in out for f in files) or str(target) in out, f"the error names no file: {out}"
             for f in files:
                 for n in re.findall(re.escape(str(f)) + r":(\d+)", out):
-                    assert 1 <= int(n) <= max(1, len(io.StringIO(f.read_bytes().decode("utf-8", "replace"), newline="").readlines())), out
+                    assert (
+                        1 <= int(n) <= max(1, len(io.StringIO(f.read_bytes().decode("utf-8", "replace"), newline="").readlines()))
+                    ), out
 
 
 # -- strategies -----------------------------------------------------------------------------------------
-AWKWARD = st.sampled_from(list('",;\n\r\t \\\'{}[]') + ["\r\n", "é", "中文", "ا", "\u2028", "\x1f", "NaN", "null"])
-TEXT = st.lists(st.one_of(AWKWARD, st.text(st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"), max_size=6)), max_size=5).map("".join)
+AWKWARD = st.sampled_from(list("\",;\n\r\t \\'{}[]") + ["\r\n", "é", "中文", "ا", "\u2028", "\x1f", "NaN", "null"])
+TEXT = st.lists(
+    st.one_of(AWKWARD, st.text(st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"), max_size=6)),
+    max_size=5,
+).map("".join)
 PROMPT = TEXT.filter(lambda s: bool(s.strip()))
 MODEL = st.sampled_from(["m1", "m2", 'model, "quoted"', "中文模型"])
 
@@ -112,7 +138,9 @@ def table(draw, damage: str | None) -> tuple[list[dict], str | None]:
         rows.append(r)
     i = draw(st.integers(0, n - 1))
     if damage == "type":
-        rows[i][draw(st.sampled_from(["prompt", "model", "text"]))] = draw(st.sampled_from([None, 5, 1.5, True, float("nan"), ["x"]]))
+        rows[i][draw(st.sampled_from(["prompt", "model", "text"]))] = draw(
+            st.sampled_from([None, 5, 1.5, True, float("nan"), ["x"]])
+        )
     elif damage == "index":
         rows[i]["sample_index"] = draw(st.sampled_from([-1, 2**31, 2**40, 1.5, "x", MAX_INDEX]))
     elif damage == "conflict":
@@ -139,7 +167,11 @@ def tabular_reference(records: list[dict]) -> set[tuple]:
         si = r.get("sample_index")
         if si is None or (isinstance(si, float) and math.isnan(si)):
             si = counts.get(key, 0)
-        elif isinstance(si, bool) or not (isinstance(si, int) or isinstance(si, float) and si.is_integer()) or not 0 <= si <= MAX_INDEX:
+        elif (
+            isinstance(si, bool)
+            or not (isinstance(si, int) or isinstance(si, float) and si.is_integer())
+            or not 0 <= si <= MAX_INDEX
+        ):
             raise Invalid
         counts[key] = counts.get(key, 0) + 1
         pid = r.get("prompt_id")
@@ -163,7 +195,7 @@ def damage_bytes(data: bytes, how: str | None, pos: int) -> bytes:
         return data[: pos % max(1, len(data))]
     if how == "drop-quote":
         q = [i for i, b in enumerate(data) if b == ord('"')]
-        return data if not q else data[: q[pos % len(q)]] + data[q[pos % len(q)] + 1:]
+        return data if not q else data[: q[pos % len(q)]] + data[q[pos % len(q)] + 1 :]
     if how == "bad-byte":
         p = pos % max(1, len(data))
         return data[:p] + b"\xff" + data[p:]
@@ -203,7 +235,9 @@ def test_csv_property(seed_store, damage, data, delim, crlf, how, pos):
         buf = io.StringIO()
         # csv.writer quotes a field holding a character of its line terminator only: with "\n" a
         # lone "\r" would go out bare (and read back as a line end), so quote everything then
-        w = csv.writer(buf, delimiter=delim, lineterminator="\r\n" if crlf else "\n", quoting=csv.QUOTE_MINIMAL if crlf else csv.QUOTE_ALL)
+        w = csv.writer(
+            buf, delimiter=delim, lineterminator="\r\n" if crlf else "\n", quoting=csv.QUOTE_MINIMAL if crlf else csv.QUOTE_ALL
+        )
         w.writerow(cols)
         for r in rows:
             w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
@@ -250,7 +284,13 @@ def test_parquet_property(seed_store, damage, data):
 
         def reference():
             df = pd.read_parquet(path)
-            recs = [{k: (None if v is None or isinstance(v, float) and math.isnan(v) and k in ("prompt_id", "sample_index") else v) for k, v in r.items()} for r in df.to_dict("records")]
+            recs = [
+                {
+                    k: (None if v is None or isinstance(v, float) and math.isnan(v) and k in ("prompt_id", "sample_index") else v)
+                    for k, v in r.items()
+                }
+                for r in df.to_dict("records")
+            ]
             for r in recs:
                 if isinstance(r.get("sample_index"), float):
                     if not r["sample_index"].is_integer():
@@ -275,7 +315,8 @@ def test_alpaca_eval_property(seed_store, damage, data, how, pos):
         by_model: dict = {}
         for r in rows:
             by_model.setdefault(r["model"] if isinstance(r["model"], str) else "m1", []).append(
-                {"instruction": r["prompt"], "output": r["text"], "generator": r["model"], "dataset": "set"})
+                {"instruction": r["prompt"], "output": r["text"], "generator": r["model"], "dataset": "set"}
+            )
         for k, (m, outs) in enumerate(by_model.items()):
             f = root / f"folder{k}" / "model_outputs.json"
             f.parent.mkdir(parents=True)
@@ -289,12 +330,20 @@ def test_alpaca_eval_property(seed_store, damage, data, how, pos):
                 items = json.loads(f.read_bytes().decode("utf-8"))
                 if not isinstance(items, list) or not items:
                     raise Invalid
-                stripped = [o["instruction"].strip() if isinstance(o, dict) and isinstance(o.get("instruction"), str) else None for o in items]
+                stripped = [
+                    o["instruction"].strip() if isinstance(o, dict) and isinstance(o.get("instruction"), str) else None
+                    for o in items
+                ]
                 unique = len(set(stripped)) == len(stripped)
                 counts: dict = {}
                 for pos_, o in enumerate(items):
                     ins, outp, gen = o["instruction"], o["output"], o.get("generator")
-                    if not isinstance(ins, str) or not isinstance(outp, str) or not ins.strip() or (gen is not None and not isinstance(gen, str)):
+                    if (
+                        not isinstance(ins, str)
+                        or not isinstance(outp, str)
+                        or not ins.strip()
+                        or (gen is not None and not isinstance(gen, str))
+                    ):
                         raise Invalid
                     model = gen or f.parent.name
                     if unique and texts_by_id.setdefault(f"alpaca-{pos_}", ins.strip()) != ins.strip():
@@ -306,7 +355,14 @@ def test_alpaca_eval_property(seed_store, damage, data, how, pos):
                     out.add((model, ins.strip(), si, outp))
             return out
 
-        check(seed_store, "alpaca-eval", root, reference, clean=damage in (None, "duplicate") and how is None and len(by_model) == 1, files=files)
+        check(
+            seed_store,
+            "alpaca-eval",
+            root,
+            reference,
+            clean=damage in (None, "duplicate") and how is None and len(by_model) == 1,
+            files=files,
+        )
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
@@ -358,7 +414,12 @@ def test_arena_hard_property(seed_store, damage, data, how, pos, v01):
                         turn = ch["turns"][0]
                         text = turn["content"] if isinstance(turn, dict) else turn
                         idx = ch["index"]
-                        if not isinstance(text, str) or isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx <= MAX_INDEX:
+                        if (
+                            not isinstance(text, str)
+                            or isinstance(idx, bool)
+                            or not isinstance(idx, int)
+                            or not 0 <= idx <= MAX_INDEX
+                        ):
                             raise Invalid
                         row = (f.stem, qs[a["question_id"]].strip(), idx, text)
                         if any(o[:3] == row[:3] for o in out):
@@ -366,21 +427,38 @@ def test_arena_hard_property(seed_store, damage, data, how, pos, v01):
                         out.add(row)
             return out
 
-        check(seed_store, "arena-hard", root, reference, clean=damage in (None, "conflict", "reused-id") and how is None, files=files)
+        check(
+            seed_store,
+            "arena-hard",
+            root,
+            reference,
+            clean=damage in (None, "conflict", "reused-id") and how is None,
+            files=files,
+        )
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
 @SETTINGS
-@given(data=st.data(), how=BYTE_DAMAGE, pos=st.integers(0, 10_000), stem=st.sampled_from(["gpt-4o", "gpt-4o-paraphrase", "scores"]))
+@given(
+    data=st.data(), how=BYTE_DAMAGE, pos=st.integers(0, 10_000), stem=st.sampled_from(["gpt-4o", "gpt-4o-paraphrase", "scores"])
+)
 def test_noveltybench_property(seed_store, damage, data, how, pos, stem):
     rows, damage = data.draw(table(damage))
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / f"{stem}.jsonl"
         lines: dict = {}
         for r in rows:
-            key = (r["prompt"] if isinstance(r["prompt"], str) else str(r["prompt"]), r["model"] if isinstance(r["model"], str) else "m1")
-            lines.setdefault(key, {"id": r.get("prompt_id"), "prompt": r["prompt"], "model": r["model"], "generations": []})["generations"].append(r["text"])
-        data = "".join(json.dumps({k: v for k, v in obj.items() if v is not None or k != "id"}, ensure_ascii=False) + "\n" for obj in lines.values()).encode()
+            key = (
+                r["prompt"] if isinstance(r["prompt"], str) else str(r["prompt"]),
+                r["model"] if isinstance(r["model"], str) else "m1",
+            )
+            lines.setdefault(key, {"id": r.get("prompt_id"), "prompt": r["prompt"], "model": r["model"], "generations": []})[
+                "generations"
+            ].append(r["text"])
+        data = "".join(
+            json.dumps({k: v for k, v in obj.items() if v is not None or k != "id"}, ensure_ascii=False) + "\n"
+            for obj in lines.values()
+        ).encode()
         path.write_bytes(damage_bytes(data, how, pos))
 
         def reference():
@@ -389,7 +467,13 @@ def test_noveltybench_property(seed_store, damage, data, how, pos, stem):
             out, ids = set(), {}
             for o in objs:
                 p, m, gens = o["prompt"], o["model"], o["generations"]
-                if not isinstance(p, str) or not isinstance(m, str) or not p.strip() or not m.strip() or not all(isinstance(g, str) for g in gens):
+                if (
+                    not isinstance(p, str)
+                    or not isinstance(m, str)
+                    or not p.strip()
+                    or not m.strip()
+                    or not all(isinstance(g, str) for g in gens)
+                ):
                     raise Invalid
                 pid = o.get("id")
                 if pid is not None and ids.setdefault(str(pid), p.strip()) != p.strip():
@@ -405,4 +489,3 @@ def test_noveltybench_property(seed_store, damage, data, how, pos, stem):
 
         clean = damage in (None, "index", "duplicate") and how is None
         check(seed_store, "noveltybench", path, reference, clean=clean, files=[path])
-

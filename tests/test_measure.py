@@ -16,7 +16,20 @@ from monoculture.importers import Imported, import_records
 from monoculture.measure import load_results, measure
 from monoculture.store import Store
 
-TOPICS = ["the sea", "a mountain", "bread", "winter", "a library", "trains", "music", "gardens", "the moon", "rivers", "cities", "chess"]
+TOPICS = [
+    "the sea",
+    "a mountain",
+    "bread",
+    "winter",
+    "a library",
+    "trains",
+    "music",
+    "gardens",
+    "the moon",
+    "rivers",
+    "cities",
+    "chess",
+]
 
 
 def answers(model: str, style: str, k: int = 2) -> list[Imported]:
@@ -67,7 +80,16 @@ def test_rerun_embeds_nothing_and_labels_by_embedder(store, tmp_path):
 
 def test_summary_has_the_documented_keys(store):
     s = measure(store, embedder="tfidf", n_boot=100, show_progress=False).summary
-    for key in ("models", "similarity_matrix", "within_model_similarity", "off_prompt_floor", "voices", "leave_one_out", "groups", "embedder"):
+    for key in (
+        "models",
+        "similarity_matrix",
+        "within_model_similarity",
+        "off_prompt_floor",
+        "voices",
+        "leave_one_out",
+        "groups",
+        "embedder",
+    ):
         assert key in s, key
     assert s["models"] == ["lister", "poet-a", "poet-b", "pundit"]
     C = np.array(s["similarity_matrix"], dtype=float)
@@ -125,15 +147,39 @@ def test_cli_json_and_errors(store, tmp_path):
     path = str(store.path)
     store.close()
     env = {**os.environ, "COLUMNS": "200"}
-    r = subprocess.run([sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "-B", "50", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "-B", "50", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["models"] == ["lister", "poet-a", "poet-b", "pundit"] and d["calibrated"] is True
-    r = subprocess.run([sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "nosuch"], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "nosuch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 2 and "unknown embedder 'nosuch'" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "--groups", "nosuchattr"], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "--groups", "nosuchattr"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 2 and "nosuchattr" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "-B", "50"], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "-B", "50"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0 and "voices per prompt" in r.stdout and "leave-one-out" in r.stdout
 
 
@@ -142,8 +188,13 @@ def test_cli_json_carries_mu_and_the_floor_check(store):
     norm and a digest of the float32 vector that is stored) beside the off-prompt-floor check."""
     path = str(store.path)
     store.close()
-    r = subprocess.run([sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "-B", "50", "--json"],
-                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "monoculture.cli", "measure", path, "--embedder", "tfidf", "-B", "50", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["calibrated"] is True and d["mu"] is not None
@@ -189,7 +240,9 @@ def test_center_from_matches_the_embedder_and_refuses_tfidf(store, tmp_path):
     assert r.returncode == 2 and f"no calibrated measurement with embedder {st_b!r}" in r.stderr, r.stderr
     r = subprocess.run(base + ["--embedder", "tfidf"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2 and "tfidf embedder is fitted to each corpus" in r.stderr, r.stderr
-    r = subprocess.run(base + ["--embedder", st_b, "--center-label", first.label], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        base + ["--embedder", st_b, "--center-label", first.label], capture_output=True, text=True, env=env, timeout=300
+    )
     assert r.returncode == 2 and "a mean is only valid for its own embedder" in r.stderr, r.stderr
     assert _snapshot(path) == before  # nothing embedded, nothing measured
 
@@ -225,7 +278,7 @@ def test_reference_is_reported_above_the_floor_with_the_difference(store, tmp_pa
     path = store.path
     store.close()
     html = build_report(path, tmp_path / "r.html").path.read_text(encoding="utf-8")
-    line = html[html.index("Against the reference"):]
+    line = html[html.index("Against the reference") :]
     line = line[: line.index("</p>")]
     assert "pundit" in line and "difference" in line
     assert ("ratio withheld" in line) if ratio["unstable"] else ("above the off-prompt floor" in line)

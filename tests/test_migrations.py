@@ -31,7 +31,10 @@ def old_store(tmp_path) -> Path:
 def _legacy_rows(path: Path) -> dict[str, tuple]:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return {r[0]: r[1:] for r in con.execute("SELECT label, summary, tables, settings, mu, created_at FROM measure_runs").fetchall()}
+        return {
+            r[0]: r[1:]
+            for r in con.execute("SELECT label, summary, tables, settings, mu, created_at FROM measure_runs").fetchall()
+        }
     finally:
         con.close()
 
@@ -111,7 +114,9 @@ def test_a_failing_migration_leaves_the_old_store_as_it_was(old_store, monkeypat
         Store(old_store)
     assert _legacy_rows(old_store) == before  # the JSON rows are still there, untouched
     con = duckdb.connect(str(old_store), read_only=True)
-    assert not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'result_%' OR table_name = 'measure_tables'").fetchone()[0]
+    assert not con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'result_%' OR table_name = 'measure_tables'"
+    ).fetchone()[0]
     con.close()
     monkeypatch.setattr(R, "write_frame", real)
     with Store(old_store) as st:

@@ -28,16 +28,27 @@ STYLES = {
     "pundit": "In my view, {t} matters because people need it (take {i}).",
     "human": "Honestly I just like {t}, number {i} on my list.",
 }
-ATTRS = {"poet-a": {"family": "poets"}, "poet-b": {"family": "poets", "base_model": "poet-a"},
-         "lister": {"family": "listers"}, "pundit": {"family": "pundits"}, "human": {"family": "people"}}
+ATTRS = {
+    "poet-a": {"family": "poets"},
+    "poet-b": {"family": "poets", "base_model": "poet-a"},
+    "lister": {"family": "listers"},
+    "pundit": {"family": "pundits"},
+    "human": {"family": "people"},
+}
 
 
 def make_store(path) -> Store:
     st = Store(path)
-    recs = [Imported(m, f"{p}", f"Tell me about {t}.", fmt.format(t=t, i=i), sample_index=i)  # ids "0".."7": numbers-as-text
-            for m, fmt in STYLES.items() for p, t in enumerate(TOPICS) for i in range(2)]
+    recs = [
+        Imported(m, f"{p}", f"Tell me about {t}.", fmt.format(t=t, i=i), sample_index=i)  # ids "0".."7": numbers-as-text
+        for m, fmt in STYLES.items()
+        for p, t in enumerate(TOPICS)
+        for i in range(2)
+    ]
     import_records(st, recs, "jsonl")
-    st.upsert_models([{"name": m, "backend": "import", "model_id": m, "source": "jsonl", "attributes": a} for m, a in ATTRS.items()])
+    st.upsert_models(
+        [{"name": m, "backend": "import", "model_id": m, "source": "jsonl", "attributes": a} for m, a in ATTRS.items()]
+    )
     return st
 
 
@@ -55,8 +66,21 @@ def _same(a: pd.DataFrame, b: pd.DataFrame, name: str) -> None:
 
 
 def test_every_table_of_a_real_measurement_round_trips(store):
-    m = measure(store, embedder="tfidf", n_boot=30, groups=["family"], what_if_removed=["poets"], reference="human", show_progress=False)
-    assert {"per_model", "similarity", "similarity_prompts", "per_prompt", "loo_per_prompt", "groups", "lexical", "pairwise_auc", "lineage", "accent"} <= set(m.tables)
+    m = measure(
+        store, embedder="tfidf", n_boot=30, groups=["family"], what_if_removed=["poets"], reference="human", show_progress=False
+    )
+    assert {
+        "per_model",
+        "similarity",
+        "similarity_prompts",
+        "per_prompt",
+        "loo_per_prompt",
+        "groups",
+        "lexical",
+        "pairwise_auc",
+        "lineage",
+        "accent",
+    } <= set(m.tables)
     back = load_results(store, m.label)
     assert list(back.tables) == list(m.tables)
     for name, df in m.tables.items():
@@ -64,19 +88,41 @@ def test_every_table_of_a_real_measurement_round_trips(store):
     assert back.tables["per_prompt"].index[0] == "0"  # an id that looks like a number stays text
     assert back.summary == json.loads(json.dumps(back.summary)) and back.summary["voices"] == pytest.approx(m.summary["voices"])
     # real typed tables, readable with SQL
-    sql_table, = store.con.execute("SELECT sql_table FROM measure_tables WHERE label = ? AND name = 'per_model'", [m.label]).fetchone()
-    types = dict(store.con.execute(f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{sql_table}'").fetchall())
-    assert types["model"] == "VARCHAR" and types["responses"] == "BIGINT" and types["W"] == "DOUBLE" and types["indistinguishable"] == "BOOLEAN"
+    (sql_table,) = store.con.execute(
+        "SELECT sql_table FROM measure_tables WHERE label = ? AND name = 'per_model'", [m.label]
+    ).fetchone()
+    types = dict(
+        store.con.execute(
+            f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{sql_table}'"
+        ).fetchall()
+    )
+    assert (
+        types["model"] == "VARCHAR"
+        and types["responses"] == "BIGINT"
+        and types["W"] == "DOUBLE"
+        and types["indistinguishable"] == "BOOLEAN"
+    )
 
 
 def test_awkward_frames_round_trip(tmp_path):
     """Mixed columns, names DuckDB would fold together, lists, nullable ints, empty tables, MultiIndex."""
     with Store(tmp_path / "a.duckdb") as st:
         frames = {
-            "mixed": pd.DataFrame({"a": [1, 2], "A": [1.5, np.nan], "members": [["x", "y"], []], "s": pd.Series(["u", None], dtype="str"),
-                                   "o": pd.Series(["u", None], dtype=object), "b": [True, False], "mix": [1, "two"],
-                                   "n": pd.array([1, None], dtype="Int64"), "f32": np.array([1, 2], dtype=np.float32), "_row": [9, 8]},
-                                  index=pd.Index(["12", "p<b>"], name="model")),
+            "mixed": pd.DataFrame(
+                {
+                    "a": [1, 2],
+                    "A": [1.5, np.nan],
+                    "members": [["x", "y"], []],
+                    "s": pd.Series(["u", None], dtype="str"),
+                    "o": pd.Series(["u", None], dtype=object),
+                    "b": [True, False],
+                    "mix": [1, "two"],
+                    "n": pd.array([1, None], dtype="Int64"),
+                    "f32": np.array([1, 2], dtype=np.float32),
+                    "_row": [9, 8],
+                },
+                index=pd.Index(["12", "p<b>"], name="model"),
+            ),
             "square": pd.DataFrame(np.eye(2), index=["GPT", "gpt"], columns=pd.Index(["GPT", "gpt"], name="to")),
             "empty": pd.DataFrame(columns=["attribute", "members", "size"], index=pd.Index([], name="group_key")),
             "plain": pd.DataFrame({"v": [3, 1, 2]}),
@@ -110,7 +156,9 @@ def test_other_settings_add_a_measurement_same_settings_replace_it(store):
     assert load_results(store, a.label.rsplit("|", 1)[1][:6]).label == a.label  # a prefix of the tag
     with pytest.raises(UserError, match="matches 5 measurements"):
         resolve_label(store, "*|tfidf")
-    with pytest.raises(UserError, match=r"no measurement labelled 'nope'; labels: .*" + b.label.replace("|", r"\|").replace("*", r"\*")):
+    with pytest.raises(
+        UserError, match=r"no measurement labelled 'nope'; labels: .*" + b.label.replace("|", r"\|").replace("*", r"\*")
+    ):
         load_results(store, "nope")
 
 
@@ -146,6 +194,8 @@ def test_cli_two_taus_both_survive_listed_and_rendered(store, tmp_path):
         html = out.read_text(encoding="utf-8")
         assert f"measurement <code>{lab}</code>" in html
     res = run(app, ["report", path, "-o", str(tmp_path / "latest.html")])
-    assert res.exit_code == 0 and f"<code>{runs['label'].iloc[0]}</code>" in (tmp_path / "latest.html").read_text(encoding="utf-8")
+    assert res.exit_code == 0 and f"<code>{runs['label'].iloc[0]}</code>" in (tmp_path / "latest.html").read_text(
+        encoding="utf-8"
+    )
     res = run(app, ["report", path, "-o", str(tmp_path / "x.html"), "--label", "nope"])
     assert res.exit_code == 2 and "no measurement labelled 'nope'" in res.output and runs["label"].iloc[1] in res.output

@@ -75,7 +75,9 @@ class _Embeddings(BaseHTTPRequestHandler):
         if srv.bad:
             return self._send(400, {"error": {"message": "bad input"}})
         data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0]} for i, t in enumerate(body["input"])]
-        return self._send(200, {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        return self._send(
+            200, {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+        )
 
     def _send(self, status, obj, headers=None):
         raw = json.dumps(obj).encode()

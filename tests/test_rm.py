@@ -22,8 +22,13 @@ def key(text: str) -> str:
 def store(tmp_path) -> Path:
     """m1 answers P, Q, R; m2 answers P, R; study s1 = {m1, m2} x {P, Q}; s2 = {m1} x {P}."""
     path = tmp_path / "s.duckdb"
-    recs = [Imported("m1", "p", "P", "m1 on P"), Imported("m1", "q", "Q", "m1 on Q"), Imported("m1", "r", "R", "m1 on R"),
-            Imported("m2", "p", "P", "m2 on P"), Imported("m2", "r", "R", "m2 on R")]
+    recs = [
+        Imported("m1", "p", "P", "m1 on P"),
+        Imported("m1", "q", "Q", "m1 on Q"),
+        Imported("m1", "r", "R", "m1 on R"),
+        Imported("m2", "p", "P", "m2 on P"),
+        Imported("m2", "r", "R", "m2 on R"),
+    ]
     with Store(path) as st:
         import_records(st, recs, "jsonl")
         st.register_study("s1", None, {}, ["m1", "m2"], [key("P"), key("Q")])

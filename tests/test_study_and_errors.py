@@ -33,7 +33,9 @@ sampling: {temperature: 0.5, max_tokens: 16}
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "monoculture.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "monoculture.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -59,7 +61,10 @@ BAD_STUDIES = {
     "malformed.yaml": ("name: x\nmodels: [\n  - oops: {\n", r"malformed.yaml:\d+: malformed YAML"),
     "unknown_backend.yaml": (GOOD.replace("backend: openai", "backend: nosuch"), r"models\.0\.backend.*unknown backend 'nosuch'"),
     "unknown_suite.yaml": (GOOD.replace("name: open-ended", "name: nosuch-suite"), r"unknown suite 'nosuch-suite'"),
-    "missing_key.yaml": (GOOD.replace("api_key_env: none", "api_key_env: MONOCULTURE_TEST_MISSING_KEY"), r"MONOCULTURE_TEST_MISSING_KEY"),
+    "missing_key.yaml": (
+        GOOD.replace("api_key_env: none", "api_key_env: MONOCULTURE_TEST_MISSING_KEY"),
+        r"MONOCULTURE_TEST_MISSING_KEY",
+    ),
     "secret.yaml": (GOOD.replace("api_key_env: none", "api_key: sk-123"), r"params\.api_key.*never put a secret"),
     "dupe.yaml": (GOOD.replace("suites:", "  - {name: a, backend: openai, model: y}\nsuites:"), r"model name 'a' is used twice"),
     "empty.yaml": ("", r"empty.yaml: file is empty"),
@@ -147,7 +152,10 @@ def test_ls_and_export(tmp_path):
     import json
 
     rows = [json.loads(line) for line in (tmp_path / "out" / "generations.jsonl").read_text().splitlines()]
-    assert {(r["model"], r["prompt_id"], r["prompt"], r["sample_index"], r["text"]) for r in rows} == {("m1", "p1", "hello?", 0, "hi"), ("m2", "p1", "hello?", 0, "hey")}
+    assert {(r["model"], r["prompt_id"], r["prompt"], r["sample_index"], r["text"]) for r in rows} == {
+        ("m1", "p1", "hello?", 0, "hi"),
+        ("m2", "p1", "hello?", 0, "hey"),
+    }
     r = cli("export", str(tmp_path / "out"), "--store", str(store), cwd=tmp_path)
     import pandas as pd
 

@@ -36,6 +36,7 @@ class Bad(Exception):
 
 # ---- values of every kind, and how the reference reads them --------------------------------
 
+
 def chance(draw, percent: int) -> bool:
     """True with about this probability. (Hypothesis favours the ends of a range, so the test
     is on a band in its middle rather than on small numbers.)"""
@@ -60,14 +61,24 @@ def ints(lo: int, hi: int):
     inside = st.integers(lo, hi)
     outside = st.one_of(st.integers(hi + 1, hi + 10**15), st.integers(lo - 10**6, lo - 1))
     odd_but_fine = evenly(inside.map(float), inside.map(str))
-    bad = evenly(outside, st.booleans(), st.floats(-10, 10).filter(lambda x: not float(x).is_integer()), WORDS, st.none(), st.just([1]))
+    bad = evenly(
+        outside, st.booleans(), st.floats(-10, 10).filter(lambda x: not float(x).is_integer()), WORDS, st.none(), st.just([1])
+    )
     return mostly(evenly(inside, inside, inside, odd_but_fine), bad)
 
 
 def floats(lo: float, hi: float, *, lo_open: bool = False):
     inside = st.floats(lo, hi, exclude_min=lo_open)
     odd_but_fine = evenly(inside.map(lambda x: f"{x:.3f}"), st.integers(int(lo) + int(lo_open), int(hi)))
-    bad = evenly(st.floats(hi + 0.01, 1e6), st.floats(-1e6, lo - 0.01), st.just(math.nan), st.just(math.inf), st.booleans(), WORDS, st.none())
+    bad = evenly(
+        st.floats(hi + 0.01, 1e6),
+        st.floats(-1e6, lo - 0.01),
+        st.just(math.nan),
+        st.just(math.inf),
+        st.booleans(),
+        WORDS,
+        st.none(),
+    )
     return mostly(evenly(inside, inside, inside, odd_but_fine), bad)
 
 
@@ -112,13 +123,23 @@ DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 256, "seed":
 sampling_values = st.fixed_dictionaries(
     {},
     optional={
-        "temperature": floats(0.0, 5.0), "top_p": floats(0.0, 1.0, lo_open=True), "max_tokens": ints(1, MAX_TOKENS),
-        "seed": ints(-MAX_SEED, MAX_SEED), "stop": mostly(st.lists(st.text(max_size=3), max_size=2), st.just("x")),
+        "temperature": floats(0.0, 5.0),
+        "top_p": floats(0.0, 1.0, lo_open=True),
+        "max_tokens": ints(1, MAX_TOKENS),
+        "seed": ints(-MAX_SEED, MAX_SEED),
+        "stop": mostly(st.lists(st.text(max_size=3), max_size=2), st.just("x")),
     },
 )
 
 NAMES = st.text(st.sampled_from("ab-_ é中[]/\u202e"), max_size=4)
-URLS = ["http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1/", "HTTP://127.0.0.1:9/v1", "http://u:pw@127.0.0.1:9/v1?api-key=k", "http://127.0.0.1:8/v1", "localhost"]
+URLS = [
+    "http://127.0.0.1:9/v1",
+    "http://127.0.0.1:9/v1/",
+    "HTTP://127.0.0.1:9/v1",
+    "http://u:pw@127.0.0.1:9/v1?api-key=k",
+    "http://127.0.0.1:8/v1",
+    "localhost",
+]
 
 
 @st.composite
@@ -148,7 +169,11 @@ def model_specs(draw):
 
 @st.composite
 def studies(draw):
-    data: dict = {"name": draw(NAMES.filter(bool)), "models": [] if chance(draw, 3) else draw(st.lists(model_specs(), min_size=1, max_size=3)), "suites": ["open-ended"]}
+    data: dict = {
+        "name": draw(NAMES.filter(bool)),
+        "models": [] if chance(draw, 3) else draw(st.lists(model_specs(), min_size=1, max_size=3)),
+        "suites": ["open-ended"],
+    }
     for key, strat in (("samples", ints(1, MAX_SAMPLES)), ("batch_size", ints(1, MAX_BATCH))):
         if draw(st.booleans()):
             data[key] = draw(strat)
@@ -238,11 +263,19 @@ def reference(data: dict) -> dict:
         if "base_url" in p and "://" not in p["base_url"]:
             raise Bad(w, "params.base_url")
         server = server_identity(p["base_url"]) if p.get("base_url") else None
-        ident = (m["backend"], m["model"], server, tuple(sorted((k, v) for k, v in sampling.items() if k != "stop")), tuple(sampling.get("stop", [])))
+        ident = (
+            m["backend"],
+            m["model"],
+            server,
+            tuple(sorted((k, v) for k, v in sampling.items() if k != "stop")),
+            tuple(sampling.get("stop", [])),
+        )
         if ident in seen:
             raise Bad("same identity")
         seen[ident] = m["name"]
-        out_models.append({"name": m["name"], "backend": m["backend"], "model": m["model"], "params": p, "sampling": sampling, "server": server})
+        out_models.append(
+            {"name": m["name"], "backend": m["backend"], "model": m["model"], "params": p, "sampling": sampling, "server": server}
+        )
     return {"name": data["name"], "samples": samples, "sampling": study_sampling, "models": out_models}
 
 
@@ -250,10 +283,14 @@ def loaded(study) -> dict:
     return {
         "name": study.name,
         "samples": study.samples,
-        "sampling": {k: getattr(study.sampling, k) for k in DEFAULT_SAMPLING} | ({"stop": study.sampling.stop} if study.sampling.stop else {}),
+        "sampling": {k: getattr(study.sampling, k) for k in DEFAULT_SAMPLING}
+        | ({"stop": study.sampling.stop} if study.sampling.stop else {}),
         "models": [
             {
-                "name": m.name, "backend": m.backend, "model": m.model, "params": m.params,
+                "name": m.name,
+                "backend": m.backend,
+                "model": m.model,
+                "params": m.params,
                 "sampling": {k: getattr(s, k) for k in DEFAULT_SAMPLING} | ({"stop": s.stop} if s.stop else {}),
                 "server": m.identity().get("server"),
             }
@@ -265,6 +302,7 @@ def loaded(study) -> dict:
 
 def normalise(ref: dict) -> dict:
     """The reference's sampling dicts carry ``stop`` only when one was given and non-empty."""
+
     def fix(s: dict) -> dict:
         s = dict(s)
         if not s.get("stop"):

@@ -26,7 +26,15 @@ from monoculture.study import ModelSpec, load_study
 
 def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "monoculture.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "monoculture.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 def write_suite(path: Path, n: int) -> Path:
@@ -36,9 +44,25 @@ def write_suite(path: Path, n: int) -> Path:
     return path
 
 
-def study_yaml(tmp_path: Path, models: list[dict], *, name: str = "s", samples: int = 2, suite: Path | None = None, file: str = "s.yaml", **extra) -> Path:
+def study_yaml(
+    tmp_path: Path,
+    models: list[dict],
+    *,
+    name: str = "s",
+    samples: int = 2,
+    suite: Path | None = None,
+    file: str = "s.yaml",
+    **extra,
+) -> Path:
     suite = suite or write_suite(tmp_path / "suite.jsonl", 3)
-    data = {"name": name, "models": models, "suites": [str(suite)], "samples": samples, "sampling": {"temperature": 0.7, "max_tokens": 8}, **extra}
+    data = {
+        "name": name,
+        "models": models,
+        "suites": [str(suite)],
+        "samples": samples,
+        "sampling": {"temperature": 0.7, "max_tokens": 8},
+        **extra,
+    }
     p = tmp_path / file
     p.write_text(yaml.safe_dump(data))
     return p
@@ -200,7 +224,12 @@ def test_local_backends_declare_their_params(tmp_path):
 )
 def test_rejected_study_leaves_the_stored_study_unchanged(tmp_path, fake_server, change):
     s, s2 = fake_server(), fake_server()
-    good = study_yaml(tmp_path, [model("a", s.base_url), model("b", s2.base_url, concurrency=2, timeout=5)], file="good.yaml", store="shared.duckdb")
+    good = study_yaml(
+        tmp_path,
+        [model("a", s.base_url), model("b", s2.base_url, concurrency=2, timeout=5)],
+        file="good.yaml",
+        store="shared.duckdb",
+    )
     assert cli("run", str(good), "-q", cwd=tmp_path).returncode == 0
     store = tmp_path / "shared.duckdb"
     before = snapshot(store)
@@ -260,7 +289,11 @@ def test_jobs_are_made_a_chunk_at_a_time(tmp_path, fake_server, monkeypatch):
     from monoculture.backends.openai_compat import OpenAIBackend
 
     real_generate = OpenAIBackend.generate
-    monkeypatch.setattr(OpenAIBackend, "generate", lambda self, jobs: (handed.append(sum(len(j.keys) for j in jobs)), real_generate(self, jobs))[1])
+    monkeypatch.setattr(
+        OpenAIBackend,
+        "generate",
+        lambda self, jobs: (handed.append(sum(len(j.keys) for j in jobs)), real_generate(self, jobs))[1],
+    )
     suite = write_suite(tmp_path / "many.jsonl", 50)
     study = load_study(study_yaml(tmp_path, [model("m", s.base_url)], samples=4, suite=suite))
     with Store(tmp_path / "s.duckdb") as st:
@@ -276,8 +309,11 @@ def test_the_fast_key_maker_makes_exactly_the_generation_keys():
 
     spec = ModelSpec(name="m", backend="openai", model="x", params={"base_url": "http://h/v1"}, revision="r1")
     for messages, sampling in [
-        ([{"role": "user", "content": "héllo \"quoted\" 中文"}], Sampling()),
-        ([{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}], Sampling(temperature=0.0, stop=["\n", "é"], seed=-3, max_tokens=7)),
+        ([{"role": "user", "content": 'héllo "quoted" 中文'}], Sampling()),
+        (
+            [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}],
+            Sampling(temperature=0.0, stop=["\n", "é"], seed=-3, max_tokens=7),
+        ),
     ]:
         key = key_maker(spec, messages, sampling)
         assert [key(i) for i in (0, 1, 17, 9999)] == [generation_key(spec, messages, sampling, i) for i in (0, 1, 17, 9999)]

@@ -16,16 +16,41 @@ from monoculture.terminal import SafeConsole, clean, description_column, styled
 EVIL = "\x1b[2J\x1b[31mevil"
 BRACKETS = "m[/red]x[bold]"
 BIDI = "rtl\u202e0.5 [0.1, 0.9]"
-TOPICS = ["the sea", "a mountain", "bread", "winter", "a library", "trains", "music", "gardens", "the moon", "rivers", "cities", "chess"]
+TOPICS = [
+    "the sea",
+    "a mountain",
+    "bread",
+    "winter",
+    "a library",
+    "trains",
+    "music",
+    "gardens",
+    "the moon",
+    "rivers",
+    "cities",
+    "chess",
+]
 
 
 def corpus(path: Path) -> Path:
     rows = []
-    for model, style in ((EVIL, "O {t}, you shine; verse {i} about {t}."), (BRACKETS, "1. {t} facts\n2. more {t}\n3. item {i}"),
-                         (BIDI, "In my view {t} matters, take {i}."), ("plain", "Short note {i} on {t} for you.")):
+    for model, style in (
+        (EVIL, "O {t}, you shine; verse {i} about {t}."),
+        (BRACKETS, "1. {t} facts\n2. more {t}\n3. item {i}"),
+        (BIDI, "In my view {t} matters, take {i}."),
+        ("plain", "Short note {i} on {t} for you."),
+    ):
         for p, t in enumerate(TOPICS):
             for i in range(2):
-                rows.append({"model": model, "prompt_id": f"p{p}", "prompt": f"Tell me about {t}.", "sample_index": i, "text": style.format(t=t, i=i)})
+                rows.append(
+                    {
+                        "model": model,
+                        "prompt_id": f"p{p}",
+                        "prompt": f"Tell me about {t}.",
+                        "sample_index": i,
+                        "text": style.format(t=t, i=i),
+                    }
+                )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -89,9 +114,22 @@ def test_ecosystem_import_of_a_bracketed_file_name(tmp_path):
     (tmp_path / "d[").mkdir()
     (tmp_path / "d[" / "x]notes.txt").write_text("not ecosystem data", encoding="utf-8")  # skipped, printed as .../d[/x]notes.txt
     p = tmp_path / "d[" / "snap[v2][bold].json"
-    p.write_text(json.dumps({"format": "monoculture-ecosystem-snapshot", "taken_at": "2025-01-01T00:00:00Z",
-                             "models": [{"id": "Qwen/Qwen3-8B", "createdAt": "2025-04-28T10:00:00Z"}]}), encoding="utf-8")
-    r = CliRunner().invoke(app, ["import", str(tmp_path / "d["), "--store", str(tmp_path / "e.duckdb")], catch_exceptions=False, env={"COLUMNS": "300"})
+    p.write_text(
+        json.dumps(
+            {
+                "format": "monoculture-ecosystem-snapshot",
+                "taken_at": "2025-01-01T00:00:00Z",
+                "models": [{"id": "Qwen/Qwen3-8B", "createdAt": "2025-04-28T10:00:00Z"}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    r = CliRunner().invoke(
+        app,
+        ["import", str(tmp_path / "d["), "--store", str(tmp_path / "e.duckdb")],
+        catch_exceptions=False,
+        env={"COLUMNS": "300"},
+    )
     assert r.exit_code == 0, r.output
     assert "snap[v2][bold].json" in r.output and "d[/x]notes.txt" in r.output, r.output
 

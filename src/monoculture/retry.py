@@ -100,7 +100,9 @@ def retry_after_seconds(headers: Mapping[str, str] | None, *, now: float | None 
     return hint
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None, jitter: float | str = "full") -> float:
+def backoff_delay(
+    attempt: int, *, base: float, cap: float, rng: random.Random | None = None, jitter: float | str = "full"
+) -> float:
     """The wait after the ``attempt``-th failure (1-based): ``d = min(cap, base * 2**(attempt-1))``,
     then full jitter (uniform in [0, d]), which spreads a herd of workers that failed together
     best, or, with a fraction f, ``d * U(1-f, 1+f)`` (capped), for a lone client that should
@@ -143,8 +145,14 @@ class Again:
     detail: Any = None
 
 
-def retry(attempt: Callable[[int], Any], policy: Backoff, *, sleep: Callable[[float], None] = time.sleep,
-          rng: random.Random | None = None, on_wait: Callable[[str, float], None] | None = None) -> tuple[Any, int]:
+def retry(
+    attempt: Callable[[int], Any],
+    policy: Backoff,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+    on_wait: Callable[[str, float], None] | None = None,
+) -> tuple[Any, int]:
     """Call ``attempt(n)`` for n = 1, 2, ... until it returns anything but :class:`Again`, or
     ``policy.max_retries`` retries are spent. Returns (the last value, attempts made): the value
     is an Again when every attempt failed. Exceptions from ``attempt`` are not retried."""
@@ -160,8 +168,13 @@ def retry(attempt: Callable[[int], Any], policy: Backoff, *, sleep: Callable[[fl
         sleep(wait)
 
 
-async def aretry(attempt: Callable[[int], Awaitable[Any]], policy: Backoff, *, rng: random.Random | None = None,
-                 on_wait: Callable[[str, float], None] | None = None) -> tuple[Any, int]:
+async def aretry(
+    attempt: Callable[[int], Awaitable[Any]],
+    policy: Backoff,
+    *,
+    rng: random.Random | None = None,
+    on_wait: Callable[[str, float], None] | None = None,
+) -> tuple[Any, int]:
     """:func:`retry` for coroutines; the waits are ``asyncio.sleep``, so other requests go on."""
     n = 0
     while True:

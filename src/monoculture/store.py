@@ -76,9 +76,22 @@ CREATE TABLE IF NOT EXISTS generations (
 """
 
 GEN_COLUMNS = [
-    "key", "model", "prompt_key", "sample_index", "text", "finish_reason", "prompt_tokens",
-    "completion_tokens", "latency_s", "error", "n_mode", "logprobs", "params", "source",
-    "attempts", "created_at",
+    "key",
+    "model",
+    "prompt_key",
+    "sample_index",
+    "text",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+    "error",
+    "n_mode",
+    "logprobs",
+    "params",
+    "source",
+    "attempts",
+    "created_at",
 ]
 
 
@@ -103,7 +116,10 @@ class Store:
         newer = migrations.unknown(self.con)
         if newer:
             self.con.close()
-            raise UserError(f"written by a newer monoculture (migrations {', '.join(newer)} unknown here); upgrade monoculture to open it", where=str(self.path))
+            raise UserError(
+                f"written by a newer monoculture (migrations {', '.join(newer)} unknown here); upgrade monoculture to open it",
+                where=str(self.path),
+            )
         if not read_only:
             self.con.execute(SCHEMA)
             migrations.migrate(self.con)
@@ -144,9 +160,13 @@ class Store:
         df = pd.DataFrame(
             [
                 {
-                    "name": r["name"], "backend": r.get("backend"), "model_id": r.get("model_id"),
-                    "revision": r.get("revision"), "identity": _json(r.get("identity")),
-                    "attributes": _json(r.get("attributes") or {}), "source": r.get("source"),
+                    "name": r["name"],
+                    "backend": r.get("backend"),
+                    "model_id": r.get("model_id"),
+                    "revision": r.get("revision"),
+                    "identity": _json(r.get("identity")),
+                    "attributes": _json(r.get("attributes") or {}),
+                    "source": r.get("source"),
                 }
                 for r in rows
             ],
@@ -160,14 +180,33 @@ class Store:
         df = pd.DataFrame(
             [
                 {
-                    "prompt_key": p.key, "prompt_id": p.id, "suite": p.suite, "text": p.text,
-                    "messages": _json(p.message_dicts()), "language": p.language,
-                    "category": p.category, "tags": _json(list(p.tags)), "group_id": p.group,
-                    "options": _json(list(p.options)) if p.options else None, "ordered": p.ordered,
+                    "prompt_key": p.key,
+                    "prompt_id": p.id,
+                    "suite": p.suite,
+                    "text": p.text,
+                    "messages": _json(p.message_dicts()),
+                    "language": p.language,
+                    "category": p.category,
+                    "tags": _json(list(p.tags)),
+                    "group_id": p.group,
+                    "options": _json(list(p.options)) if p.options else None,
+                    "ordered": p.ordered,
                 }
                 for p in prompts
             ],
-            columns=["prompt_key", "prompt_id", "suite", "text", "messages", "language", "category", "tags", "group_id", "options", "ordered"],
+            columns=[
+                "prompt_key",
+                "prompt_id",
+                "suite",
+                "text",
+                "messages",
+                "language",
+                "category",
+                "tags",
+                "group_id",
+                "options",
+                "ordered",
+            ],
         )
         if len(df):
             df = df.drop_duplicates("prompt_key")
@@ -184,7 +223,9 @@ class Store:
             self.con.execute("DELETE FROM study_models WHERE study = ?", [name])
             self.con.execute("DELETE FROM study_prompts WHERE study = ?", [name])
             sm = pd.DataFrame({"study": name, "model": models})  # noqa: F841 - read by the SQL
-            sp = pd.DataFrame({"study": name, "prompt_key": prompt_keys, "position": range(len(prompt_keys))}).drop_duplicates("prompt_key")
+            sp = pd.DataFrame({"study": name, "prompt_key": prompt_keys, "position": range(len(prompt_keys))}).drop_duplicates(
+                "prompt_key"
+            )
             self.con.execute("INSERT INTO study_models SELECT * FROM sm")
             self.con.execute("INSERT INTO study_prompts SELECT * FROM sp")
 
@@ -220,7 +261,9 @@ class Store:
             gdf = pd.DataFrame({"prompt_key": list(groups), "group_id": list(groups.values())})  # noqa: F841 - read by the SQL
             self.con.execute("UPDATE prompts SET group_id = gdf.group_id FROM gdf WHERE prompts.prompt_key = gdf.prompt_key")
 
-    def remove(self, *, models: Sequence[str] = (), studies: Sequence[str] = (), prompts: Sequence[str] = (), dry_run: bool = False) -> dict[str, Any]:
+    def remove(
+        self, *, models: Sequence[str] = (), studies: Sequence[str] = (), prompts: Sequence[str] = (), dry_run: bool = False
+    ) -> dict[str, Any]:
         """Remove models, studies or prompts, with their generations, in one transaction.
 
         See :mod:`monoculture.removal` for what goes with each; ``dry_run`` does the same work
@@ -245,7 +288,9 @@ class Store:
         if not ids:
             return []
         idf = pd.DataFrame({"prompt_id": list(ids)})  # noqa: F841 - read by the SQL
-        return self.con.execute("SELECT p.prompt_id, p.prompt_key, p.text FROM prompts p JOIN idf USING (prompt_id) ORDER BY 1, 2").fetchall()
+        return self.con.execute(
+            "SELECT p.prompt_id, p.prompt_key, p.text FROM prompts p JOIN idf USING (prompt_id) ORDER BY 1, 2"
+        ).fetchall()
 
     def prompt_groups(self, keys: Sequence[str]) -> dict[str, str | None]:
         """prompt_key -> stored group (None where it has none), for the keys that are stored."""
@@ -267,7 +312,9 @@ class Store:
     def study_names(self) -> list[str]:
         return [r[0] for r in self.con.execute("SELECT name FROM studies ORDER BY created_at").fetchall()]
 
-    def generations(self, study: str | None = None, *, models: Sequence[str] | None = None, include_failed: bool = False) -> pd.DataFrame:
+    def generations(
+        self, study: str | None = None, *, models: Sequence[str] | None = None, include_failed: bool = False
+    ) -> pd.DataFrame:
         """One row per generation, joined with its prompt and model; the notebook entry point."""
         where, params = [], []
         if study is not None:
@@ -286,7 +333,7 @@ class Store:
                    g.finish_reason, g.prompt_tokens, g.completion_tokens, g.latency_s, g.error,
                    g.n_mode, g.logprobs, g.source, p.language, p.category, p.group_id, p.suite, g.key
             FROM generations g LEFT JOIN prompts p USING (prompt_key)
-            {'WHERE ' + ' AND '.join(where) if where else ''}
+            {"WHERE " + " AND ".join(where) if where else ""}
             ORDER BY g.model, p.prompt_id, g.prompt_key, g.sample_index
         """
         return self.con.execute(sql, params).df()

@@ -84,7 +84,9 @@ class ModelSpec(BaseModel):
     backend: str
     model: str = Field(min_length=1, description="the backend's model id or path")
     revision: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict, description="backend options (base_url, api_key_env, batch_size, dtype, device, concurrency, ...)")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="backend options (base_url, api_key_env, batch_size, dtype, device, concurrency, ...)"
+    )
     sampling: dict[str, Any] = Field(default_factory=dict, description="per-model overrides of the study's sampling")
     attributes: ModelAttributes = Field(default_factory=ModelAttributes)
 
@@ -103,7 +105,9 @@ class ModelSpec(BaseModel):
     def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
         for k in v:
             if k.lower() in ("api_key", "apikey", "key", "token", "password", "secret"):
-                raise ValueError(f"params.{k}: never put a secret in a study file; put it in an environment variable and name that variable with api_key_env")
+                raise ValueError(
+                    f"params.{k}: never put a secret in a study file; put it in an environment variable and name that variable with api_key_env"
+                )
         return v
 
     def server(self) -> str | None:
@@ -127,7 +131,23 @@ class ModelSpec(BaseModel):
         and so the keys, it had before servers were counted. Params that only affect speed or
         transport (batch_size, concurrency, timeouts, the key's variable name) are left out, so
         that tuning them reuses work."""
-        transport = {"batch_size", "concurrency", "base_url", "server", "api_key_env", "timeout", "max_retries", "device", "n_native", "gpu_memory_utilization", "tensor_parallel_size", "n_ctx", "n_threads", "n_gpu_layers", "device_map"}
+        transport = {
+            "batch_size",
+            "concurrency",
+            "base_url",
+            "server",
+            "api_key_env",
+            "timeout",
+            "max_retries",
+            "device",
+            "n_native",
+            "gpu_memory_utilization",
+            "tensor_parallel_size",
+            "n_ctx",
+            "n_threads",
+            "n_gpu_layers",
+            "device_map",
+        }
         ident: dict[str, Any] = {
             "backend": self.backend,
             "model": self.model,
@@ -229,7 +249,9 @@ class Study(BaseModel):
         try:
             return self._merged_sampling(model)
         except ValidationError as e:
-            raise UserError(_format_validation(e, prefix=f"models.{model.name}.sampling"), where=str(self.path or "study")) from None
+            raise UserError(
+                _format_validation(e, prefix=f"models.{model.name}.sampling"), where=str(self.path or "study")
+            ) from None
 
     def stored_spec(self) -> dict[str, Any]:
         """The spec as it may be written to the store: every URL without its credentials."""

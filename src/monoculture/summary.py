@@ -39,18 +39,31 @@ def describe_skipped(skipped: dict) -> list[str]:
 def print_summary(res, console: Console) -> None:
     s = res.summary
     st = s.get("settings", {})
-    console.print(styled(  # styled: the values are printed as typed, never as markup (monoculture.terminal)
-        "[bold]{} models[/bold], {} prompts, {} responses; embedder {} ({}); {} bootstrap resamples; label {}",
-        len(s.get('models', [])), st.get('prompts', '?'), st.get('responses', '?'), s.get('embedder'),
-        'calibrated' if s.get('calibrated') else 'raw cosines', st.get('n_boot'), repr(res.label),
-    ))
+    console.print(
+        styled(  # styled: the values are printed as typed, never as markup (monoculture.terminal)
+            "[bold]{} models[/bold], {} prompts, {} responses; embedder {} ({}); {} bootstrap resamples; label {}",
+            len(s.get("models", [])),
+            st.get("prompts", "?"),
+            st.get("responses", "?"),
+            s.get("embedder"),
+            "calibrated" if s.get("calibrated") else "raw cosines",
+            st.get("n_boot"),
+            repr(res.label),
+        )
+    )
     voices = s.get("voices") or {}
-    console.print(styled("voices per prompt V: [bold]{}[/bold] over {} prompts", _ci(voices), voices.get('prompts', '?')))
+    console.print(styled("voices per prompt V: [bold]{}[/bold] over {} prompts", _ci(voices), voices.get("prompts", "?")))
     hom = s.get("homogeneity")
     floor = s.get("off_prompt_floor")
     floor_v = floor.get("value") if isinstance(floor, dict) else floor
     if hom is not None:
-        console.print(styled("homogeneity H: [bold]{}[/bold]  (off-prompt floor F = {})", _ci(hom) if isinstance(hom, dict) else _fmt(hom), _fmt(floor_v)))
+        console.print(
+            styled(
+                "homogeneity H: [bold]{}[/bold]  (off-prompt floor F = {})",
+                _ci(hom) if isinstance(hom, dict) else _fmt(hom),
+                _fmt(floor_v),
+            )
+        )
     skipped = describe_skipped(s.get("skipped") or {})
     if skipped:
         console.print("skipped: " + "; ".join(skipped), style="yellow")
@@ -59,7 +72,9 @@ def print_summary(res, console: Console) -> None:
 
     loo = s.get("leave_one_out") or {}
     if loo:
-        t = Table("model", "L_m (what the field loses without it)", "W_m (within)", "prompts", title="leave-one-out, largest loss first")
+        t = Table(
+            "model", "L_m (what the field loses without it)", "W_m (within)", "prompts", title="leave-one-out, largest loss first"
+        )
         within = s.get("within_model_similarity") or {}
         for name, d in sorted(loo.items(), key=lambda kv: -(kv[1].get("value") or float("-inf"))):
             t.add_row(name, _ci(d), _fmt(within.get(name)), str(d.get("prompts", "")))

@@ -31,10 +31,23 @@ def qwen_world() -> list[dict]:
     """Ten Qwen checkpoints (four pages of three) and a small derivative tree around them."""
     own = [
         hub_model("Qwen/Qwen2.5-7B", downloads=10_000, created="2024-09-15T10:00:00.000Z"),
-        hub_model("Qwen/Qwen2.5-72B", downloads=9_000, created="2024-09-15T11:00:00.000Z", params=72_700_000_000, licence="other",
-                  extra_tags=[]),
-        hub_model("Qwen/Qwen2.5-7B-Instruct", downloads=800, created="2024-09-16T10:00:00.000Z", bases=[("finetune", "Qwen/Qwen2.5-7B")]),
-        hub_model("Qwen/Qwen2.5-7B-Instruct-GGUF", downloads=700, created="2024-09-17T10:00:00.000Z", bases=[("quantized", "Qwen/Qwen2.5-7B-Instruct")]),
+        hub_model(
+            "Qwen/Qwen2.5-72B",
+            downloads=9_000,
+            created="2024-09-15T11:00:00.000Z",
+            params=72_700_000_000,
+            licence="other",
+            extra_tags=[],
+        ),
+        hub_model(
+            "Qwen/Qwen2.5-7B-Instruct", downloads=800, created="2024-09-16T10:00:00.000Z", bases=[("finetune", "Qwen/Qwen2.5-7B")]
+        ),
+        hub_model(
+            "Qwen/Qwen2.5-7B-Instruct-GGUF",
+            downloads=700,
+            created="2024-09-17T10:00:00.000Z",
+            bases=[("quantized", "Qwen/Qwen2.5-7B-Instruct")],
+        ),
         hub_model("Qwen/Qwen2-7B", downloads=600, created="2024-06-06T10:00:00.000Z"),
         hub_model("Qwen/Qwen1.5-7B", downloads=500, created="2024-02-04T10:00:00.000Z", licence="other"),
         hub_model("Qwen/Qwen-7B", downloads=400, created="2023-08-03T10:00:00.000Z", licence="other"),
@@ -47,9 +60,19 @@ def qwen_world() -> list[dict]:
         hub_model("bob/qwen-ft-ft", downloads=50, created="2024-11-01T00:00:00.000Z", bases=[("finetune", "alice/qwen-ft")]),
         hub_model("carol/qwen-gguf", downloads=40, created="2024-10-02T00:00:00.000Z", bases=[("quantized", "Qwen/Qwen2.5-7B")]),
         hub_model("dave/qwen-lora", downloads=30, created="2024-10-03T00:00:00.000Z", bases=[("adapter", "Qwen/Qwen2.5-7B")]),
-        hub_model("erin/merge", downloads=20, created="2024-11-04T00:00:00.000Z",
-                  bases=[("merge", "Qwen/Qwen2.5-7B"), ("merge", "meta-llama/Llama-3.1-8B")]),
-        hub_model("frank/qwen72-ft", downloads=10, created="2024-11-05T00:00:00.000Z", bases=[("finetune", "Qwen/Qwen2.5-72B")], params=72_700_000_000),
+        hub_model(
+            "erin/merge",
+            downloads=20,
+            created="2024-11-04T00:00:00.000Z",
+            bases=[("merge", "Qwen/Qwen2.5-7B"), ("merge", "meta-llama/Llama-3.1-8B")],
+        ),
+        hub_model(
+            "frank/qwen72-ft",
+            downloads=10,
+            created="2024-11-05T00:00:00.000Z",
+            bases=[("finetune", "Qwen/Qwen2.5-72B")],
+            params=72_700_000_000,
+        ),
     ]
     return own + derived
 

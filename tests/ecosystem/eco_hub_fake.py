@@ -17,18 +17,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 
-def hub_model(mid: str, *, created: str = "2024-09-19T10:00:00.000Z", modified: str | None = None, downloads: int = 100,
-              all_time: int | None = None, licence: str = "apache-2.0", bases: list[tuple[str, str]] = (), gated=False,
-              params: int | None = 7_000_000_000, extra_tags: list[str] = ()) -> dict:
+def hub_model(
+    mid: str,
+    *,
+    created: str = "2024-09-19T10:00:00.000Z",
+    modified: str | None = None,
+    downloads: int = 100,
+    all_time: int | None = None,
+    licence: str = "apache-2.0",
+    bases: list[tuple[str, str]] = (),
+    gated=False,
+    params: int | None = 7_000_000_000,
+    extra_tags: list[str] = (),
+) -> dict:
     """A model record shaped like ``/api/models?expand=...`` returns it."""
     tags = ["transformers", "safetensors", "text-generation", f"license:{licence}", *extra_tags]
     for rel, base in bases:
         tags += [f"base_model:{base}", f"base_model:{rel}:{base}"]
     rec = {
-        "_id": base64.b16encode(mid.encode()).decode()[:24].lower(), "id": mid, "author": mid.split("/")[0],
-        "createdAt": created, "lastModified": modified or created, "downloads": downloads,
-        "downloadsAllTime": all_time if all_time is not None else downloads * 5, "likes": downloads // 10, "tags": tags,
-        "gated": gated, "library_name": "transformers", "pipeline_tag": "text-generation",
+        "_id": base64.b16encode(mid.encode()).decode()[:24].lower(),
+        "id": mid,
+        "author": mid.split("/")[0],
+        "createdAt": created,
+        "lastModified": modified or created,
+        "downloads": downloads,
+        "downloadsAllTime": all_time if all_time is not None else downloads * 5,
+        "likes": downloads // 10,
+        "tags": tags,
+        "gated": gated,
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
         "cardData": {"license": licence, **({"base_model": [b for _, b in bases]} if bases else {})},
         "sha": "0" * 40,
     }
@@ -85,7 +103,9 @@ class FakeHub:
             out = [m for m in out if f in m.get("tags", [])]
         return out
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict | None = None, *, cut: bool = False) -> None:
+    def _send(
+        self, h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict | None = None, *, cut: bool = False
+    ) -> None:
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
@@ -116,14 +136,19 @@ class FakeHub:
                     return
                 if self.rate_limit[key] > 0:
                     self.rate_limit[key] -= 1
-                    self._send(h, 429, b'{"error":"rate limited"}', {"RateLimit": '"api";r=0;t=2', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'})
+                    self._send(
+                        h,
+                        429,
+                        b'{"error":"rate limited"}',
+                        {"RateLimit": '"api";r=0;t=2', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'},
+                    )
                     return
                 cut = self.drop_mid[key] > 0
                 if cut:
                     self.drop_mid[key] -= 1
             sel = self._select(query)
             limit = min(int(query.get("limit", [str(self.page_size)])[0]), self.page_size)
-            page = sel[cursor: cursor + limit]
+            page = sel[cursor : cursor + limit]
             headers = {}
             if cursor + limit < len(sel):
                 nq = {k: v for k, v in query.items() if k != "cursor"}
@@ -135,7 +160,7 @@ class FakeHub:
             self._send(h, 200, json.dumps(page).encode(), headers, cut=cut)
             return
         if u.path.startswith("/api/models/"):
-            mid = u.path[len("/api/models/"):]
+            mid = u.path[len("/api/models/") :]
             rec = next((m for m in self.models if m["id"] == mid), None)
             if rec is None:
                 self._send(h, 404, b'{"error":"Repository not found"}')

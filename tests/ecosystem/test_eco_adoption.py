@@ -15,8 +15,17 @@ from monoculture.store import Store
 
 
 def test_size_classes_cover_every_size():
-    assert [adoption.size_class(x) for x in (0.5, 1.5, 5.5, 7.6, 9.9, 14, 72, 123, 671)] == \
-        ["<1B", "1-5B", "1-5B", "7-9B", "7-9B", "10-50B", "50-100B", "100-250B", "250B+"]
+    assert [adoption.size_class(x) for x in (0.5, 1.5, 5.5, 7.6, 9.9, 14, 72, 123, 671)] == [
+        "<1B",
+        "1-5B",
+        "1-5B",
+        "7-9B",
+        "7-9B",
+        "10-50B",
+        "50-100B",
+        "100-250B",
+        "250B+",
+    ]
     assert adoption.size_class(None) is None and adoption.size_class(float("nan")) is None
 
 
@@ -25,8 +34,16 @@ def _history(n_models: int, *, ages=(30, 90), rate=lambda i: 1000 * (i + 1)) -> 
     created = pd.Timestamp("2025-01-01")
     for i in range(n_models):
         for age in ages:
-            rows.append({"model_id": f"org/m{i}", "created_at": created, "created_floor": False, "taken_at": created + pd.Timedelta(days=age),
-                         "downloads_all_time": rate(i) * age, "params": 7_000_000_000})
+            rows.append(
+                {
+                    "model_id": f"org/m{i}",
+                    "created_at": created,
+                    "created_floor": False,
+                    "taken_at": created + pd.Timedelta(days=age),
+                    "downloads_all_time": rate(i) * age,
+                    "params": 7_000_000_000,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -42,16 +59,36 @@ def test_relative_adoption_against_the_tenth_ranked_peer():
 
 def test_relative_adoption_interpolates_but_never_extrapolates():
     h = _history(12)
-    young = pd.DataFrame([{"model_id": "org/new", "created_at": pd.Timestamp("2025-03-01"), "created_floor": False,
-                           "taken_at": pd.Timestamp("2025-03-01") + pd.Timedelta(days=60), "downloads_all_time": 600_000, "params": 8e9}])
+    young = pd.DataFrame(
+        [
+            {
+                "model_id": "org/new",
+                "created_at": pd.Timestamp("2025-03-01"),
+                "created_floor": False,
+                "taken_at": pd.Timestamp("2025-03-01") + pd.Timedelta(days=60),
+                "downloads_all_time": 600_000,
+                "params": 8e9,
+            }
+        ]
+    )
     rel = adoption.relative_adoption(pd.concat([h, young])).set_index("model_id")
     # at 60 days each peer is interpolated between its 30- and 90-day observations: m_i has 1000*(i+1)*60;
     # ranked with the model itself, the 10th of 13 is m3 (240,000)
     assert rel.loc["org/new", "reference_model"] == "org/m3"
     assert rel.loc["org/new", "reference_downloads"] == pytest.approx(4000 * 60)
     assert rel.loc["org/new", "ratio"] == pytest.approx(600_000 / 240_000)
-    old = pd.DataFrame([{"model_id": "org/old", "created_at": pd.Timestamp("2024-01-01"), "created_floor": False,
-                         "taken_at": pd.Timestamp("2025-01-01"), "downloads_all_time": 5, "params": 7e9}])
+    old = pd.DataFrame(
+        [
+            {
+                "model_id": "org/old",
+                "created_at": pd.Timestamp("2024-01-01"),
+                "created_floor": False,
+                "taken_at": pd.Timestamp("2025-01-01"),
+                "downloads_all_time": 5,
+                "params": 7e9,
+            }
+        ]
+    )
     rel = adoption.relative_adoption(pd.concat([h, old])).set_index("model_id")
     assert rel.loc["org/old", "status"].startswith("insufficient history") and pd.isna(rel.loc["org/old", "ratio"])
 
@@ -78,8 +115,14 @@ def test_shares_over_time_from_two_snapshots(tmp_path, qwen_models, registry):
     later = [dict(m, downloads=m["downloads"] * (3 if m["id"].startswith("Qwen/Qwen3") else 1)) for m in qwen_models]
     llama = [hub_model("meta-llama/Llama-3.1-8B", downloads=20_000)]
     with Store(tmp_path / "e.duckdb") as st:
-        import_paths(st.con, [write_snapshot(tmp_path / "a.json", qwen_models + llama, "2025-01-01T00:00:00Z", "a"),
-                              write_snapshot(tmp_path / "b.json", later + llama, "2025-02-01T00:00:00Z", "b")], registry)
+        import_paths(
+            st.con,
+            [
+                write_snapshot(tmp_path / "a.json", qwen_models + llama, "2025-01-01T00:00:00Z", "a"),
+                write_snapshot(tmp_path / "b.json", later + llama, "2025-02-01T00:00:00Z", "b"),
+            ],
+            registry,
+        )
         sot = adoption.shares_over_time(st.con, registry)
     assert list(sot["snapshot_id"].unique()) == ["a", "b"]
     assert sot.groupby("snapshot_id")["share_downloads_30d"].sum().round(12).eq(1).all()

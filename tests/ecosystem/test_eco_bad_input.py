@@ -35,7 +35,9 @@ def tables(store) -> dict[str, list]:
         return {}
     con = duckdb.connect(str(store), read_only=True)
     try:
-        names = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'eco_%'").fetchall()]
+        names = [
+            t for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'eco_%'").fetchall()
+        ]
         return {t: sorted(map(repr, con.execute(f"SELECT * FROM {t}").fetchall())) for t in sorted(names)}
     finally:
         con.close()
@@ -78,8 +80,11 @@ def test_future_taken_at_option_is_refused(tmp_path):
 
 # -- 11: no traceback and nothing partial for numbers, encodings, truncation, nesting --------------
 def test_huge_download_counts_are_counted_not_a_crash(tmp_path):
-    models = [hub_model("Qwen/Qwen2.5-7B", downloads=10), {**hub_model("Qwen/Qwen3-8B"), "downloads": 1e30},
-              {**hub_model("Qwen/Qwen3-32B"), "downloads": 2 ** 70, "likes": 2 ** 64}]
+    models = [
+        hub_model("Qwen/Qwen2.5-7B", downloads=10),
+        {**hub_model("Qwen/Qwen3-8B"), "downloads": 1e30},
+        {**hub_model("Qwen/Qwen3-32B"), "downloads": 2**70, "likes": 2**64},
+    ]
     snap = write_snapshot(tmp_path / "big.json", models, snapshot_id="big")
     store = tmp_path / "e.duckdb"
     r = run("import", snap, "--store", store)
@@ -95,8 +100,12 @@ def test_huge_download_counts_are_counted_not_a_crash(tmp_path):
 
 def _latin1(tmp_path):
     p = tmp_path / "latin.json"
-    p.write_bytes(json.dumps({"format": "monoculture-ecosystem-snapshot", "taken_at": "2025-01-01",
-                              "models": [{"id": "a/Café"}]}, ensure_ascii=False).encode("latin-1"))
+    p.write_bytes(
+        json.dumps(
+            {"format": "monoculture-ecosystem-snapshot", "taken_at": "2025-01-01", "models": [{"id": "a/Café"}]},
+            ensure_ascii=False,
+        ).encode("latin-1")
+    )
     return p, "latin.json:1", "UTF-8"
 
 
@@ -109,7 +118,9 @@ def _truncated_jsonl(tmp_path):
 
 def _truncated_json(tmp_path):
     p = tmp_path / "cut.json"
-    p.write_text(json.dumps({"format": "monoculture-ecosystem-snapshot", "models": [hub_model("Qwen/Qwen3-8B")]})[:40], encoding="utf-8")
+    p.write_text(
+        json.dumps({"format": "monoculture-ecosystem-snapshot", "models": [hub_model("Qwen/Qwen3-8B")]})[:40], encoding="utf-8"
+    )
     return p, "cut.json:1", "not valid JSON"
 
 
@@ -165,10 +176,14 @@ def test_folder_with_one_bad_file_imports_nothing_and_names_every_bad_file(tmp_p
 
 def test_dropped_params_and_correction_dates_are_counted(tmp_path):
     p = tmp_path / "model_parameters.csv"
-    p.write_text("model_id,total_params_b,active_params_b,is_moe\na/b,7,7,false\na/c,lots,,false\na/d,3,x,true\n", encoding="utf-8")
+    p.write_text(
+        "model_id,total_params_b,active_params_b,is_moe\na/b,7,7,false\na/c,lots,,false\na/d,3,x,true\n", encoding="utf-8"
+    )
     c = tmp_path / "release_date_corrections.csv"
-    c.write_text("model_id,hf_created_at,actual_release_date,notes\na/b,2024-01-01,2023-12-01,ok\na/c,2024-01-01,soon,bad\na/d,yesterday,2023-05-01,\n",
-                 encoding="utf-8")
+    c.write_text(
+        "model_id,hf_created_at,actual_release_date,notes\na/b,2024-01-01,2023-12-01,ok\na/c,2024-01-01,soon,bad\na/d,yesterday,2023-05-01,\n",
+        encoding="utf-8",
+    )
     store = tmp_path / "e.duckdb"
     r = run("import", p, c, "--store", store)
     out = out_of(r)
@@ -215,17 +230,52 @@ def test_a_refused_import_into_a_new_store_leaves_no_store(tmp_path):
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80), st.floats(allow_nan=True, allow_infinity=True),
-                    st.text(max_size=12), st.sampled_from(["2024-01-01T00:00:00Z", "2999-01-01", "1970-01-01", "1712345678901", "[/x]", "\x1b[2J"]))
-_value = st.recursive(_scalar, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)), max_leaves=6)
-_KEYS = ["id", "modelId", "author", "createdAt", "lastModified", "downloads", "downloadsAllTime", "likes", "gated", "tags", "cardData",
-         "safetensors", "baseModels", "childrenModelCount", "library_name", "pipeline_tag", "sha"]
-_record = st.one_of(_value, st.fixed_dictionaries({"id": st.one_of(st.text(max_size=20), _scalar)},
-                                                  optional={k: _value for k in _KEYS[1:]}))
-_doc = st.one_of(st.lists(_record, max_size=6),
-                 st.fixed_dictionaries({"format": st.just("monoculture-ecosystem-snapshot"), "models": st.lists(_record, max_size=6)},
-                                       optional={"taken_at": st.one_of(st.sampled_from(["2025-01-01T00:00:00Z", "2999-01-01", "2010-01-01", "soon"]), _scalar),
-                                                 "snapshot_id": _scalar, "note": _value}))
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["2024-01-01T00:00:00Z", "2999-01-01", "1970-01-01", "1712345678901", "[/x]", "\x1b[2J"]),
+)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=6,
+)
+_KEYS = [
+    "id",
+    "modelId",
+    "author",
+    "createdAt",
+    "lastModified",
+    "downloads",
+    "downloadsAllTime",
+    "likes",
+    "gated",
+    "tags",
+    "cardData",
+    "safetensors",
+    "baseModels",
+    "childrenModelCount",
+    "library_name",
+    "pipeline_tag",
+    "sha",
+]
+_record = st.one_of(
+    _value, st.fixed_dictionaries({"id": st.one_of(st.text(max_size=20), _scalar)}, optional={k: _value for k in _KEYS[1:]})
+)
+_doc = st.one_of(
+    st.lists(_record, max_size=6),
+    st.fixed_dictionaries(
+        {"format": st.just("monoculture-ecosystem-snapshot"), "models": st.lists(_record, max_size=6)},
+        optional={
+            "taken_at": st.one_of(st.sampled_from(["2025-01-01T00:00:00Z", "2999-01-01", "2010-01-01", "soon"]), _scalar),
+            "snapshot_id": _scalar,
+            "note": _value,
+        },
+    ),
+)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,19 @@ def run(*args: str):
 def test_fetch_import_alerts_report(tmp_path, qwen_models):
     store = tmp_path / "eco.duckdb"
     with FakeHub(qwen_models, page_size=4) as hub:
-        r = run("fetch", "--families", "qwen", "--store", store, "--endpoint", hub.url, "--derivatives-top", "1", "--save-dir", tmp_path / "snaps")
+        r = run(
+            "fetch",
+            "--families",
+            "qwen",
+            "--store",
+            store,
+            "--endpoint",
+            hub.url,
+            "--derivatives-top",
+            "1",
+            "--save-dir",
+            tmp_path / "snaps",
+        )
     assert r.exit_code == 0, r.output
     assert "snapshot hub-" in r.output and "14 models" in r.output  # ten checkpoints + four direct derivatives of the top one
     saved = list((tmp_path / "snaps").glob("hub-*.json"))

@@ -74,7 +74,9 @@ def test_fetch_resumes_after_an_interruption_without_duplicates(tmp_path, qwen_m
         with Store(store) as st, client(hub, []) as c:
             res = fetch_families(st.con, fams, c, derivatives_top=2, derivative_depth=2)
             assert res.resumed and res.snapshot_id == sid
-            n, distinct = st.con.execute("SELECT count(*), count(DISTINCT model_id) FROM eco_models WHERE snapshot_id = ?", [sid]).fetchone()
+            n, distinct = st.con.execute(
+                "SELECT count(*), count(DISTINCT model_id) FROM eco_models WHERE snapshot_id = ?", [sid]
+            ).fetchone()
             assert n == distinct == 16  # ten Qwen checkpoints and six derivatives, each once
             assert st.con.execute("SELECT status FROM eco_snapshots WHERE snapshot_id = ?", [sid]).fetchone()[0] == "complete"
             edges = st.con.execute("SELECT child, parent, relation FROM eco_edges WHERE snapshot_id = ?", [sid]).fetchall()
@@ -100,7 +102,9 @@ def test_huggingface_hub_reads_the_same_server(qwen_models):
 
     with FakeHub(qwen_models, page_size=3) as hub:
         api = HfApi(endpoint=hub.url, token=False)
-        infos = list(api.list_models(author="Qwen", expand=["createdAt", "downloads", "downloadsAllTime", "tags", "safetensors", "gated"]))
+        infos = list(
+            api.list_models(author="Qwen", expand=["createdAt", "downloads", "downloadsAllTime", "tags", "safetensors", "gated"])
+        )
         info = api.model_info("Qwen/Qwen2.5-7B-Instruct", expand=["baseModels", "childrenModelCount", "createdAt"])
     assert len(infos) == 10 and {i.id for i in infos} == {m["id"] for m in qwen_models[:10]}
     assert infos[0].downloads_all_time == 50_000 and infos[0].safetensors.total == 7_000_000_000

@@ -24,15 +24,29 @@ def bad_models() -> list:
     good = hub_model("Qwen/Qwen2.5-7B", downloads=100)
     return [
         good,
-        {"id": "Qwen/Qwen-floor", "createdAt": "2022-03-02T23:29:04.000Z", "tags": ["license:apache-2.0"]},  # the Hub's floor date
+        {
+            "id": "Qwen/Qwen-floor",
+            "createdAt": "2022-03-02T23:29:04.000Z",
+            "tags": ["license:apache-2.0"],
+        },  # the Hub's floor date
         {"id": "Qwen/Qwen-baddate", "createdAt": "last tuesday", "tags": []},
         {"id": "Qwen/Qwen-future", "createdAt": "2099-01-01T00:00:00Z", "tags": []},
         {"id": "Qwen/Qwen-ancient", "createdAt": "1970-01-02T00:00:00Z"},
         {"id": "Qwen/Qwen-nodate", "downloads": "lots", "likes": -3},
-        {"id": "Qwen/Qwen-weird", "createdAt": "2024-01-01", "tags": "not-a-list", "cardData": "license: [unclosed", "gated": "manual",
-         "safetensors": {"parameters": {"BF16": "x"}}},
-        {"id": "Qwen/Qwen-oddlicence", "createdAt": "2024-02-01T00:00:00Z", "tags": ["license:wtfpl-but-worse"],
-         "cardData": {"license": "wtfpl-but-worse"}},
+        {
+            "id": "Qwen/Qwen-weird",
+            "createdAt": "2024-01-01",
+            "tags": "not-a-list",
+            "cardData": "license: [unclosed",
+            "gated": "manual",
+            "safetensors": {"parameters": {"BF16": "x"}},
+        },
+        {
+            "id": "Qwen/Qwen-oddlicence",
+            "createdAt": "2024-02-01T00:00:00Z",
+            "tags": ["license:wtfpl-but-worse"],
+            "cardData": {"license": "wtfpl-but-worse"},
+        },
         {"id": "Qwen/Qwen-other", "createdAt": "2024-03-01T00:00:00Z", "tags": ["license:other"]},
         # base-model links that form a cycle, and a self-link
         {"id": "x/a", "createdAt": "2024-05-01T00:00:00Z", "tags": ["base_model:finetune:x/b"]},
@@ -64,7 +78,9 @@ def test_normalize_counts_each_kind():
 
 def test_cycles_are_broken_deterministically():
     t = Tally()
-    g = Lineage.from_edges([("x/a", "x/b", "finetune"), ("x/b", "x/a", "finetune"), ("x/c", "x/b", "finetune"), ("x/c", "x/c", "merge")], t)
+    g = Lineage.from_edges(
+        [("x/a", "x/b", "finetune"), ("x/b", "x/a", "finetune"), ("x/c", "x/b", "finetune"), ("x/c", "x/c", "merge")], t
+    )
     assert t.counts["cycle"] == 1 and t.counts["self_loop"] == 1
     assert len(g.broken) == 1
     # every walk terminates, and the same link is dropped on every run

@@ -13,7 +13,11 @@ from monoculture.ecosystem import adoption, databases
 from monoculture.ecosystem.lineage import Lineage
 from monoculture.store import Store
 
-DUMPS = ["DeepSeek-R1_finetunes_20250416_231338", "DeepSeek-V3_finetunes_20250422_220003", "Mistral-Small-24B-Base-2501_finetunes_20250405_001816"]
+DUMPS = [
+    "DeepSeek-R1_finetunes_20250416_231338",
+    "DeepSeek-V3_finetunes_20250422_220003",
+    "Mistral-Small-24B-Base-2501_finetunes_20250405_001816",
+]
 LISTS = {"children": "finetune", "adapters": "adapter", "quantized": "quantized", "merges": "merge"}
 
 
@@ -31,7 +35,9 @@ def test_lineage_counts_and_depths_match_the_dump(real_store, stem):
     raw = pd.read_csv(eco / "model_metadata_analyses" / f"{stem}.csv")
     raw["mid"] = raw["model_id"].str.replace("https://huggingface.co/", "", regex=False)
     with Store(path) as st:
-        edges = st.con.execute("SELECT child, parent, relation, origin FROM eco_edges WHERE snapshot_id = ?", [f"lineage-{stem}"]).fetchall()
+        edges = st.con.execute(
+            "SELECT child, parent, relation, origin FROM eco_edges WHERE snapshot_id = ?", [f"lineage-{stem}"]
+        ).fetchall()
     lin = Lineage.from_edges((c, p, r) for c, p, r, _ in edges)
     root = raw["mid"].iloc[0]
     assert raw["depth"].iloc[0] == 0
@@ -103,7 +109,11 @@ def test_epoch_country_shares_rest_on_their_rows(real_store, registry):
     for country, cell in (("China", {"China"}), ("United States", {"United States of America"})):
         rows = shares.loc[country, "row_ids"]
         assert all({c.strip() for c in raw.loc[r, "Country (of organization)"].split(",")} == cell for r in rows)
-        independent = raw[raw["open"] & raw["lang"] & raw["Country (of organization)"].fillna("").map(lambda v: {c.strip() for c in v.split(",")} == cell)]
+        independent = raw[
+            raw["open"]
+            & raw["lang"]
+            & raw["Country (of organization)"].fillna("").map(lambda v: {c.strip() for c in v.split(",")} == cell)
+        ]
         assert sorted(rows) == sorted(independent.index)
     # the figure the README quotes
     assert shares.loc["China", "rows"] == 100 and shares.loc["United States", "rows"] == 63
@@ -130,7 +140,11 @@ def test_hf_models_downloads_by_family(real_store, registry):
     raw = json.loads((eco / "llmfit" / "data" / "hf_models.json").read_text())
     with Store(path) as st:
         fa = adoption.family_adoption(st.con, registry).set_index("family")
-    qwen = sum(m.get("hf_downloads") or 0 for m in raw if m["name"].split("/")[0] == "Qwen" and re.search(r"(?i)^(qwen|qwq|qvq)", m["name"].split("/")[1]))
+    qwen = sum(
+        m.get("hf_downloads") or 0
+        for m in raw
+        if m["name"].split("/")[0] == "Qwen" and re.search(r"(?i)^(qwen|qwq|qvq)", m["name"].split("/")[1])
+    )
     assert fa.loc["qwen", "downloads_30d"] == qwen
     assert fa["share_downloads_30d"].idxmax() == "qwen"
 

@@ -30,7 +30,9 @@ def test_report_in_headless_chromium(tmp_path, qwen_models):
     reg_file.write_text("families:\n  evil:\n    name: Evil\n    organisations: [evil]\n    country: Nowhere\n")
     registry = load_registry(reg_file)
     with Store(tmp_path / "eco.duckdb") as st:
-        import_paths(st.con, [write_snapshot(tmp_path / "snap.json", hostile_world(qwen_models), "2025-06-01T00:00:00Z")], registry)
+        import_paths(
+            st.con, [write_snapshot(tmp_path / "snap.json", hostile_world(qwen_models), "2025-06-01T00:00:00Z")], registry
+        )
         out, data = build_report(st.con, registry, tmp_path / "ecosystem.html")
     assert any(SCRIPT in e for e in data.alerts["evidence"])  # the hostile name leads an alert line
 
@@ -60,7 +62,9 @@ def test_report_in_headless_chromium(tmp_path, qwen_models):
         assert page.evaluate("document.querySelectorAll('img').length") == 0
         assert page.evaluate("document.querySelectorAll('script:not([type=\"application/json\"])').length") == 2
         # and they reach the figures as text too (plotly decodes the escaped label)
-        labels = page.evaluate("Array.from(document.querySelectorAll('.treemap text, g.slicetext text')).map(t => t.textContent).join(' ')")
+        labels = page.evaluate(
+            "Array.from(document.querySelectorAll('.treemap text, g.slicetext text')).map(t => t.textContent).join(' ')"
+        )
         assert "alert(1)" in labels
         assert page.csp_violations() == []  # scripts allowed by hash only, no 'unsafe-eval'
     from pagecheck import check_csp

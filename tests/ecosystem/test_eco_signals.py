@@ -9,14 +9,30 @@ import pytest
 
 from monoculture.ecosystem.cadence import History, Release, gaps_days, merge_events
 from monoculture.ecosystem.openness import LEVELS
-from monoculture.ecosystem.signals import STRENGTHS, alerts_table, all_signals, ceremonial_signal, licence_signal, rate_drop_signal, silence_signal
+from monoculture.ecosystem.signals import (
+    STRENGTHS,
+    alerts_table,
+    all_signals,
+    ceremonial_signal,
+    licence_signal,
+    rate_drop_signal,
+    silence_signal,
+)
 
 START = date(2020, 1, 1)
 PERMISSIVE, RESTRICTED, NONCOMMERCIAL, GATED, API = range(5)
 
 
-def history(seed: int, *, n: int = 20, mean_gap: float = 60, tail_days: float | None = None, levels=None, activity_every: int | None = None,
-            activity_until_tail: bool = True) -> History:
+def history(
+    seed: int,
+    *,
+    n: int = 20,
+    mean_gap: float = 60,
+    tail_days: float | None = None,
+    levels=None,
+    activity_every: int | None = None,
+    activity_until_tail: bool = True,
+) -> History:
     """Releases with exponential gaps (seeded); ``tail_days`` after the last one is "as of"."""
     rng = np.random.default_rng(seed)
     gaps = np.maximum(rng.exponential(mean_gap, n - 1), 9).round()  # > merge window, so each release is one event
@@ -69,13 +85,16 @@ def at_days(days: list[int], silence: int, *, merge_days: int = 7) -> History:
     return History("synthetic", "synthetic", ("org",), "Nowhere", rel[-1].date + timedelta(days=silence), rel, [], merge_days)
 
 
-@pytest.mark.parametrize("days, silence, p, strength", [
-    ([0, 100, 200, 300], 300, (300 / 600) ** 3, "none"),  # S = 300 over n = 3 gaps: (1/2)^3 = 0.125
-    ([0, 100, 200, 300], 900, (300 / 1200) ** 3, "moderate"),  # (1/4)^3 = 0.015625
-    ([0, 50, 150, 300, 400], 100, (400 / 500) ** 4, "none"),  # uneven gaps: only their sum counts
-    ([0, 10, 20, 30, 40, 50], 200, (50 / 250) ** 5, "strong"),  # (1/5)^5 = 0.00032
-    ([0, 100, 200, 300], 0, 1.0, "none"),  # released today
-])
+@pytest.mark.parametrize(
+    "days, silence, p, strength",
+    [
+        ([0, 100, 200, 300], 300, (300 / 600) ** 3, "none"),  # S = 300 over n = 3 gaps: (1/2)^3 = 0.125
+        ([0, 100, 200, 300], 900, (300 / 1200) ** 3, "moderate"),  # (1/4)^3 = 0.015625
+        ([0, 50, 150, 300, 400], 100, (400 / 500) ** 4, "none"),  # uneven gaps: only their sum counts
+        ([0, 10, 20, 30, 40, 50], 200, (50 / 250) ** 5, "strong"),  # (1/5)^5 = 0.00032
+        ([0, 100, 200, 300], 0, 1.0, "none"),  # released today
+    ],
+)
 def test_silence_signal_known_answers(days, silence, p, strength):
     s = silence_signal(at_days(days, silence))
     assert s.signal == "silence" and s.p_value == pytest.approx(p, rel=1e-12) and s.strength == strength
@@ -149,8 +168,12 @@ def test_too_little_history_is_not_assessed():
 
 def test_merge_events_joins_checkpoints_of_one_launch():
     d = date(2024, 9, 16)
-    rel = [Release(d, "a-7b", 0, 7), Release(d + timedelta(days=2), "a-72b", 1, 72), Release(d + timedelta(days=30), "b", 0, 7),
-           Release(d + timedelta(days=31), "b-max", API, None)]
+    rel = [
+        Release(d, "a-7b", 0, 7),
+        Release(d + timedelta(days=2), "a-72b", 1, 72),
+        Release(d + timedelta(days=30), "b", 0, 7),
+        Release(d + timedelta(days=31), "b-max", API, None),
+    ]
     ev = merge_events(rel, merge_days=7)
     assert [len(e.releases) for e in ev] == [2, 2]
     assert ev[0].lead.name == "a-72b"  # the largest model leads

@@ -58,8 +58,7 @@ def multilingual_study(rng, n_models=3, n_topics=16, n_langs=5, k=2, d=64):
     ids = [f"t{t}-{lg}" for t in range(n_topics) for lg in range(n_langs)]
     groups = [f"t{t}" for t in range(n_topics) for lg in range(n_langs)]
     common = (unit(np.array(rows)), np.array(model), np.array(prompt), [f"m{i}" for i in range(n_models)], ids)
-    return (ResponseSet(*common, sample=np.array(sample), clusters=groups),
-            ResponseSet(*common, sample=np.array(sample)))
+    return (ResponseSet(*common, sample=np.array(sample), clusters=groups), ResponseSet(*common, sample=np.array(sample)))
 
 
 def test_separability_folded_by_cluster_cannot_win_by_topic(rng):

@@ -102,9 +102,9 @@ def reference_figures(texts):
     toks = [tokenize(t) for t in texts]  # the units themselves are tested in test_segment.py
     out = {}
     for n in (1, 2, 3, 4):
-        grams = [tuple(t[i:i + n]) for t in toks for i in range(len(t) - n + 1)]
+        grams = [tuple(t[i : i + n]) for t in toks for i in range(len(t) - n + 1)]
         out[f"ngram_div_{n}"] = len(set(grams)) / len(grams) if grams else math.nan
-    sets = [{tuple(t[i:i + 4]) for i in range(len(t) - 3)} for t in toks]
+    sets = [{tuple(t[i : i + 4]) for i in range(len(t) - 3)} for t in toks]
     seen = Counter(g for s in sets for g in s)
     scores = [math.log1p(sum(seen[g] >= 2 for g in s)) for s in sets if s]
     out["self_repetition"] = float(np.mean(scores)) if len(texts) >= 2 and scores else math.nan
@@ -121,8 +121,28 @@ def test_table_matches_a_literal_implementation(monkeypatch, pack_limit):
     if pack_limit is not None:
         monkeypatch.setattr(lexical, "_INT64_MAX", pack_limit)
     rng = np.random.default_rng(7)
-    words = ["the", "cat", "Sat", "on", "mat", "don't", "rock’n’roll", "Ünïcode", "x_y", "42", "a",
-             "灯塔", "看守人在最后一夜", "東京に", "ไปเที่ยว", "प्रकाशस्तंभ", "तंभ", "تُدار", "habari", "🙂"]
+    words = [
+        "the",
+        "cat",
+        "Sat",
+        "on",
+        "mat",
+        "don't",
+        "rock’n’roll",
+        "Ünïcode",
+        "x_y",
+        "42",
+        "a",
+        "灯塔",
+        "看守人在最后一夜",
+        "東京に",
+        "ไปเที่ยว",
+        "प्रकाशस्तंभ",
+        "तंभ",
+        "تُدار",
+        "habari",
+        "🙂",
+    ]
     texts = [" ".join(rng.choice(words, rng.integers(0, 14))) + rng.choice(["", ".", " !", "''"]) for _ in range(60)]
     model = rng.integers(0, 4, 60)
     cell = model * 5 + rng.integers(0, 5, 60)
@@ -150,16 +170,23 @@ def test_repetitive_chinese_reads_repetitive():
     assert z["ngram_div_1"] < 0.1 and z["ngram_div_4"] < 0.6
     assert z["self_repetition"] > 2
     # Two unrelated Chinese passages share almost no character 4-gram.
-    apart = lexical_summary(["灯塔看守人在最后一夜爬上螺旋楼梯，擦亮那盏陪伴他三十年的灯。海风从破旧的窗缝里钻进来。",
-                             "清晨，祖母总是先烧一壶开水，把茶叶放进那只有裂纹的白瓷壶里。她说好茶要等。"])
+    apart = lexical_summary(
+        [
+            "灯塔看守人在最后一夜爬上螺旋楼梯，擦亮那盏陪伴他三十年的灯。海风从破旧的窗缝里钻进来。",
+            "清晨，祖母总是先烧一壶开水，把茶叶放进那只有裂纹的白瓷壶里。她说好茶要等。",
+        ]
+    )
     assert apart["ngram_div_4"] > 0.95 and apart["self_repetition"] == 0.0
 
 
-@pytest.mark.parametrize("text, n_units", [
-    ("Swahili: habari ya asubuhi rafiki", 5),
-    ("प्रकाशस्तंभ के रखवाले", 3),  # \w+ made 8 tokens of it
-    ("قبل أن تُدار المنارة آليًا", 5),  # \w+ made 7
-    ("灯塔看守人", 5),  # \w+ made 1
-])
+@pytest.mark.parametrize(
+    "text, n_units",
+    [
+        ("Swahili: habari ya asubuhi rafiki", 5),
+        ("प्रकाशस्तंभ के रखवाले", 3),  # \w+ made 8 tokens of it
+        ("قبل أن تُدار المنارة آليًا", 5),  # \w+ made 7
+        ("灯塔看守人", 5),  # \w+ made 1
+    ],
+)
 def test_token_counts_in_the_table_are_word_units(text, n_units):
     assert lexical_summary([text])["tokens"] == n_units

@@ -97,5 +97,11 @@ def test_pipeline_on_real_data(novelty):
     assert pm["W"].idxmax() == "gpt-4o"
     assert abs(res.headline["off_prompt_floor"]["value"]) < 0.1
     assert res.separability.balanced_accuracy.value > res.separability.chance
-    print("\nNoveltyBench own range:", pm["own_range"].round(2).to_dict(),
-          "W:", pm["W"].round(3).to_dict(), "H ratio vs humans:", res.headline["reference"]["ratio"])
+    print(
+        "\nNoveltyBench own range:",
+        pm["own_range"].round(2).to_dict(),
+        "W:",
+        pm["W"].round(3).to_dict(),
+        "H ratio vs humans:",
+        res.headline["reference"]["ratio"],
+    )

@@ -9,8 +9,9 @@ from monoculture.metrics import MetricsInputError, ResponseSet, measure_all
 
 def study(rng, **kw):
     rs = synthetic_study(rng, **kw)
-    texts = [f"model {m} answers prompt {p} with sample {s} and some shared words"
-             for m, p, s in zip(rs.model, rs.prompt, rs.sample)]
+    texts = [
+        f"model {m} answers prompt {p} with sample {s} and some shared words" for m, p, s in zip(rs.model, rs.prompt, rs.sample)
+    ]
     return ResponseSet(rs.X, rs.model, rs.prompt, rs.model_names, rs.prompt_ids, texts, rs.sample)
 
 
@@ -20,13 +21,28 @@ FAST = dict(n_boot=200, n_perm=99, separability=False)
 def test_json_has_the_documented_keys_and_is_strict_json(rng):
     rs = study(rng, n_models=4, n_prompts=12, k=2, d=16)
     groups = {"family": {"m0": "x", "m1": "x", "m2": "y", "m3": "y"}, "open": {"m0": "yes", "m2": "yes"}}
-    res = measure_all(rs, groups=groups, what_if_removed=["x", "m3"], reference="m3",
-                      derivatives={"m1": "m0"}, tau=0.9, n_boot=200, n_perm=99)
+    res = measure_all(
+        rs, groups=groups, what_if_removed=["x", "m3"], reference="m3", derivatives={"m1": "m0"}, tau=0.9, n_boot=200, n_perm=99
+    )
     j = res.to_json_dict()
     json.dumps(j, allow_nan=False)
-    for key in ("models", "similarity_matrix", "within_model_similarity", "off_prompt_floor", "voices",
-                "leave_one_out", "groups", "skipped", "distinct_k", "separability", "lineage",
-                "accent_retention", "reference", "lexical", "what_if_removed"):
+    for key in (
+        "models",
+        "similarity_matrix",
+        "within_model_similarity",
+        "off_prompt_floor",
+        "voices",
+        "leave_one_out",
+        "groups",
+        "skipped",
+        "distinct_k",
+        "separability",
+        "lineage",
+        "accent_retention",
+        "reference",
+        "lexical",
+        "what_if_removed",
+    ):
         assert key in j, key
     assert j["models"] == ["m0", "m1", "m2", "m3"]
     C = np.array(j["similarity_matrix"], dtype=float)
@@ -110,8 +126,10 @@ def test_groups_against_random_baseline(rng):
     voices[1] = voices[0]
     voices[2] = voices[0]
     rs = study(rng, n_models=6, n_prompts=20, k=1, d=d, voices=voices, noise=0.3)
-    groups = {"family": {"m0": "clones", "m1": "clones", "m2": "clones", "m3": "a", "m4": "b", "m5": "c"},
-              "lab": {"m3": "L", "m4": "L", "m5": "L"}}
+    groups = {
+        "family": {"m0": "clones", "m1": "clones", "m2": "clones", "m3": "a", "m4": "b", "m5": "c"},
+        "lab": {"m3": "L", "m4": "L", "m5": "L"},
+    }
     res = measure_all(rs, groups=groups, **FAST)
     g = res.groups
     # Losing the clone family costs less than losing 3 random models; losing the 3 distinct ones, more.
@@ -125,8 +143,7 @@ def test_groups_against_random_baseline(rng):
 
 def test_center_calibrates_and_stores_mu(rng):
     rs = study(rng, n_models=3, n_prompts=15, k=2, d=16)
-    shifted = ResponseSet(unit(rs.X + 4.0 / np.sqrt(16)), rs.model, rs.prompt, rs.model_names,
-                          rs.prompt_ids, rs.texts, rs.sample)
+    shifted = ResponseSet(unit(rs.X + 4.0 / np.sqrt(16)), rs.model, rs.prompt, rs.model_names, rs.prompt_ids, rs.texts, rs.sample)
     raw = measure_all(shifted, **FAST)
     cal = measure_all(shifted, center=True, **FAST)
     assert raw.headline["off_prompt_floor"]["value"] > 0.5

@@ -39,7 +39,12 @@ def test_astral_path_agrees_with_the_bmp_path():
     # An emoji (not a unit) sends a text down the path for characters beyond the BMP; the units
     # must be the same as without it, for every prompt of the multilingual suite.
     texts = [json.loads(line)["text"] for line in SUITE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    assert {json.loads(line)["language"] for line in SUITE.read_text(encoding="utf-8").splitlines() if line.strip()} >= {"zh", "ar", "hi", "sw"}
+    assert {json.loads(line)["language"] for line in SUITE.read_text(encoding="utf-8").splitlines() if line.strip()} >= {
+        "zh",
+        "ar",
+        "hi",
+        "sw",
+    }
     for t in texts:
         assert tokenize(t + " 🙂") == tokenize(t), t
         assert tokenize("🙂" + t.replace(" ", " 🙂 ")) == tokenize(t), t

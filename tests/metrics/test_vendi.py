@@ -16,7 +16,7 @@ def reference_vendi(X, w=None, q=1.0):
         return float(np.exp(-np.sum(lam * np.log(lam))))
     if np.isinf(q):
         return float(1.0 / lam.max())
-    return float(np.exp(np.log(np.sum(lam ** q)) / (1 - q)))
+    return float(np.exp(np.log(np.sum(lam**q)) / (1 - q)))
 
 
 @pytest.mark.parametrize("n,d", [(40, 8), (8, 40), (25, 25), (200, 16)])

@@ -31,7 +31,13 @@ def write_small_suite(path: Path, groups=("val-01", "val-06", "val-05"), languag
 def write_study(path: Path, models: list[dict], *, store: Path | None = None, samples: int = 1, **sampling) -> Path:
     import yaml
 
-    data = {"name": "probe-test", "models": models, "suites": ["values"], "samples": samples, "sampling": {"max_tokens": 16, "temperature": 1.0, **sampling}}
+    data = {
+        "name": "probe-test",
+        "models": models,
+        "suites": ["values"],
+        "samples": samples,
+        "sampling": {"max_tokens": 16, "temperature": 1.0, **sampling},
+    }
     if store is not None:
         data["store"] = str(store)
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")

@@ -64,15 +64,21 @@ def test_probe_runs_and_prints_a_summary(tmp_path, app, fake_server, small_suite
     assert "Kenya" in r2.output  # country data stays in the store
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--method", "vibes"], "unknown method"),
-    (["--countries", "nope.csv"], "countries file or directory not found"),
-    (["--languages", "xx"], "has no items in languages xx"),
-    (["--suite", "open-ended"], "no options"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--method", "vibes"], "unknown method"),
+        (["--countries", "nope.csv"], "countries file or directory not found"),
+        (["--languages", "xx"], "has no items in languages xx"),
+        (["--suite", "open-ended"], "no options"),
+    ],
+)
 def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, app, fake_server, extra, message):
     server = fake_server()
-    study = write_study(tmp_path / "s.yaml", [{"name": "m", "backend": "openai", "model": "fake", "params": {"base_url": server.base_url, "api_key_env": None}}])
+    study = write_study(
+        tmp_path / "s.yaml",
+        [{"name": "m", "backend": "openai", "model": "fake", "params": {"base_url": server.base_url, "api_key_env": None}}],
+    )
     r = CliRunner().invoke(app, ["probe", str(study), "-q", *extra])
     assert r.exit_code == 2, r.output
     lines = [x for x in r.output.splitlines() if x.strip()]
@@ -89,7 +95,10 @@ def test_missing_study_file_exits_2(tmp_path, app):
 def test_probe_command_is_callable_as_a_plain_function(tmp_path, fake_server, small_suite):
     """Defaults are real values (Annotated options), so other code can call it directly."""
     server = fake_server()
-    study = write_study(tmp_path / "s.yaml", [{"name": "m", "backend": "openai", "model": "fake", "params": {"base_url": server.base_url, "api_key_env": None}}])
+    study = write_study(
+        tmp_path / "s.yaml",
+        [{"name": "m", "backend": "openai", "model": "fake", "params": {"base_url": server.base_url, "api_key_env": None}}],
+    )
     probe_command(study, suite=str(small_suite), quiet=True)
     assert server.counts["requests"] == 6
     with pytest.raises(typer.Exit) as e:

@@ -83,7 +83,11 @@ def test_identical_answers_in_all_languages_give_zero_language_sensitivity():
         p = rng.dirichlet(np.ones(4))
         model[g] = {lang: p.copy() for lang in LANGS}
     s = language_sensitivity(model)
-    assert s.mean == pytest.approx(0.0, abs=1e-12) and s.lo == pytest.approx(0.0, abs=1e-12) and s.hi == pytest.approx(0.0, abs=1e-12)
+    assert (
+        s.mean == pytest.approx(0.0, abs=1e-12)
+        and s.lo == pytest.approx(0.0, abs=1e-12)
+        and s.hi == pytest.approx(0.0, abs=1e-12)
+    )
     assert all(v == pytest.approx(0.0, abs=1e-12) for v in s.per_language.values())
     assert s.n_questions == len(groups)
 
@@ -158,10 +162,36 @@ def test_analyse_puts_it_together():
     for model, target in (("copy-7", "Country 7"), ("copy-2", "Country 2")):
         for g in groups:
             for lang in ("en", "zh", "ar"):
-                rows.append({"model": model, "method": "logprobs", "steer": None, "group_id": g, "language": lang, "item_id": f"{g}-{lang}",
-                             "status": "ok", "probs": human[(g, target)], "ordered": True, "option_mass": 0.9, "outcomes": None})
-                rows.append({"model": model, "method": "logprobs", "steer": "Country 5", "group_id": g, "language": lang, "item_id": f"{g}-{lang}",
-                             "status": "ok", "probs": human[(g, "Country 5")], "ordered": True, "option_mass": 0.9, "outcomes": None})
+                rows.append(
+                    {
+                        "model": model,
+                        "method": "logprobs",
+                        "steer": None,
+                        "group_id": g,
+                        "language": lang,
+                        "item_id": f"{g}-{lang}",
+                        "status": "ok",
+                        "probs": human[(g, target)],
+                        "ordered": True,
+                        "option_mass": 0.9,
+                        "outcomes": None,
+                    }
+                )
+                rows.append(
+                    {
+                        "model": model,
+                        "method": "logprobs",
+                        "steer": "Country 5",
+                        "group_id": g,
+                        "language": lang,
+                        "item_id": f"{g}-{lang}",
+                        "status": "ok",
+                        "probs": human[(g, "Country 5")],
+                        "ordered": True,
+                        "option_mass": 0.9,
+                        "outcomes": None,
+                    }
+                )
     res = analyse(pd.DataFrame(rows), human, b=200)
     mr = res.methods["logprobs"]
     assert mr.models["copy-7"].countries[0].country == "Country 7"

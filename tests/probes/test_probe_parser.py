@@ -28,7 +28,14 @@ PER_LANGUAGE = {
     "zh": [("答案：C", 2), ("比较重要", 1), ("非常重要。", 0), ("二", 1), ("我选B", 1), ("第四项", 3), ("Ｂ", 1)],
     "ar": [("الإجابة: د", 3), ("مهم إلى حد ما", 1), ("مهم جدا", 0), ("٢", 1), ("ب", 1), ("الإجابة: B", 1)],
     "hi": [("उत्तर: A", 0), ("काफ़ी महत्वपूर्ण", 1), ("काफी महत्वपूर्ण", 1), ("२", 1), ("(ख)", 1), ("उत्तर: बिल्कुल महत्वपूर्ण नहीं", 3)],
-    "es": [("Respuesta: D", 3), ("Bastante importante", 1), ("muy importante.", 0), ("3", 2), ("Elijo C", 2), ("Mi respuesta es: nada importante", 3)],
+    "es": [
+        ("Respuesta: D", 3),
+        ("Bastante importante", 1),
+        ("muy importante.", 0),
+        ("3", 2),
+        ("Elijo C", 2),
+        ("Mi respuesta es: nada importante", 3),
+    ],
     "ru": [("Ответ: В", 1), ("Скорее важно", 1), ("Совсем не важно.", 3), ("1", 0), ("Вариант C", 2)],
     "sw": [("Jibu: C", 2), ("Muhimu kiasi", 1), ("Muhimu sana.", 0), ("4", 3), ("Jibu langu ni A", 0), ("Ninachagua D", 3)],
 }
@@ -43,8 +50,21 @@ REFUSALS = {
     "sw": ["Siwezi kujibu swali hili.", "Kama AI, sina maoni binafsi."],
 }
 
-JUNK = ["lorem ipsum dolor", "🙂", "A person like me would say it depends", "E", "9", "0", "ABCD",
-        "The options are A, B, C and D", "Very important because", "<think>let me think", "A.I. is", "Д", "?"]
+JUNK = [
+    "lorem ipsum dolor",
+    "🙂",
+    "A person like me would say it depends",
+    "E",
+    "9",
+    "0",
+    "ABCD",
+    "The options are A, B, C and D",
+    "Very important because",
+    "<think>let me think",
+    "A.I. is",
+    "Д",
+    "?",
+]
 
 
 @pytest.mark.parametrize("lang", LANGS7)

@@ -12,7 +12,7 @@ from monoculture.probes.items import load_items
 from monoculture.probes.report_section import perspectives_section, standalone_page
 from monoculture.store import Store
 
-EVIL_COUNTRY = '<img src=x onerror="alert(\'country\')">'
+EVIL_COUNTRY = "<img src=x onerror=\"alert('country')\">"
 EVIL_ANSWER = "</script><script>alert('answer')</script>"
 EVIL_MODEL = "<b onmouseover=alert(1)>m3</b>"
 
@@ -35,15 +35,64 @@ def synthetic_store(path, *, with_countries=True):
         for model, like in (("m1", "Kenya"), ("m2", "Kenya"), (EVIL_MODEL, "Sweden")):
             for it in items:
                 p = 0.7 * human[(it.group, like)] + 0.3 * rng.dirichlet(np.ones(k_of[it.group]))
-                base = {"model": model, "item_id": it.id, "group_id": it.group, "language": it.language, "n_options": len(it.options)}
-                rows.append({**base, "key": f"{model}-{it.id}-lp", "method": "logprobs", "steer": None, "status": "ok", "probs": list(p), "option_mass": 0.8})
-                rows.append({**base, "key": f"{model}-{it.id}-lp-jp", "method": "logprobs", "steer": "Japan", "status": "ok", "probs": list(human[(it.group, "Japan")]), "option_mass": 0.8})
+                base = {
+                    "model": model,
+                    "item_id": it.id,
+                    "group_id": it.group,
+                    "language": it.language,
+                    "n_options": len(it.options),
+                }
+                rows.append(
+                    {
+                        **base,
+                        "key": f"{model}-{it.id}-lp",
+                        "method": "logprobs",
+                        "steer": None,
+                        "status": "ok",
+                        "probs": list(p),
+                        "option_mass": 0.8,
+                    }
+                )
+                rows.append(
+                    {
+                        **base,
+                        "key": f"{model}-{it.id}-lp-jp",
+                        "method": "logprobs",
+                        "steer": "Japan",
+                        "status": "ok",
+                        "probs": list(human[(it.group, "Japan")]),
+                        "option_mass": 0.8,
+                    }
+                )
                 counts = rng.multinomial(8, p)
-                rows.append({**base, "key": f"{model}-{it.id}-s", "method": "sample", "steer": None, "status": "ok", "probs": list(counts / 8), "n_answers": 8, "n_total": 10,
-                             "outcomes": {"ok": 8, "refusal": 1, "unparseable": 1}})
+                rows.append(
+                    {
+                        **base,
+                        "key": f"{model}-{it.id}-s",
+                        "method": "sample",
+                        "steer": None,
+                        "status": "ok",
+                        "probs": list(counts / 8),
+                        "n_answers": 8,
+                        "n_total": 10,
+                        "outcomes": {"ok": 8, "refusal": 1, "unparseable": 1},
+                    }
+                )
                 if it.language == "en":
-                    answers.append({"key": f"{model}-{it.id}-a", "model": model, "item_id": it.id, "group_id": it.group, "language": "en", "steer": None,
-                                    "sample_index": 0, "text": EVIL_ANSWER, "outcome": "unparseable", "parser_version": 1})
+                    answers.append(
+                        {
+                            "key": f"{model}-{it.id}-a",
+                            "model": model,
+                            "item_id": it.id,
+                            "group_id": it.group,
+                            "language": "en",
+                            "steer": None,
+                            "sample_index": 0,
+                            "text": EVIL_ANSWER,
+                            "outcome": "unparseable",
+                            "parser_version": 1,
+                        }
+                    )
         pstore.write_distributions(st, rows)
         pstore.write_answers(st, answers)
         pstore.register_models(st, "synthetic", ["m1", "m2", EVIL_MODEL])
@@ -65,8 +114,17 @@ def test_section_content_and_escaping(tmp_path):
         assert perspectives_section(st, study="no-such-study", b=200) is None
     assert sec["title"] == "Perspectives"
     html = sec["html"]
-    for heading in ("First-token probabilities", "Sampled answers", "Which countries", "Language sensitivity", "Value homogeneity",
-                    "Steerability", "Answers that chose no option", "What these numbers do not mean", "A multiple-choice answer is not a"):
+    for heading in (
+        "First-token probabilities",
+        "Sampled answers",
+        "Which countries",
+        "Language sensitivity",
+        "Value homogeneity",
+        "Steerability",
+        "Answers that chose no option",
+        "What these numbers do not mean",
+        "A multiple-choice answer is not a",
+    ):
         assert heading in html, heading
     assert "<img src=x" not in html and "&lt;img src=x" in html
     assert "<script>" not in html and "&lt;/script&gt;&lt;script&gt;" in html
@@ -96,7 +154,9 @@ def test_section_renders_in_headless_chromium(tmp_path):
         assert page.console_errors == []
         assert page.external_requests() == [] and page.blocked == []
         assert page.dialogs == []
-        drawn = page.evaluate("Array.from(document.querySelectorAll('.mc-figure')).filter(e => e.querySelector('svg.main-svg')).length")
+        drawn = page.evaluate(
+            "Array.from(document.querySelectorAll('.mc-figure')).filter(e => e.querySelector('svg.main-svg')).length"
+        )
         assert drawn == len(sec["figures"])
         text = page.text()
         assert EVIL_COUNTRY in text and EVIL_ANSWER in text  # shown as text, not run

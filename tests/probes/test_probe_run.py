@@ -19,7 +19,12 @@ from monoculture.study import load_study
 
 
 def openai_model(server, name="fake", **params):
-    return {"name": name, "backend": "openai", "model": "fake", "params": {"base_url": server.base_url, "api_key_env": None, "max_retries": 0, **params}}
+    return {
+        "name": name,
+        "backend": "openai",
+        "model": "fake",
+        "params": {"base_url": server.base_url, "api_key_env": None, "max_retries": 0, **params},
+    }
 
 
 def test_openai_server_logprobs_become_distributions(tmp_path, fake_server, small_suite):
@@ -45,7 +50,10 @@ def test_openai_server_logprobs_become_distributions(tmp_path, fake_server, smal
     assert prefixes == {"Answer:", "答案："}
     users = [b["messages"][-2]["content"] for b in bodies]
     assert sum("Kenya" in u for u in users) == 6
-    assert all("\nA. " in u and u.rstrip().endswith(("Answer with the letter of one option.", "请只用一个选项的字母作答。")) for u in users)
+    assert all(
+        "\nA. " in u and u.rstrip().endswith(("Answer with the letter of one option.", "请只用一个选项的字母作答。"))
+        for u in users
+    )
 
 
 def test_a_rerun_asks_only_for_what_is_missing(tmp_path, fake_server, small_suite):
@@ -68,7 +76,9 @@ def test_failed_requests_are_stored_and_retried(tmp_path, fake_server, small_sui
     with Store(tmp_path / "s.duckdb") as st:
         with pytest.raises(UserError, match="first 5 log-probability requests all failed"):
             run_probe(study, st, suite=str(small_suite), show_progress=False)
-        errs = st.con.execute("SELECT count(*) FROM probe_distributions WHERE status = 'error' AND error IS NOT NULL").fetchone()[0]
+        errs = st.con.execute("SELECT count(*) FROM probe_distributions WHERE status = 'error' AND error IS NOT NULL").fetchone()[
+            0
+        ]
         assert errs == 5
         good = fake_server()
         study = load_study(write_study(tmp_path / "s.yaml", [openai_model(good)]))  # same identity: base_url is transport
@@ -85,7 +95,11 @@ def test_sampled_answers_are_all_counted_even_when_none_parses(tmp_path, fake_se
         ms = stats.per_model["fake"]
         assert ms.new == 18 and ms.outcomes == {"unparseable": 18}
         answers = st.con.execute("SELECT outcome, text, parser_version FROM probe_answers").df()
-        assert len(answers) == 18 and set(answers["outcome"]) == {"unparseable"} and answers["text"].str.startswith("answer to").all()
+        assert (
+            len(answers) == 18
+            and set(answers["outcome"]) == {"unparseable"}
+            and answers["text"].str.startswith("answer to").all()
+        )
         df = pstore.read_distributions(st)
         assert set(df["status"]) == {"no_answers"} and (df["n_total"] == 3).all() and (df["n_answers"] == 0).all()
         # answers parsed by an older parser are parsed again from the stored text
@@ -136,7 +150,9 @@ def test_tiny_transformers_model_on_both_methods(tmp_path, tiny_qwen, small_suit
 
     item = next(i for i in load_items(str(small_suite)) if i.id == "val-06-zh")
     with create_backend(study.models[0]) as backend:
-        raw = backend.first_token_logprobs(render_messages(item, study.sampling), item.letters, assistant_prefix=answer_prefix(item))
+        raw = backend.first_token_logprobs(
+            render_messages(item, study.sampling), item.letters, assistant_prefix=answer_prefix(item)
+        )
     want, mass = logprobs_to_distribution(raw, item.letters)
     row = lpd[lpd["item_id"] == "val-06-zh"].iloc[0]
     np.testing.assert_allclose(row["probs"], want, rtol=1e-5)

@@ -27,7 +27,13 @@ def test_study_report_with_perspectives_renders(tmp_path, fake_server, small_sui
 
     servers = [fake_server(top_logprobs=d) for d in ({"A": 0.6, "B": 0.3, "C": 0.1}, {"A": 0.2, "B": 0.3, "C": 0.5})]
     models = [
-        {"name": name, "backend": "openai", "model": name, "params": {"base_url": s.base_url, "api_key_env": None}, "attributes": {"family": name}}
+        {
+            "name": name,
+            "backend": "openai",
+            "model": name,
+            "params": {"base_url": s.base_url, "api_key_env": None},
+            "attributes": {"family": name},
+        }
         for name, s in zip(("alpha", "beta"), servers)
     ]
     study_file = write_study(tmp_path / "s.yaml", models, samples=2)

@@ -42,7 +42,11 @@ def _prompts(n: int) -> list[tuple[str, str, str]]:
     out = []
     for i in range(n):
         lang = "fr" if i % 3 == 2 else "en"
-        text = (f"Décrivez le sujet numéro {i} en quelques phrases." if lang == "fr" else f"Describe topic number {i} in a few sentences.")
+        text = (
+            f"Décrivez le sujet numéro {i} en quelques phrases."
+            if lang == "fr"
+            else f"Describe topic number {i} in a few sentences."
+        )
         out.append((f"p{i:02d}", text, lang))
     return out
 
@@ -64,8 +68,17 @@ def _answer(rng: random.Random, model: str, prompt_idx: int, sample: int) -> str
     return " ".join(words).capitalize() + "."
 
 
-def make_store(path: Path, *, n_prompts: int = 12, k: int = 2, hostile: bool = False, n_boot: int = 200, seed: int = 0,
-               rename: dict[str, str] | None = None, attrs: dict[str, dict] | None = None) -> Path:
+def make_store(
+    path: Path,
+    *,
+    n_prompts: int = 12,
+    k: int = 2,
+    hostile: bool = False,
+    n_boot: int = 200,
+    seed: int = 0,
+    rename: dict[str, str] | None = None,
+    attrs: dict[str, dict] | None = None,
+) -> Path:
     """``rename`` stores a model under another name (its answers unchanged); ``attrs``
     overrides attributes of models by their stored names."""
     rng = random.Random(seed)
@@ -84,7 +97,17 @@ def make_store(path: Path, *, n_prompts: int = 12, k: int = 2, hostile: bool = F
                 text = _answer(rng, fam_model, pi, s)
                 if hostile and pi == 0:
                     text = HOSTILE[(models.index(m) + s) % len(HOSTILE)] + " " + text
-                records.append(Imported(model=rename.get(m, m), prompt_id=pid, prompt=ptext, text=text, sample_index=s, language=lang, category="test"))
+                records.append(
+                    Imported(
+                        model=rename.get(m, m),
+                        prompt_id=pid,
+                        prompt=ptext,
+                        text=text,
+                        sample_index=s,
+                        language=lang,
+                        category="test",
+                    )
+                )
     with Store(path) as st:
         import_records(st, records, "jsonl")
         rows = []
@@ -115,8 +138,17 @@ RLO_ORG = "Org C\u202e"
 def bidi_store(tmp_path_factory) -> tuple[Path, str, str]:
     """The loner (a distinct voice, so it leads the headline) renamed with a right-to-left
     override, and its organisation too: (store, model name, organisation)."""
-    return make_store(tmp_path_factory.mktemp("report-bidi") / "bidi.duckdb", n_prompts=10, n_boot=100,
-                      rename={"loner": RLO_MODEL}, attrs={RLO_MODEL: {"organisation": RLO_ORG}}), RLO_MODEL, RLO_ORG
+    return (
+        make_store(
+            tmp_path_factory.mktemp("report-bidi") / "bidi.duckdb",
+            n_prompts=10,
+            n_boot=100,
+            rename={"loner": RLO_MODEL},
+            attrs={RLO_MODEL: {"organisation": RLO_ORG}},
+        ),
+        RLO_MODEL,
+        RLO_ORG,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,9 @@ class HashingEmbedder(Embedder):
         from sklearn.feature_extraction.text import HashingVectorizer
         from sklearn.random_projection import SparseRandomProjection
 
-        H = HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=2**18, alternate_sign=False, norm="l2").transform(list(texts))
+        H = HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=2**18, alternate_sign=False, norm="l2").transform(
+            list(texts)
+        )
         proj = SparseRandomProjection(n_components=128, random_state=0).fit(H[:1])
         Y = proj.transform(H)
         return np.asarray(Y.toarray() if hasattr(Y, "toarray") else Y, dtype=np.float32)
@@ -86,5 +88,7 @@ def test_alpaca_report_size_and_rendering(alpaca_store, tmp_path):
         assert models == 28
         page.screenshot(tmp_path / "alpaca.png", full_page=False)
     load_ms = max(timing["load"], timing["rendered"])
-    print(f"\nAlpacaEval report: {info.bytes / 1e6:.1f} MB, built in {build_s:.1f} s, "
-          f"loaded and drawn in {load_ms / 1000:.2f} s ({len(info.figures)} figures)")
+    print(
+        f"\nAlpacaEval report: {info.bytes / 1e6:.1f} MB, built in {build_s:.1f} s, "
+        f"loaded and drawn in {load_ms / 1000:.2f} s ({len(info.figures)} figures)"
+    )

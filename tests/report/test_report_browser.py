@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 from browser import open_page, require_browser
 from monoculture.report import build_report
 
@@ -25,7 +24,9 @@ def test_report_renders_offline_in_chromium(measured_store, tmp_path):
     require_browser()
     out = tmp_path / "report.html"
     info = build_report(measured_store, out)
-    assert {"similarity", "map", "leave_one_out", "groups", "diversity", "separability", "voices", "languages"} <= set(info.figures)
+    assert {"similarity", "map", "leave_one_out", "groups", "diversity", "separability", "voices", "languages"} <= set(
+        info.figures
+    )
 
     with open_page(out, viewport=(1280, 900)) as page:
         _wait_rendered(page)
@@ -99,8 +100,12 @@ def test_model_outputs_render_as_text(hostile_store, tmp_path):
         assert page.external_requests() == []
         detail = page.page.locator("#ex-detail")
         texts = "\n".join(detail.locator(".answer .text").all_inner_texts())
-        for s in ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '<a href="javascript:alert(1)">click me</a>',
-                  "</script><script>alert(2)</script>"):
+        for s in (
+            "<script>alert(1)</script>",
+            "<img src=x onerror=alert(1)>",
+            '<a href="javascript:alert(1)">click me</a>',
+            "</script><script>alert(2)</script>",
+        ):
             assert s in texts, s
         assert "Prompt with <script>alert(5)</script> inside" in detail.locator(".prompt-text").inner_text()
         assert "evil<img src=x onerror=alert(4)>" in "\n".join(detail.locator(".answer .who").all_inner_texts())
@@ -111,7 +116,9 @@ def test_model_outputs_render_as_text(hostile_store, tmp_path):
         assert page.evaluate("document.querySelectorAll('script:not([type])').length") == 2
         assert page.evaluate("typeof window.alert") == "function"
         # The hostile model name in the figures' labels is shown as text too.
-        ticks = page.evaluate("Array.from(document.querySelectorAll('#plot-similarity .ytick text, #plot-similarity .y2tick text')).map(t => t.textContent)")
+        ticks = page.evaluate(
+            "Array.from(document.querySelectorAll('#plot-similarity .ytick text, #plot-similarity .y2tick text')).map(t => t.textContent)"
+        )
         assert "evil<img src=x onerror=alert(4)>" in ticks
         # Searching the answers for the markup finds it as text and still runs nothing.
         page.page.check("#ex-in-answers")

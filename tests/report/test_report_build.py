@@ -39,7 +39,7 @@ def test_page_is_self_contained(measured_store, tmp_path):
 
 def test_headline_and_captions(measured_store, tmp_path):
     html = build_report(measured_store, tmp_path / "r.html").path.read_text(encoding="utf-8")
-    head = html[html.index('id="headline"'): html.index('id="figures"')]
+    head = html[html.index('id="headline"') : html.index('id="figures"')]
     assert "Voices per prompt" in head and "off-prompt floor" in head.lower() and "Biggest losses" in head
     assert head.count("95% interval") >= 2
     assert "12 prompts" in head
@@ -51,12 +51,22 @@ def test_headline_and_captions(measured_store, tmp_path):
 
 def test_methods_section_comes_from_the_study(measured_store, tmp_path):
     html = build_report(measured_store, tmp_path / "r.html").path.read_text(encoding="utf-8")
-    methods = html[html.index('id="methods"'):]
+    methods = html[html.index('id="methods"') :]
     from monoculture import __version__
 
-    for needle in ("tfidf", "200 resamples", "seed 0", "alpha-small", "Org A", "jsonl", f"monoculture {__version__}",
-                   "en, fr", "What was left out", "95% percentile bootstrap",
-                   "The unit resampled (and kept whole in separability's folds) is the prompt: 12 prompts"):
+    for needle in (
+        "tfidf",
+        "200 resamples",
+        "seed 0",
+        "alpha-small",
+        "Org A",
+        "jsonl",
+        f"monoculture {__version__}",
+        "en, fr",
+        "What was left out",
+        "95% percentile bootstrap",
+        "The unit resampled (and kept whole in separability's folds) is the prompt: 12 prompts",
+    ):
         assert needle in methods, needle
 
 
@@ -156,9 +166,15 @@ def _fake_perspectives(monkeypatch, fn):
 
 def test_perspectives_section_included_when_present(measured_store, tmp_path, monkeypatch):
     fig = {"data": [{"type": "bar", "x": ["a", "b"], "y": [1, 2]}], "layout": {"title": {"text": "views"}}}
-    _fake_perspectives(monkeypatch, lambda store, study=None: {
-        "title": "Perspectives", "html": '<p>from the probes</p><div id="perspectives-fig-0"></div>', "figures": [fig],
-        "figure_ids": ["perspectives-fig-0"]})
+    _fake_perspectives(
+        monkeypatch,
+        lambda store, study=None: {
+            "title": "Perspectives",
+            "html": '<p>from the probes</p><div id="perspectives-fig-0"></div>',
+            "figures": [fig],
+            "figure_ids": ["perspectives-fig-0"],
+        },
+    )
     html = build_report(measured_store, tmp_path / "r.html").path.read_text(encoding="utf-8")
     assert 'id="perspectives"' in html and "from the probes" in html and 'data-target="perspectives-fig-0"' in html
 
@@ -239,14 +255,18 @@ def test_study_measurement_and_sampling_settings(measured_store, tmp_path):
     with Store(path) as st:
         keys = st.con.execute("SELECT prompt_key FROM prompts ORDER BY prompt_id LIMIT 6").fetchall()
         models = ["alpha-small", "beta-one", "loner"]
-        spec = {"name": "s1", "samples": 2, "suites": [{"name": "open-ended", "limit": 6}],
-                "sampling": {"temperature": 0.8, "top_p": 0.95, "max_tokens": 200, "seed": 0, "system_prompt": None, "stop": []}}
+        spec = {
+            "name": "s1",
+            "samples": 2,
+            "suites": [{"name": "open-ended", "limit": 6}],
+            "sampling": {"temperature": 0.8, "top_p": 0.95, "max_tokens": 200, "seed": 0, "system_prompt": None, "stop": []},
+        }
         st.register_study("s1", None, spec, models, [k for (k,) in keys])
         measure(st, study="s1", embedder="tfidf", n_boot=50, show_progress=False)
     info = build_report(path, tmp_path / "s1.html", study="s1")
     assert info.label.startswith("s1|") and info.total_prompts == 6
     html = info.path.read_text(encoding="utf-8")
-    methods = html[html.index('id="methods"'):]
+    methods = html[html.index('id="methods"') :]
     for needle in ("Study <strong><bdi>s1</bdi></strong>", "temperature", "0.95", "open-ended (first 6)", "2 sample(s)"):
         assert needle in methods, needle
     # Without a study the latest measurement of the store is the study's too; asking for a

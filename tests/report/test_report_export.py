@@ -20,7 +20,7 @@ def _viridis(n: int = 128) -> np.ndarray:
     from plotly.colors import sample_colorscale
 
     cols = sample_colorscale("Viridis", list(np.linspace(0, 1, n)))
-    return np.array([[int(float(v)) for v in c[c.index("(") + 1:-1].split(",")] for c in cols], dtype=float)
+    return np.array([[int(float(v)) for v in c[c.index("(") + 1 : -1].split(",")] for c in cols], dtype=float)
 
 
 def assert_heatmap_png(data: bytes, width: int, height: int) -> None:
@@ -29,7 +29,7 @@ def assert_heatmap_png(data: bytes, width: int, height: int) -> None:
     px = png_pixels(data)[..., :3].astype(float)
     assert px.std() > 20, "image is nearly flat"
     pal = _viridis()
-    flat = px.reshape(-1, 3)[:: 7]
+    flat = px.reshape(-1, 3)[::7]
     d = np.sqrt(((flat[:, None, :] - pal[None, :, :]) ** 2).sum(-1)).min(axis=1)
     share = float((d < 12).mean())
     assert share > 0.15, f"only {share:.1%} of the pixels are heatmap colours"
@@ -119,8 +119,12 @@ def _png(rgb: np.ndarray, filters) -> bytes:
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if c == 3 else 6, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if c == 3 else 6, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_png_decoder_reads_every_filter():

@@ -12,11 +12,17 @@ def _tables():
     models = ["terse", "verbose"]
     per_model = pd.DataFrame({"W": [0.5, 0.5], "W_lo": [0.4, 0.4], "W_hi": [0.6, 0.6], "W_prompts": [10, 10]}, index=models)
     # Whole-model figures say "verbose" is far more repetitive; per prompt the two are alike.
-    lexical = pd.DataFrame({
-        "texts": [20, 20], "tokens": [400, 8000],
-        "ngram_div_mean": [0.9, 0.3], "compression_ratio": [1.5, 4.0],
-        "per_prompt_ngram_div_mean": [0.81, 0.79], "per_prompt_compression_ratio": [1.61, 1.66],
-    }, index=models)
+    lexical = pd.DataFrame(
+        {
+            "texts": [20, 20],
+            "tokens": [400, 8000],
+            "ngram_div_mean": [0.9, 0.3],
+            "compression_ratio": [1.5, 4.0],
+            "per_prompt_ngram_div_mean": [0.81, 0.79],
+            "per_prompt_compression_ratio": [1.61, 1.66],
+        },
+        index=models,
+    )
     return models, per_model, lexical
 
 

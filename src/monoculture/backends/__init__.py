@@ -39,7 +39,9 @@ def backend_class(name: str):
         mod = importlib.import_module(module)
     except ImportError as e:
         extra = {"transformers": "transformers", "vllm": "vllm", "llamacpp": "llamacpp"}.get(name, name)
-        raise UserError(f"backend {name!r} needs an optional dependency ({e.name or e}); install it with: pip install 'monoculture[{extra}]'") from None
+        raise UserError(
+            f"backend {name!r} needs an optional dependency ({e.name or e}); install it with: pip install 'monoculture[{extra}]'"
+        ) from None
     return getattr(mod, attr)
 
 

@@ -133,7 +133,10 @@ class Backend(ABC):
 
                     close = difflib.get_close_matches(k, sorted(cls.accepted_params), n=1)
                     hint = f"did you mean {close[0]!r}? " if close else ""
-                    raise UserError(f"params.{k}: backend {spec.backend!r} has no such param ({hint}it accepts: {', '.join(sorted(cls.accepted_params))})", where=where)
+                    raise UserError(
+                        f"params.{k}: backend {spec.backend!r} has no such param ({hint}it accepts: {', '.join(sorted(cls.accepted_params))})",
+                        where=where,
+                    )
         for k, (lo, hi) in cls.param_ranges.items():
             if k not in spec.params:
                 continue  # null is not "the default": the backends would fail on it after the first write

@@ -66,7 +66,9 @@ class _Row:
 class TransformersBackend(Backend):
     name = "transformers"
     supports_logprobs = True
-    accepted_params: ClassVar[frozenset[str] | None] = frozenset({"device", "dtype", "batch_size", "trust_remote_code", "n_threads", "device_map"})
+    accepted_params: ClassVar[frozenset[str] | None] = frozenset(
+        {"device", "dtype", "batch_size", "trust_remote_code", "n_threads", "device_map"}
+    )
     param_ranges: ClassVar[dict[str, tuple[float, float]]] = {"batch_size": (1, 4096), "n_threads": (1, 4096)}
 
     def __init__(self, spec):
@@ -136,7 +138,12 @@ class TransformersBackend(Backend):
             if device_map:
                 model_kw["device_map"] = device_map
             model = AutoModelForCausalLM.from_pretrained(model_ref, **model_kw)
-        except (OSError, ValueError, KeyError, ImportError) as e:  # missing files, unknown id or architecture, missing tokenizer extra
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            ImportError,
+        ) as e:  # missing files, unknown id or architecture, missing tokenizer extra
             raise UserError(f"cannot load model {spec.model!r}: {error_text(e)}", where=where) from None
         if not device_map:
             model.to(device)

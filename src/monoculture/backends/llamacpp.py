@@ -35,8 +35,16 @@ from monoculture.errors import UserError
 class LlamaCppBackend(Backend):
     name = "llamacpp"
     supports_logprobs = True
-    accepted_params: ClassVar[frozenset[str] | None] = frozenset({"n_ctx", "n_threads", "n_gpu_layers", "seed", "chat_format", "logprobs"})
-    param_ranges: ClassVar[dict[str, tuple[float, float]]] = {"n_ctx": (1, 100_000_000), "n_threads": (1, 4096), "n_gpu_layers": (-1, 100_000), "logprobs": (0, 100), "seed": (-(2**63), 2**63 - 1)}
+    accepted_params: ClassVar[frozenset[str] | None] = frozenset(
+        {"n_ctx", "n_threads", "n_gpu_layers", "seed", "chat_format", "logprobs"}
+    )
+    param_ranges: ClassVar[dict[str, tuple[float, float]]] = {
+        "n_ctx": (1, 100_000_000),
+        "n_threads": (1, 4096),
+        "n_gpu_layers": (-1, 100_000),
+        "logprobs": (0, 100),
+        "seed": (-(2**63), 2**63 - 1),
+    }
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -45,7 +53,9 @@ class LlamaCppBackend(Backend):
         self._llama_cpp = llama_cpp
         path = os.path.expanduser(spec.model)
         if not os.path.isfile(path):
-            raise UserError(f"GGUF file {spec.model!r} does not exist (the llamacpp backend loads a local .gguf file)", where=where)
+            raise UserError(
+                f"GGUF file {spec.model!r} does not exist (the llamacpp backend loads a local .gguf file)", where=where
+            )
         p = dict(spec.params)
         try:
             self.logprobs = int(p.get("logprobs", 0) or 0)

@@ -135,7 +135,9 @@ def api_failure(e: BaseException, *, timeout: float | None = None) -> APIFailure
         return APIFailure(f"timed out after {timeout:g} s" if timeout else "timed out", True)
     if isinstance(e, openai.APIConnectionError):
         cause = e.__cause__ or e.__context__
-        return APIFailure(f"connection error ({type(cause).__name__}: {cause})" if cause is not None else "connection error", True)
+        return APIFailure(
+            f"connection error ({type(cause).__name__}: {cause})" if cause is not None else "connection error", True
+        )
     # a malformed answer: asking again will not fix it
     return APIFailure(f"{type(e).__name__}: {e}", False)
 
@@ -197,8 +199,14 @@ class OpenAIBackend(Backend):
     supports_logprobs: ClassVar[bool] = True
     default_api_key_env: ClassVar[str | None] = DEFAULT_KEY_ENV
     # ``server``: a label that stands for the server in the model's identity (see ModelSpec.identity).
-    accepted_params: ClassVar[frozenset[str] | None] = frozenset({"base_url", "server", "api_key_env", "concurrency", "timeout", "max_retries", "n_native", "logprobs"})
-    param_ranges: ClassVar[dict[str, tuple[float, float]]] = {"concurrency": (1, 1024), "timeout": (0.001, 86_400.0), "max_retries": (0, 100)}
+    accepted_params: ClassVar[frozenset[str] | None] = frozenset(
+        {"base_url", "server", "api_key_env", "concurrency", "timeout", "max_retries", "n_native", "logprobs"}
+    )
+    param_ranges: ClassVar[dict[str, tuple[float, float]]] = {
+        "concurrency": (1, 1024),
+        "timeout": (0.001, 86_400.0),
+        "max_retries": (0, 100),
+    }
 
     # Class attributes rather than params: params outside the study's transport list enter the
     # generation key, and backoff tuning must not change which results count as done.
@@ -212,7 +220,9 @@ class OpenAIBackend(Backend):
         p = dict(spec.params or {})
         if "api_key" in p:
             # Params are stored with every generation's key; a key there would be written to disk.
-            raise UserError(f"{who}: do not put the API key in params; put it in an environment variable and name that variable with api_key_env")
+            raise UserError(
+                f"{who}: do not put the API key in params; put it in an environment variable and name that variable with api_key_env"
+            )
         super().check_params(spec)
         base_url = p.get("base_url")
         if base_url is not None and (not isinstance(base_url, str) or "://" not in base_url):
@@ -259,7 +269,9 @@ class OpenAIBackend(Backend):
             return None
         if not isinstance(value, str) or not _ENV_NAME.match(value):
             # Do not echo the value: a common mistake is pasting the key itself here.
-            raise UserError(f"{who}: params.api_key_env must be the name of an environment variable (letters, digits, _), not the key itself")
+            raise UserError(
+                f"{who}: params.api_key_env must be the name of an environment variable (letters, digits, _), not the key itself"
+            )
         return value
 
     @staticmethod
@@ -269,7 +281,7 @@ class OpenAIBackend(Backend):
         if isinstance(value, str) and value.strip().lower() in {"auto", "true", "false"}:
             v = value.strip().lower()
             return "auto" if v == "auto" else v == "true"
-        raise UserError(f"{who}: params.n_native must be true, false or \"auto\", got {value!r}")
+        raise UserError(f'{who}: params.n_native must be true, false or "auto", got {value!r}')
 
     @staticmethod
     def _int_param(p: dict, key: str, default: int, minimum: int, who: str) -> int:
@@ -405,7 +417,18 @@ class OpenAIBackend(Backend):
             return False
         return outcome.param == "n" or bool(_MENTIONS_N.search(outcome.message))
 
-    def _result(self, key: str, index: int, choice: Any, outcome: _Outcome, *, n_mode: str, prompt_tokens, completion_tokens, meta: dict[str, Any]) -> Result:
+    def _result(
+        self,
+        key: str,
+        index: int,
+        choice: Any,
+        outcome: _Outcome,
+        *,
+        n_mode: str,
+        prompt_tokens,
+        completion_tokens,
+        meta: dict[str, Any],
+    ) -> Result:
         message = getattr(choice, "message", None)
         content = getattr(message, "content", None)
         meta = {"attempts": outcome.attempts, **meta}
@@ -436,18 +459,27 @@ class OpenAIBackend(Backend):
         meta: dict[str, Any] = {"attempts": outcome.attempts}
         if outcome.status is not None:
             meta["status"] = outcome.status
-        return Result(key=key, sample_index=index, error=outcome.error or "request failed", latency_s=None, n_mode=n_mode, meta=meta)
+        return Result(
+            key=key, sample_index=index, error=outcome.error or "request failed", latency_s=None, n_mode=n_mode, meta=meta
+        )
 
     # ---- jobs ------------------------------------------------------------------------------
 
     async def _native(self, job: Job, emit) -> bool:
         """Try all of a job's samples in one request; False means "emulate instead"."""
         n = len(job.sample_indices)
-        outcome = await self._call(**self._request_args(job.messages, job.sampling, seed=job.seed_for(job.sample_indices[0]), n=n))
+        outcome = await self._call(
+            **self._request_args(job.messages, job.sampling, seed=job.seed_for(job.sample_indices[0]), n=n)
+        )
         if outcome.response is None:
             if self._rejects_n(outcome):
                 if self._native_ok is not False:
-                    log.info("%s: server refused n=%d (%s); emulating n with one request per sample", self.spec.name, n, outcome.message)
+                    log.info(
+                        "%s: server refused n=%d (%s); emulating n with one request per sample",
+                        self.spec.name,
+                        n,
+                        outcome.message,
+                    )
                 self._native_ok = False
                 return False
             for key, i in zip(job.keys, job.sample_indices):
@@ -458,7 +490,9 @@ class OpenAIBackend(Backend):
             # The server ignored n (Ollama does): the one answer it gave came from a request whose
             # n was never honoured, so redo the job the emulated way rather than mix modes.
             if self._native_ok is not False:
-                log.info("%s: asked for n=%d, got %d choices; emulating n with one request per sample", self.spec.name, n, len(choices))
+                log.info(
+                    "%s: asked for n=%d, got %d choices; emulating n with one request per sample", self.spec.name, n, len(choices)
+                )
             self._native_ok = False
             return False
         self._native_ok = True
@@ -476,7 +510,11 @@ class OpenAIBackend(Backend):
         }
         for pos, (key, i) in enumerate(zip(job.keys, job.sample_indices)):
             share = None if c_tok is None else c_tok // n + (1 if pos < c_tok % n else 0)
-            emit(self._result(key, i, choices[pos], outcome, n_mode="native", prompt_tokens=p_tok, completion_tokens=share, meta=dict(meta)))
+            emit(
+                self._result(
+                    key, i, choices[pos], outcome, n_mode="native", prompt_tokens=p_tok, completion_tokens=share, meta=dict(meta)
+                )
+            )
         return True
 
     async def _emulated(self, job: Job, emit) -> None:
@@ -493,11 +531,24 @@ class OpenAIBackend(Backend):
                     emit(self._failed(key, i, _Outcome(error="response has no choices", attempts=outcome.attempts), n_mode))
                     return
                 usage = getattr(outcome.response, "usage", None)
-                emit(self._result(key, i, choices[0], outcome, n_mode=n_mode, prompt_tokens=getattr(usage, "prompt_tokens", None), completion_tokens=getattr(usage, "completion_tokens", None), meta={}))
+                emit(
+                    self._result(
+                        key,
+                        i,
+                        choices[0],
+                        outcome,
+                        n_mode=n_mode,
+                        prompt_tokens=getattr(usage, "prompt_tokens", None),
+                        completion_tokens=getattr(usage, "completion_tokens", None),
+                        meta={},
+                    )
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a bug costs one sample, not the run
-                emit(Result(key=key, sample_index=i, error=self._redact(f"internal error: {type(e).__name__}: {e}"), n_mode=n_mode))
+                emit(
+                    Result(key=key, sample_index=i, error=self._redact(f"internal error: {type(e).__name__}: {e}"), n_mode=n_mode)
+                )
 
         await asyncio.gather(*(one(k, i) for k, i in zip(job.keys, job.sample_indices)))
 
@@ -578,7 +629,9 @@ class OpenAIBackend(Backend):
 
     # ---- logprobs --------------------------------------------------------------------------
 
-    async def _first_token(self, messages: list[dict[str, str]], candidates: list[str], assistant_prefix: str) -> dict[str, float]:
+    async def _first_token(
+        self, messages: list[dict[str, str]], candidates: list[str], assistant_prefix: str
+    ) -> dict[str, float]:
         msgs = list(messages)
         extra: dict[str, Any] = {}
         if assistant_prefix:
@@ -587,7 +640,9 @@ class OpenAIBackend(Backend):
             # loudly rather than silently answer a different question.
             msgs.append({"role": "assistant", "content": assistant_prefix})
             extra["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
-        outcome = await self._call(messages=msgs, temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS, **extra)
+        outcome = await self._call(
+            messages=msgs, temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS, **extra
+        )
         if outcome.response is None:
             raise RuntimeError(f"model {self.spec.name!r}: first-token logprobs request failed: {outcome.error}")
         choices = outcome.response.choices or []
@@ -596,7 +651,9 @@ class OpenAIBackend(Backend):
             raise LogprobsUnavailable(f"model {self.spec.name!r}: the server at {public_url(self.base_url)} returned no logprobs")
         return match_candidates(pairs, candidates)
 
-    def first_token_logprobs(self, messages: list[dict[str, str]], candidates: list[str], *, assistant_prefix: str = "") -> dict[str, float]:
+    def first_token_logprobs(
+        self, messages: list[dict[str, str]], candidates: list[str], *, assistant_prefix: str = ""
+    ) -> dict[str, float]:
         return self._loop().submit(self._first_token(messages, list(candidates), assistant_prefix)).result()
 
 

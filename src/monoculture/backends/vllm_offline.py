@@ -59,10 +59,27 @@ class _Request:
 class VLLMBackend(Backend):
     name = "vllm"
     supports_logprobs = True
-    accepted_params: ClassVar[frozenset[str] | None] = frozenset({"dtype", "gpu_memory_utilization", "tensor_parallel_size", "seed", "trust_remote_code", "batch_size", "n_native", "logprobs", *_PASSTHROUGH})
+    accepted_params: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "dtype",
+            "gpu_memory_utilization",
+            "tensor_parallel_size",
+            "seed",
+            "trust_remote_code",
+            "batch_size",
+            "n_native",
+            "logprobs",
+            *_PASSTHROUGH,
+        }
+    )
     param_ranges: ClassVar[dict[str, tuple[float, float]]] = {
-        "batch_size": (1, 100_000), "gpu_memory_utilization": (0.01, 1.0), "tensor_parallel_size": (1, 1024),
-        "logprobs": (0, 100), "seed": (-(2**63), 2**63 - 1), "max_model_len": (1, 100_000_000), "max_num_seqs": (1, 1_000_000),
+        "batch_size": (1, 100_000),
+        "gpu_memory_utilization": (0.01, 1.0),
+        "tensor_parallel_size": (1, 1024),
+        "logprobs": (0, 100),
+        "seed": (-(2**63), 2**63 - 1),
+        "max_model_len": (1, 100_000_000),
+        "max_num_seqs": (1, 1_000_000),
     }
 
     def __init__(self, spec):
@@ -166,7 +183,9 @@ class VLLMBackend(Backend):
             for j, (i, key) in enumerate(r.pairs):
                 c = completions[0] if r.shared and completions else (completions[j] if j < len(completions) else None)
                 if c is None:
-                    yield Result(key=key, sample_index=i, error=f"vLLM returned {len(completions)} of {r.n} samples", latency_s=latency)
+                    yield Result(
+                        key=key, sample_index=i, error=f"vLLM returned {len(completions)} of {r.n} samples", latency_s=latency
+                    )
                     continue
                 text, hit = apply_stop(c.text or "", list(r.job.sampling.stop))
                 meta: dict[str, Any] = {"prompt_format": r.prompt_format, "batch_requests": len(requests)}
@@ -191,8 +210,7 @@ class VLLMBackend(Backend):
             return None
         first = steps[0]
         return {
-            (getattr(lp, "decoded_token", None) or self.tokenizer.decode([tid])): float(lp.logprob)
-            for tid, lp in first.items()
+            (getattr(lp, "decoded_token", None) or self.tokenizer.decode([tid])): float(lp.logprob) for tid, lp in first.items()
         }
 
     # -----------------------------------------------------------------------------------------

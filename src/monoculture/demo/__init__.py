@@ -66,10 +66,21 @@ class Part:
 
 
 PARTS = (
-    Part("arena", "arena-hard", "arena_bench_v1", "report.html",
-         title="Arena-Hard (arena-bench-v1): 13 models, one answer each to 300 hard prompts"),
-    Part("noveltybench", "noveltybench", "noveltybench/sample_data", "noveltybench.html", reference="humans",
-         title="NoveltyBench: GPT-4o sampled ten times four ways, and crowd answers, to 100 prompts"),
+    Part(
+        "arena",
+        "arena-hard",
+        "arena_bench_v1",
+        "report.html",
+        title="Arena-Hard (arena-bench-v1): 13 models, one answer each to 300 hard prompts",
+    ),
+    Part(
+        "noveltybench",
+        "noveltybench",
+        "noveltybench/sample_data",
+        "noveltybench.html",
+        reference="humans",
+        title="NoveltyBench: GPT-4o sampled ten times four ways, and crowd answers, to 100 prompts",
+    ),
 )
 
 
@@ -191,7 +202,12 @@ def _import_part(st, part: Part, fp: str, tmp: Path) -> None:
     mine.write_text(yaml.safe_dump(wanted, sort_keys=True, allow_unicode=True), encoding="utf-8")
     apply_attributes(st, file=mine)
     spec = {
-        "demo": {"fingerprint": fp, "generations": len(records), "data": f"monoculture/demo/data/{part.folder}", "format": part.fmt},
+        "demo": {
+            "fingerprint": fp,
+            "generations": len(records),
+            "data": f"monoculture/demo/data/{part.folder}",
+            "format": part.fmt,
+        },
         "suites": [{"name": part.fmt}],
     }
     st.register_study(part.study, None, spec, models, prompt_keys)
@@ -210,8 +226,16 @@ def _attributes_for(path: Path, models: list[str]) -> dict[str, dict]:
 
 
 def _settings(part: Part) -> dict[str, Any]:
-    return {"study": part.study, "calibrated": True, "n_boot": N_BOOT, "seed": SEED, "tau": TAU,
-            "reference": part.reference, "what_if_removed": [], "center_from": None}
+    return {
+        "study": part.study,
+        "calibrated": True,
+        "n_boot": N_BOOT,
+        "seed": SEED,
+        "tau": TAU,
+        "reference": part.reference,
+        "what_if_removed": [],
+        "center_from": None,
+    }
 
 
 def _stored_run(st, part: Part, since: float) -> tuple[str, float] | None:
@@ -225,8 +249,12 @@ def _stored_run(st, part: Part, since: float) -> tuple[str, float] | None:
     want = _settings(part)
     for r in list_runs(st, part.study).itertuples():
         s = r.settings
-        if (r.created_at >= since and str(s.get("embedder", "")).split(":", 1)[0] == EMBEDDER
-                and s.get("monoculture_version") == __version__ and all(s.get(k) == v for k, v in want.items())):
+        if (
+            r.created_at >= since
+            and str(s.get("embedder", "")).split(":", 1)[0] == EMBEDDER
+            and s.get("monoculture_version") == __version__
+            and all(s.get(k) == v for k, v in want.items())
+        ):
             return r.label, float(r.created_at)
     return None
 
@@ -242,8 +270,9 @@ def _check_out_dir(out_dir: Path) -> None:
         raise UserError("is a folder; the demo keeps its store in this file", where=str(store))
 
 
-def run_demo(out_dir: str | Path = DEFAULT_DIR, *, console: Console | None = None, err: Console | None = None,
-             show_progress: bool = True) -> DemoResult:
+def run_demo(
+    out_dir: str | Path = DEFAULT_DIR, *, console: Console | None = None, err: Console | None = None, show_progress: bool = True
+) -> DemoResult:
     """Import, measure and report both shipped studies into ``out_dir``, reusing whatever the
     store there already holds, and print the headline to ``console``."""
     from monoculture.demo.headline import headline, judged_classes, print_headline
@@ -276,8 +305,17 @@ def run_demo(out_dir: str | Path = DEFAULT_DIR, *, console: Console | None = Non
             if hit is None:
                 if show_progress:
                     err.print(f"measuring {p.study} (embedder {EMBEDDER}, {N_BOOT} bootstrap resamples)")
-                m = measure(st, study=p.study, embedder=EMBEDDER, reference=p.reference, tau=TAU, n_boot=N_BOOT, seed=SEED,
-                            console=err, show_progress=show_progress)
+                m = measure(
+                    st,
+                    study=p.study,
+                    embedder=EMBEDDER,
+                    reference=p.reference,
+                    tau=TAU,
+                    n_boot=N_BOOT,
+                    seed=SEED,
+                    console=err,
+                    show_progress=show_progress,
+                )
                 created = st.con.execute("SELECT created_at FROM measure_runs WHERE label = ?", [m.label]).fetchone()[0]
             else:
                 m = load_results(st, hit[0])
@@ -296,5 +334,3 @@ def run_demo(out_dir: str | Path = DEFAULT_DIR, *, console: Console | None = Non
     res.seconds = time.perf_counter() - t0
     print_headline(res, console)
     return res
-
-

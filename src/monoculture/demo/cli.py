@@ -21,5 +21,9 @@ def demo_command(out: Path = OUT, quiet: bool = QUIET):
     from monoculture.errors import reported
 
     with reported():
-        run_demo(out, console=Console(markup=False, highlight=False, soft_wrap=True),
-                 err=Console(stderr=True, markup=False, highlight=False, soft_wrap=True), show_progress=not quiet)
+        run_demo(
+            out,
+            console=Console(markup=False, highlight=False, soft_wrap=True),
+            err=Console(stderr=True, markup=False, highlight=False, soft_wrap=True),
+            show_progress=not quiet,
+        )

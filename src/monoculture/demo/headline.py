@@ -48,9 +48,19 @@ def arena_picks(measured) -> dict[str, Any]:
     picked = []
     for g in chosen["groups"]:
         r = groups[(groups["attribute"] == g["attribute"]) & (groups["group"] == g["name"])].iloc[0]
-        picked.append({"attribute": g["attribute"], "name": g["name"], "size": int(r["size"]), "loss": _num(r["loss"]),
-                       "lo": _num(r["loss_lo"]), "hi": _num(r["loss_hi"]), "random": _num(r["baseline"]),
-                       "p": g["p"], "members": list(r["members"]) if isinstance(r["members"], (list, tuple)) else []})
+        picked.append(
+            {
+                "attribute": g["attribute"],
+                "name": g["name"],
+                "size": int(r["size"]),
+                "loss": _num(r["loss"]),
+                "lo": _num(r["loss_lo"]),
+                "hi": _num(r["loss_hi"]),
+                "random": _num(r["baseline"]),
+                "p": g["p"],
+                "members": list(r["members"]) if isinstance(r["members"], (list, tuple)) else [],
+            }
+        )
     return {"models": models, "groups": picked}
 
 
@@ -113,10 +123,14 @@ def print_headline(res, console: Console) -> None:
     p = {x.study: x for x in PARTS}
     say = console.print
     say(p["arena"].title)
-    say(f"  voices V = {_ci(f['V'], f['V_lo'], f['V_hi'], 2)} of {n_models} possible: on a typical prompt the "
-        f"{n_models} models sound like about {_f(f['V'], 1)} distinct voices")
-    say(f"  homogeneity H = {_ci(f['H'], f['H_lo'], f['H_hi'])}, against the floor F = {_f(f['F'])} "
-        "(two answers to different prompts)")
+    say(
+        f"  voices V = {_ci(f['V'], f['V_lo'], f['V_hi'], 2)} of {n_models} possible: on a typical prompt the "
+        f"{n_models} models sound like about {_f(f['V'], 1)} distinct voices"
+    )
+    say(
+        f"  homogeneity H = {_ci(f['H'], f['H_lo'], f['H_hi'])}, against the floor F = {_f(f['F'])} "
+        "(two answers to different prompts)"
+    )
     picks = arena_picks(arena)
     if picks["models"]:
         say("  largest losses without one model (leave-one-out L_m):")
@@ -125,8 +139,10 @@ def print_headline(res, console: Console) -> None:
     if picks["groups"]:
         say("  a group against random groups of its size (L_G; random = mean over random groups of as many models):")
         for g in picks["groups"]:
-            say(f"    {g['attribute']}={g['name']} ({g['size']} models): L_G = {_ci(g['loss'], g['lo'], g['hi'])}, "
-                f"random {_f(g['random'])} (p {g['p']})")
+            say(
+                f"    {g['attribute']}={g['name']} ({g['size']} models): L_G = {_ci(g['loss'], g['lo'], g['hi'])}, "
+                f"random {_f(g['random'])} (p {g['p']})"
+            )
     say("")
     say(p["noveltybench"].title)
     per_model = novelty.tables.get("per_model")
@@ -137,14 +153,20 @@ def print_headline(res, console: Console) -> None:
     for src in novelty.summary.get("models") or []:
         k = per_model.loc[src, "mean_k"] if per_model is not None and src in per_model.index else math.nan
         v, lo, hi = _est(dk.get(src))
-        say(f"  {src:<22}{_f(_num(k), 1):>8}  {_ci(v, lo, hi, 2):<26}{_f(judged.get(src, math.nan), 2):>20}{_f(_num(within.get(src))):>10}")
-    say(f"  {MODEL}: {_f(f['distinct_' + MODEL], 2)} distinct answers per prompt against {_f(f['distinct_' + HUMANS], 2)} for humans; "
+        say(
+            f"  {src:<22}{_f(_num(k), 1):>8}  {_ci(v, lo, hi, 2):<26}{_f(judged.get(src, math.nan), 2):>20}{_f(_num(within.get(src))):>10}"
+        )
+    say(
+        f"  {MODEL}: {_f(f['distinct_' + MODEL], 2)} distinct answers per prompt against {_f(f['distinct_' + HUMANS], 2)} for humans; "
         f"answers across the four GPT-4o sources are {_ci(f['ratio'], f['ratio_lo'], f['ratio_hi'], 2)} times as alike "
-        "as humans' answers are to each other (H against the human reference)")
+        "as humans' answers are to each other (H against the human reference)"
+    )
     from monoculture.demo import TAU
 
-    say(f"  (distinct answers: cosine >= tau = {TAU} counts as the same answer, tau calibrated for tfidf on "
-        "NoveltyBench's judged classes, in sample; 'judged' is the benchmark's own count of classes)")
+    say(
+        f"  (distinct answers: cosine >= tau = {TAU} counts as the same answer, tau calibrated for tfidf on "
+        "NoveltyBench's judged classes, in sample; 'judged' is the benchmark's own count of classes)"
+    )
     say("")
     for r in res.parts.values():
         did = "measured" if r.measured_now else "reused"

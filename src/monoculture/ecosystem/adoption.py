@@ -23,8 +23,15 @@ from monoculture.ecosystem.openness import is_open_weight
 from monoculture.ecosystem.quality import Tally
 from monoculture.ecosystem.registry import Registry
 
-SIZE_CLASSES = (("<1B", 0.0, 1.0), ("1-5B", 1.0, 6.0), ("7-9B", 6.0, 10.0), ("10-50B", 10.0, 50.0),
-                ("50-100B", 50.0, 100.0), ("100-250B", 100.0, 250.0), ("250B+", 250.0, math.inf))
+SIZE_CLASSES = (
+    ("<1B", 0.0, 1.0),
+    ("1-5B", 1.0, 6.0),
+    ("7-9B", 6.0, 10.0),
+    ("10-50B", 10.0, 50.0),
+    ("50-100B", 50.0, 100.0),
+    ("100-250B", 100.0, 250.0),
+    ("250B+", 250.0, math.inf),
+)
 
 
 def size_class(params_b: float | None) -> str | None:
@@ -88,9 +95,16 @@ def family_adoption(con: duckdb.DuckDBPyConnection, registry: Registry, lineage:
         desc = lineage.descendants(own, exclude=own)
         d_dl = [None if pd.isna(v := downloads.get(m)) else float(v) for m in desc]
         row = {
-            "family": fam.key, "name": fam.name, "country": fam.country, "region": fam.region,
-            "own_models": len(mine), "downloads_30d": _sum(mine["downloads"]), "downloads_all_time": _sum(mine["downloads_all_time"]),
-            "derivatives_direct": summ["direct"], "derivatives_transitive": summ["transitive"], "max_depth": summ["max_depth"],
+            "family": fam.key,
+            "name": fam.name,
+            "country": fam.country,
+            "region": fam.region,
+            "own_models": len(mine),
+            "downloads_30d": _sum(mine["downloads"]),
+            "downloads_all_time": _sum(mine["downloads_all_time"]),
+            "derivatives_direct": summ["direct"],
+            "derivatives_transitive": summ["transitive"],
+            "max_depth": summ["max_depth"],
             "derivative_downloads_30d": _sum(pd.Series(d_dl, dtype="object")),
         }
         for rel, n in summ["transitive_by_relation"].items():
@@ -133,14 +147,31 @@ def shares_over_time(con: duckdb.DuckDBPyConnection, registry: Registry, kinds: 
         [list(kinds)],
     ).df()
     if df.empty:
-        return pd.DataFrame(columns=["snapshot_id", "taken_at", "kind", "family", "country", "downloads_30d", "downloads_all_time", "share_downloads_30d"])
+        return pd.DataFrame(
+            columns=[
+                "snapshot_id",
+                "taken_at",
+                "kind",
+                "family",
+                "country",
+                "downloads_30d",
+                "downloads_all_time",
+                "share_downloads_30d",
+            ]
+        )
     fam = {m: registry.family_of_repo(m) for m in df["model_id"].unique()}
     df["family"] = df["model_id"].map(lambda m: fam[m].key if fam[m] else None)
     df["country"] = df["model_id"].map(lambda m: fam[m].country if fam[m] else None)
     df = df.dropna(subset=["family"])
-    g = df.groupby(["snapshot_id", "taken_at", "kind", "family", "country"], dropna=False).agg(
-        downloads_30d=("downloads", lambda x: x.sum(min_count=1)), downloads_all_time=("downloads_all_time", lambda x: x.sum(min_count=1)),
-        models=("model_id", "count")).reset_index()
+    g = (
+        df.groupby(["snapshot_id", "taken_at", "kind", "family", "country"], dropna=False)
+        .agg(
+            downloads_30d=("downloads", lambda x: x.sum(min_count=1)),
+            downloads_all_time=("downloads_all_time", lambda x: x.sum(min_count=1)),
+            models=("model_id", "count"),
+        )
+        .reset_index()
+    )
     tot = g.groupby("snapshot_id")["downloads_30d"].transform("sum")
     g["share_downloads_30d"] = np.where(tot > 0, g["downloads_30d"].fillna(0) / tot.where(tot > 0, 1), np.nan)
     return g.sort_values(["taken_at", "family"]).reset_index(drop=True)
@@ -158,10 +189,16 @@ def derivative_origins(con: duckdb.DuckDBPyConnection, registry: Registry, linea
         origins = att.origins(r.model_id)
         dated = not pd.isna(r.created_at) and not r.created_floor
         for origin, country, region in origins:
-            rows.append({
-                "model_id": r.model_id, "origin": origin, "country": country, "region": region,
-                "weight": 1.0 / len(origins), "month": pd.Timestamp(r.created_at).strftime("%Y-%m") if dated else None,
-            })
+            rows.append(
+                {
+                    "model_id": r.model_id,
+                    "origin": origin,
+                    "country": country,
+                    "region": region,
+                    "weight": 1.0 / len(origins),
+                    "month": pd.Timestamp(r.created_at).strftime("%Y-%m") if dated else None,
+                }
+            )
     return pd.DataFrame(rows, columns=["model_id", "origin", "country", "region", "weight", "month"])
 
 
@@ -184,6 +221,7 @@ def origin_share_total(origins: pd.DataFrame, by: str = "country") -> pd.DataFra
 
 
 # -- relative adoption ----------------------------------------------------------------------
+
 
 def _cum_at(obs: list[tuple[float, float]], age: float) -> float | None:
     """Cumulative downloads at ``age`` days by linear interpolation from (0, 0) through the observations."""
@@ -221,8 +259,18 @@ def relative_adoption(history: pd.DataFrame, *, rank: int = 10, params_b: dict[s
     for m, obs in curves.items():
         cls = sizes.get(m)
         age, value = max(obs)
-        row = {"model_id": m, "size_class": cls, "age_days": round(age, 1), "downloads_all_time": value, "observations": len(obs),
-               "reference_downloads": np.nan, "reference_model": None, "ratio": np.nan, "peers": 0, "status": ""}
+        row = {
+            "model_id": m,
+            "size_class": cls,
+            "age_days": round(age, 1),
+            "downloads_all_time": value,
+            "observations": len(obs),
+            "reference_downloads": np.nan,
+            "reference_model": None,
+            "ratio": np.nan,
+            "peers": 0,
+            "status": "",
+        }
         if cls is None:
             row["status"] = "size unknown"
             rows.append(row)
@@ -242,14 +290,39 @@ def relative_adoption(history: pd.DataFrame, *, rank: int = 10, params_b: dict[s
             ref, ref_model = peers[rank - 1]
             row.update(reference_downloads=ref, reference_model=ref_model, ratio=value / ref if ref > 0 else np.nan, status="ok")
         rows.append(row)
-    cols = ["model_id", "size_class", "age_days", "downloads_all_time", "observations", "reference_downloads", "reference_model", "ratio", "peers", "status"]
-    return pd.DataFrame(rows, columns=cols).sort_values(["size_class", "ratio"], ascending=[True, False], na_position="last").reset_index(drop=True)
+    cols = [
+        "model_id",
+        "size_class",
+        "age_days",
+        "downloads_all_time",
+        "observations",
+        "reference_downloads",
+        "reference_model",
+        "ratio",
+        "peers",
+        "status",
+    ]
+    return (
+        pd.DataFrame(rows, columns=cols)
+        .sort_values(["size_class", "ratio"], ascending=[True, False], na_position="last")
+        .reset_index(drop=True)
+    )
 
 
 # -- Epoch shares -----------------------------------------------------------------------------
 
-def epoch_shares(releases: pd.DataFrame, registry: Registry, *, by: str = "country", open_only: bool = True, dataset: str | None = None,
-                 since: str | None = None, until: str | None = None, domain: str | None = "Language") -> pd.DataFrame:
+
+def epoch_shares(
+    releases: pd.DataFrame,
+    registry: Registry,
+    *,
+    by: str = "country",
+    open_only: bool = True,
+    dataset: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    domain: str | None = "Language",
+) -> pd.DataFrame:
     """Shares of Epoch releases by country or family, each with the rows it rests on.
 
     ``by="family"`` counts only rows that a registry family owns; the rest go to "(other)"."""
@@ -270,9 +343,15 @@ def epoch_shares(releases: pd.DataFrame, registry: Registry, *, by: str = "count
     elif by == "region":
         d["group"] = d["country"].map(lambda c: REGION_LABELS[region_of(c if isinstance(c, str) else None)])
     elif by == "family":
-        d["group"] = [(f.key if (f := registry.family_of_epoch(n, o)) else "(other)") for n, o in zip(d["name"], d["organization"])]
+        d["group"] = [
+            (f.key if (f := registry.family_of_epoch(n, o)) else "(other)") for n, o in zip(d["name"], d["organization"])
+        ]
     else:
         raise ValueError(by)
-    g = d.groupby("group").agg(rows=("name", "size"), row_ids=("source_row", list), names=("name", list), datasets=("dataset", "unique")).reset_index()
+    g = (
+        d.groupby("group")
+        .agg(rows=("name", "size"), row_ids=("source_row", list), names=("name", list), datasets=("dataset", "unique"))
+        .reset_index()
+    )
     g["share"] = g["rows"] / g["rows"].sum() if len(g) else []
     return g.rename(columns={"group": by}).sort_values(["rows", by], ascending=[False, True]).reset_index(drop=True)

@@ -28,7 +28,9 @@ from monoculture.ecosystem.registry import Family, Registry
 
 DEFAULT_MERGE_DAYS = 7
 #: Repository names that are packagings of a checkpoint, not new weights.
-PACKAGING = re.compile(r"(?i)(gguf|awq|gptq|[-_.]fp8|[-_.]int[48]|[-_.]w[48]a\d+|mlx|bnb|exl2|onnx|[-_.]\dbit|quantized|openvino)")
+PACKAGING = re.compile(
+    r"(?i)(gguf|awq|gptq|[-_.]fp8|[-_.]int[48]|[-_.]w[48]a\d+|mlx|bnb|exl2|onnx|[-_.]\dbit|quantized|openvino)"
+)
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,11 @@ def registry_releases(fam: Family) -> list[Release]:
 def epoch_releases(rel: pd.DataFrame, fam: Family) -> list[Release]:
     """Epoch rows of one family (``rel`` carries a ``family`` column, see :func:`assign_epoch_families`)."""
     out = []
-    mine = rel[rel["family"] == fam.key] if "family" in rel else rel[[fam.owns_epoch_row(n, o) for n, o in zip(rel["name"], rel["organization"])]]
+    mine = (
+        rel[rel["family"] == fam.key]
+        if "family" in rel
+        else rel[[fam.owns_epoch_row(n, o) for n, o in zip(rel["name"], rel["organization"])]]
+    )
     for r in mine.itertuples(index=False):
         if pd.isna(r.published):
             continue
@@ -157,8 +163,15 @@ def assign_epoch_families(rel: pd.DataFrame, registry: Registry) -> pd.DataFrame
     return rel
 
 
-def hub_releases(models: pd.DataFrame, edges: pd.DataFrame, fam: Family, registry: Registry, tally: Tally,
-                 params: dict[str, float], corrections: dict[str, pd.Timestamp]) -> tuple[list[Release], list[date]]:
+def hub_releases(
+    models: pd.DataFrame,
+    edges: pd.DataFrame,
+    fam: Family,
+    registry: Registry,
+    tally: Tally,
+    params: dict[str, float],
+    corrections: dict[str, pd.Timestamp],
+) -> tuple[list[Release], list[date]]:
     """New weights a family's organisations put on the Hub, and the dates of other repository activity."""
     mine = models[[fam.owns_repo(m) for m in models["model_id"]]] if len(models) else models
     packaged = set(edges.loc[edges["relation"].isin(["quantized", "adapter"]), "child"]) if len(edges) else set()
@@ -197,7 +210,10 @@ def latest_evidence(con: duckdb.DuckDBPyConnection, registry: Registry, today: d
     Using today's date would make every family look silent whenever the data is a year old."""
     today = today or datetime.utcnow().date()
     cands = [f.date for fam in registry for f in fam.flagships if f.date <= today]
-    for sql in ("SELECT max(taken_at) FROM eco_snapshots WHERE status = 'complete'", "SELECT max(published) FROM eco_releases WHERE published <= current_date"):
+    for sql in (
+        "SELECT max(taken_at) FROM eco_snapshots WHERE status = 'complete'",
+        "SELECT max(published) FROM eco_releases WHERE published <= current_date",
+    ):
         try:
             v = con.execute(sql).fetchone()[0]
         except duckdb.Error:
@@ -207,8 +223,15 @@ def latest_evidence(con: duckdb.DuckDBPyConnection, registry: Registry, today: d
     return min(max(cands), today) if cands else today
 
 
-def build_histories(con: duckdb.DuckDBPyConnection, registry: Registry, families: list[Family] | None = None, *, as_of: date | None = None,
-                    merge_days: int = DEFAULT_MERGE_DAYS, tally: Tally | None = None) -> list[History]:
+def build_histories(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    families: list[Family] | None = None,
+    *,
+    as_of: date | None = None,
+    merge_days: int = DEFAULT_MERGE_DAYS,
+    tally: Tally | None = None,
+) -> list[History]:
     snapshots.ensure_schema(con)
     databases.ensure_schema(con)
     tally = tally if tally is not None else Tally()
@@ -223,7 +246,18 @@ def build_histories(con: duckdb.DuckDBPyConnection, registry: Registry, families
         hub_rel, hub_act = hub_releases(models, edges, fam, registry, tally, params, corrections)
         releases = _dedupe(registry_releases(fam) + epoch_releases(rel, fam) + hub_rel)
         activity = sorted({d for d in hub_act + activity_history(con, fam) if d <= as_of})
-        out.append(History(fam.key, fam.name, fam.organisations, fam.country, as_of, [r for r in releases if r.date <= as_of], activity, merge_days))
+        out.append(
+            History(
+                fam.key,
+                fam.name,
+                fam.organisations,
+                fam.country,
+                as_of,
+                [r for r in releases if r.date <= as_of],
+                activity,
+                merge_days,
+            )
+        )
     return out
 
 
@@ -232,15 +266,23 @@ def cadence_table(histories: list[History]) -> pd.DataFrame:
     for h in histories:
         ev = h.open_events
         g = gaps_days(ev)
-        rows.append({
-            "family": h.family, "name": h.name, "organisations": ", ".join(h.organisations), "country": h.country,
-            "releases": len(h.releases), "events": len(h.events), "open_events": len(ev),
-            "first": ev[0].start if ev else None, "last_open": ev[-1].start if ev else None,
-            "median_gap_days": float(pd.Series(g).median()) if g else None,
-            "mean_gap_days": float(sum(g) / len(g)) if g else None,
-            "silence_days": (h.as_of - ev[-1].start).days if ev else None,
-            "as_of": h.as_of,
-        })
+        rows.append(
+            {
+                "family": h.family,
+                "name": h.name,
+                "organisations": ", ".join(h.organisations),
+                "country": h.country,
+                "releases": len(h.releases),
+                "events": len(h.events),
+                "open_events": len(ev),
+                "first": ev[0].start if ev else None,
+                "last_open": ev[-1].start if ev else None,
+                "median_gap_days": float(pd.Series(g).median()) if g else None,
+                "mean_gap_days": float(sum(g) / len(g)) if g else None,
+                "silence_days": (h.as_of - ev[-1].start).days if ev else None,
+                "as_of": h.as_of,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -44,8 +44,16 @@ def _date(v: Optional[str], name: str) -> Optional[date]:
 
 
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), description_column(), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False, disable=not console.is_terminal)
+    return Progress(
+        SpinnerColumn(),
+        description_column(),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
 
 
 def _open(store: Path, *, create: bool = True):
@@ -56,16 +64,28 @@ def _open(store: Path, *, create: bool = True):
 
 @app.command()
 def fetch(
-    families: str = typer.Option(..., "--families", "-f", help="Comma-separated registry keys, e.g. qwen,llama,mistral,deepseek,gemma,phi,jais."),
+    families: str = typer.Option(
+        ..., "--families", "-f", help="Comma-separated registry keys, e.g. qwen,llama,mistral,deepseek,gemma,phi,jais."
+    ),
     store: Path = StoreOpt,
     registry: Optional[Path] = RegistryOpt,
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Hub endpoint (default: huggingface_hub's, which honours HF_ENDPOINT)."),
-    derivatives_top: int = typer.Option(3, "--derivatives-top", min=0, help="Fetch derivatives of this many most-downloaded checkpoints per family."),
-    derivative_depth: int = typer.Option(1, "--derivative-depth", min=0, help="Follow derivatives of derivatives this many levels down."),
-    max_pages: Optional[int] = typer.Option(None, "--max-pages", min=1, help="Stop each query after this many pages (recorded in the snapshot note)."),
+    endpoint: Optional[str] = typer.Option(
+        None, "--endpoint", help="Hub endpoint (default: huggingface_hub's, which honours HF_ENDPOINT)."
+    ),
+    derivatives_top: int = typer.Option(
+        3, "--derivatives-top", min=0, help="Fetch derivatives of this many most-downloaded checkpoints per family."
+    ),
+    derivative_depth: int = typer.Option(
+        1, "--derivative-depth", min=0, help="Follow derivatives of derivatives this many levels down."
+    ),
+    max_pages: Optional[int] = typer.Option(
+        None, "--max-pages", min=1, help="Stop each query after this many pages (recorded in the snapshot note)."
+    ),
     page_size: int = typer.Option(1000, "--page-size", min=1, max=1000, help="Models per page."),
     max_retries: int = typer.Option(6, "--max-retries", min=0, help="Retries per request on 429, 5xx and dropped connections."),
-    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write the snapshot as JSON here (same shape `import` reads)."),
+    save_dir: Optional[Path] = typer.Option(
+        None, "--save-dir", help="Also write the snapshot as JSON here (same shape `import` reads)."
+    ),
 ):
     """Fetch a dated snapshot of the families' Hub metadata (resumes an interrupted fetch with the same options)."""
     from monoculture.ecosystem.fetch import fetch_families, save_snapshot_file
@@ -86,24 +106,54 @@ def fetch(
                 models[0] += n
                 prog.update(task, advance=1, description=f"{q} · {models[0]:,} models")
 
-            res = fetch_families(st.con, fams, client, derivatives_top=derivatives_top, derivative_depth=derivative_depth,
-                                 max_pages=max_pages, page_size=page_size, on_query=on_query, on_page=on_page)
+            res = fetch_families(
+                st.con,
+                fams,
+                client,
+                derivatives_top=derivatives_top,
+                derivative_depth=derivative_depth,
+                max_pages=max_pages,
+                page_size=page_size,
+                on_query=on_query,
+                on_page=on_page,
+            )
             saved = save_snapshot_file(st.con, res.snapshot_id, save_dir) if save_dir else None
         s = res.stats
-        out.print(styled("snapshot [bold]{}[/bold]{}: {} models from {} queries; {} requests, {} rate-limited, {} network errors, waited {}s; issues: {}",
-                         res.snapshot_id, " (resumed)" if res.resumed else "", f"{res.models:,}", res.queries, s.get("requests", 0),
-                         s.get("rate_limited", 0), s.get("network_errors", 0), f"{s.get('waited_s', 0):.0f}", res.tally.summary()), highlight=False)
+        out.print(
+            styled(
+                "snapshot [bold]{}[/bold]{}: {} models from {} queries; {} requests, {} rate-limited, {} network errors, waited {}s; issues: {}",
+                res.snapshot_id,
+                " (resumed)" if res.resumed else "",
+                f"{res.models:,}",
+                res.queries,
+                s.get("requests", 0),
+                s.get("rate_limited", 0),
+                s.get("network_errors", 0),
+                f"{s.get('waited_s', 0):.0f}",
+                res.tally.summary(),
+            ),
+            highlight=False,
+        )
         if saved:
             out.print(f"saved {saved}", highlight=False)
 
 
 @app.command("import")
 def import_(
-    paths: list[Path] = typer.Argument(..., help="Snapshot JSON, lineage CSV, Epoch CSV, llmfit hf_models.json, MOT YAML, organisation tables, or folders of them."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Snapshot JSON, lineage CSV, Epoch CSV, llmfit hf_models.json, MOT YAML, organisation tables, or folders of them.",
+    ),
     store: Path = StoreOpt,
     registry: Optional[Path] = RegistryOpt,
-    kind: str = typer.Option("auto", "--kind", help="Force a format: auto, snapshot, lineage, epoch, hf-models, mot, org-regions, organisations, params, date-corrections."),
-    taken_at: Optional[str] = typer.Option(None, "--taken-at", help="When the snapshot was taken (YYYY-MM-DD), for files that do not say."),
+    kind: str = typer.Option(
+        "auto",
+        "--kind",
+        help="Force a format: auto, snapshot, lineage, epoch, hf-models, mot, org-regions, organisations, params, date-corrections.",
+    ),
+    taken_at: Optional[str] = typer.Option(
+        None, "--taken-at", help="When the snapshot was taken (YYYY-MM-DD), for files that do not say."
+    ),
 ):
     """Import offline files into the store, all or nothing: a file that cannot be read imports nothing and every such file is named (re-importing a file replaces what it wrote)."""
     from monoculture.ecosystem.importers import collect, import_paths
@@ -118,8 +168,14 @@ def import_(
         try:
             with _open(store) as st, _progress() as prog:
                 task = prog.add_task("importing", total=len(files))
-                results = import_paths(st.con, paths, reg, kind=kind, taken_at=ts,
-                                       on_file=lambda f: prog.update(task, advance=1, description=f"importing {f.name[:40]}"))
+                results = import_paths(
+                    st.con,
+                    paths,
+                    reg,
+                    kind=kind,
+                    taken_at=ts,
+                    on_file=lambda f: prog.update(task, advance=1, description=f"importing {f.name[:40]}"),
+                )
         except UserError:
             if created:  # a refused import into a new store leaves no empty store behind
                 for f in (store, store.with_name(store.name + ".wal")):
@@ -142,10 +198,14 @@ def report(
     output: Path = typer.Option(Path("ecosystem.html"), "--output", "-o", help="HTML file to write."),
     store: Path = StoreOpt,
     registry: Optional[Path] = RegistryOpt,
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluate signals as of this date (default: the newest date in the data)."),
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="Evaluate signals as of this date (default: the newest date in the data)."
+    ),
     window_days: int = typer.Option(365, "--window-days", min=30, help="Window of the rate-drop test."),
     merge_days: int = typer.Option(7, "--merge-days", min=0, help="Releases this close together form one release event."),
-    epoch_since: Optional[str] = typer.Option(None, "--epoch-since", help="Count only Epoch rows published on or after this date in the share tables."),
+    epoch_since: Optional[str] = typer.Option(
+        None, "--epoch-since", help="Count only Epoch rows published on or after this date in the share tables."
+    ),
     title: str = typer.Option("Ecosystem watch", "--title"),
 ):
     """Write the ecosystem report: timelines, adoption shares, derivative trees, alerts (one self-contained HTML file)."""
@@ -157,10 +217,22 @@ def report(
         with _open(store, create=False) as st, _progress() as prog:
             steps = ["release histories", "signals", "lineage", "adoption", "derivative trees", "render"]
             task = prog.add_task("report", total=len(steps))
-            path, data = build_report(st.con, reg, output, as_of=_date(as_of, "--as-of"), window_days=window_days, merge_days=merge_days,
-                                      epoch_since=_date(epoch_since, "--epoch-since"), title=title, store_path=str(store), step=lambda s: prog.update(task, advance=1, description=s))
+            path, data = build_report(
+                st.con,
+                reg,
+                output,
+                as_of=_date(as_of, "--as-of"),
+                window_days=window_days,
+                merge_days=merge_days,
+                epoch_since=_date(epoch_since, "--epoch-since"),
+                title=title,
+                store_path=str(store),
+                step=lambda s: prog.update(task, advance=1, description=s),
+            )
             prog.update(task, completed=len(steps), description="done")
-        out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(data.alerts)} alerts as of {data.as_of}", highlight=False)
+        out.print(
+            f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(data.alerts)} alerts as of {data.as_of}", highlight=False
+        )
 
 
 @app.command()
@@ -196,7 +268,13 @@ def alerts(
             return
         as_of_d = hist[0].as_of if hist else None
         t = Table(title=f"Retreat signals as of {as_of_d} (strength ≥ {min_strength})")
-        for c, kw in (("family", {}), ("signal", {}), ("strength", {}), ("p", {"justify": "right"}), ("evidence", {"overflow": "fold"})):
+        for c, kw in (
+            ("family", {}),
+            ("signal", {}),
+            ("strength", {}),
+            ("p", {"justify": "right"}),
+            ("evidence", {"overflow": "fold"}),
+        ):
             t.add_column(c, **kw)
         colours = {"strong": "bold red", "moderate": "dark_orange", "weak": "yellow"}
         for r in df.itertuples():
@@ -220,5 +298,11 @@ def families_(registry: Optional[Path] = RegistryOpt):
             t.add_column(c, overflow="fold")
         for f in reg:
             fl = "; ".join(f"{x.name} {x.date} {level_name(x.level)}" for x in f.flagships[-4:])
-            t.add_row(f.key, f.name, ", ".join(f.organisations), f.country or "", (f"… {len(f.flagships) - 4} earlier; " if len(f.flagships) > 4 else "") + fl)
+            t.add_row(
+                f.key,
+                f.name,
+                ", ".join(f.organisations),
+                f.country or "",
+                (f"… {len(f.flagships) - 4} earlier; " if len(f.flagships) > 4 else "") + fl,
+            )
         out.print(t)

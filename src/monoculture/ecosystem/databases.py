@@ -104,18 +104,37 @@ def import_epoch(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, dataset: str,
         except (TypeError, ValueError):
             tally.add("bad_number", f"{dataset}:{i}", f"Parameters={params!r}")
             params = None
-        rows.append({
-            "dataset": dataset, "source_row": i, "name": name,
-            "organization": None if is_missing(r.get("Organization")) else " ".join(str(r["Organization"]).split()),
-            "country": country_of_cell(r.get(country_col)) if country_col else None,
-            "published": published.date() if published else None,
-            "params": params,
-            "accessibility": None if is_missing(acc) else str(acc),
-            "level": openness.epoch_level(acc),
-            "base_model": None if is_missing(r.get("Base model")) else str(r.get("Base model")),
-            "domain": None if is_missing(r.get("Domain")) else str(r.get("Domain")),
-        })
-    out = pd.DataFrame(rows, columns=["dataset", "source_row", "name", "organization", "country", "published", "params", "accessibility", "level", "base_model", "domain"])
+        rows.append(
+            {
+                "dataset": dataset,
+                "source_row": i,
+                "name": name,
+                "organization": None if is_missing(r.get("Organization")) else " ".join(str(r["Organization"]).split()),
+                "country": country_of_cell(r.get(country_col)) if country_col else None,
+                "published": published.date() if published else None,
+                "params": params,
+                "accessibility": None if is_missing(acc) else str(acc),
+                "level": openness.epoch_level(acc),
+                "base_model": None if is_missing(r.get("Base model")) else str(r.get("Base model")),
+                "domain": None if is_missing(r.get("Domain")) else str(r.get("Domain")),
+            }
+        )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "source_row",
+            "name",
+            "organization",
+            "country",
+            "published",
+            "params",
+            "accessibility",
+            "level",
+            "base_model",
+            "domain",
+        ],
+    )
     out["level"] = out["level"].astype("Int64")
     out["published"] = pd.to_datetime(out["published"])
     con.execute("DELETE FROM eco_releases WHERE dataset = ?", [dataset])
@@ -132,38 +151,87 @@ def _coerced(values: pd.Series, converted: pd.Series, tally: Tally, source: str,
     return converted
 
 
-def import_table(con: duckdb.DuckDBPyConnection, kind: str, df: pd.DataFrame, tally: Tally | None = None, source: str = "") -> int:
+def import_table(
+    con: duckdb.DuckDBPyConnection, kind: str, df: pd.DataFrame, tally: Tally | None = None, source: str = ""
+) -> int:
     """One organisation / parameter / date-correction table; unreadable numbers and dates are
     counted in ``tally`` (by CSV line), rows without a usable release date are dropped."""
     tally = tally if tally is not None else Tally()
     if kind == "org-regions":
-        out = pd.DataFrame({"hf_org": df["hf_org"].astype(str).str.strip(), "region": df["region"].astype(str).str.strip().str.lower(),
-                            "notes": df.get("notes", pd.Series([None] * len(df))).astype(object)}).drop_duplicates("hf_org")
+        out = pd.DataFrame(
+            {
+                "hf_org": df["hf_org"].astype(str).str.strip(),
+                "region": df["region"].astype(str).str.strip().str.lower(),
+                "notes": df.get("notes", pd.Series([None] * len(df))).astype(object),
+            }
+        ).drop_duplicates("hf_org")
         con.execute("INSERT OR REPLACE INTO eco_org_regions SELECT * FROM out")
     elif kind == "organisations":
-        out = pd.DataFrame({
-            "organization": df["Organization"].astype(str).str.strip(),
-            "country": [country_of_cell(c) for c in df["Country"]],
-            "category": df.get("Organization categorization", pd.Series([None] * len(df))).astype(object),
-        }).drop_duplicates("organization")
+        out = pd.DataFrame(
+            {
+                "organization": df["Organization"].astype(str).str.strip(),
+                "country": [country_of_cell(c) for c in df["Country"]],
+                "category": df.get("Organization categorization", pd.Series([None] * len(df))).astype(object),
+            }
+        ).drop_duplicates("organization")
         con.execute("INSERT OR REPLACE INTO eco_organisations SELECT * FROM out")
     elif kind == "params":
-        out = pd.DataFrame({
-            "model_id": df["model_id"].astype(str).str.strip(),
-            "total_params_b": _coerced(df["total_params_b"], pd.to_numeric(df["total_params_b"], errors="coerce"), tally, source, "total_params_b", "bad_number"),
-            "active_params_b": (_coerced(df["active_params_b"], pd.to_numeric(df["active_params_b"], errors="coerce"), tally, source, "active_params_b", "bad_number")
-                                if "active_params_b" in df else pd.Series([None] * len(df), dtype=float)),
-            "is_moe": df.get("is_moe", pd.Series([None] * len(df))).map(lambda v: None if is_missing(v) else str(v).lower() == "true"),
-        }).drop_duplicates("model_id")
+        out = pd.DataFrame(
+            {
+                "model_id": df["model_id"].astype(str).str.strip(),
+                "total_params_b": _coerced(
+                    df["total_params_b"],
+                    pd.to_numeric(df["total_params_b"], errors="coerce"),
+                    tally,
+                    source,
+                    "total_params_b",
+                    "bad_number",
+                ),
+                "active_params_b": (
+                    _coerced(
+                        df["active_params_b"],
+                        pd.to_numeric(df["active_params_b"], errors="coerce"),
+                        tally,
+                        source,
+                        "active_params_b",
+                        "bad_number",
+                    )
+                    if "active_params_b" in df
+                    else pd.Series([None] * len(df), dtype=float)
+                ),
+                "is_moe": df.get("is_moe", pd.Series([None] * len(df))).map(
+                    lambda v: None if is_missing(v) else str(v).lower() == "true"
+                ),
+            }
+        ).drop_duplicates("model_id")
         con.execute("INSERT OR REPLACE INTO eco_params SELECT * FROM out")
     elif kind == "date-corrections":
-        out = pd.DataFrame({
-            "model_id": df["model_id"].astype(str).str.strip(),
-            "hf_created_at": _coerced(df["hf_created_at"], pd.to_datetime(df["hf_created_at"], errors="coerce"), tally, source, "hf_created_at", "bad_date"),
-            "actual_release_date": _coerced(df["actual_release_date"], pd.to_datetime(df["actual_release_date"], errors="coerce"), tally, source,
-                                            "actual_release_date", "bad_date"),
-            "notes": df.get("notes", pd.Series([None] * len(df))).astype(object),
-        }).dropna(subset=["actual_release_date"]).drop_duplicates("model_id")
+        out = (
+            pd.DataFrame(
+                {
+                    "model_id": df["model_id"].astype(str).str.strip(),
+                    "hf_created_at": _coerced(
+                        df["hf_created_at"],
+                        pd.to_datetime(df["hf_created_at"], errors="coerce"),
+                        tally,
+                        source,
+                        "hf_created_at",
+                        "bad_date",
+                    ),
+                    "actual_release_date": _coerced(
+                        df["actual_release_date"],
+                        pd.to_datetime(df["actual_release_date"], errors="coerce"),
+                        tally,
+                        source,
+                        "actual_release_date",
+                        "bad_date",
+                    ),
+                    "notes": df.get("notes", pd.Series([None] * len(df))).astype(object),
+                }
+            )
+            .dropna(subset=["actual_release_date"])
+            .drop_duplicates("model_id")
+        )
         con.execute("INSERT OR REPLACE INTO eco_date_corrections SELECT * FROM out")
     else:
         raise ValueError(kind)
@@ -186,15 +254,25 @@ def import_mot(con: duckdb.DuckDBPyConnection, paths: list[Path], openness: Open
         comps = {c.get("name"): c.get("license") for c in rel.get("components") or [] if isinstance(c, dict)}
         weights = comps.get("Model parameters (Final)")
         dist = rel.get("license")
-        dist_name = dist.get("distribution", {}).get("name") if isinstance(dist, dict) and isinstance(dist.get("distribution"), dict) else None
+        dist_name = (
+            dist.get("distribution", {}).get("name")
+            if isinstance(dist, dict) and isinstance(dist.get("distribution"), dict)
+            else None
+        )
         lic = weights if weights not in (None, "unlicensed", "None") else dist_name
         hf = str(rel.get("huggingface") or "")
         hub_id = hf.split("huggingface.co/", 1)[1].split(" ")[0].strip("/") if "huggingface.co/" in hf else None
-        rows.append({
-            "file": p.name, "name": str(rel.get("name") or p.stem), "producer": None if is_missing(rel.get("producer")) else str(rel.get("producer")),
-            "hub_id": hub_id, "weights_licence": None if weights is None else str(weights),
-            "distribution_licence": dist_name, "level": openness.licence_level(lic) if lic else None,
-        })
+        rows.append(
+            {
+                "file": p.name,
+                "name": str(rel.get("name") or p.stem),
+                "producer": None if is_missing(rel.get("producer")) else str(rel.get("producer")),
+                "hub_id": hub_id,
+                "weights_licence": None if weights is None else str(weights),
+                "distribution_licence": dist_name,
+                "level": openness.licence_level(lic) if lic else None,
+            }
+        )
     out = pd.DataFrame(rows, columns=["file", "name", "producer", "hub_id", "weights_licence", "distribution_licence", "level"])
     out["level"] = out["level"].astype("Int64")
     if len(out):
@@ -211,12 +289,20 @@ def org_regions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def params_table(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
-    return {m: p for m, p in con.execute("SELECT model_id, total_params_b FROM eco_params WHERE total_params_b IS NOT NULL").fetchall()}
+    return {
+        m: p
+        for m, p in con.execute("SELECT model_id, total_params_b FROM eco_params WHERE total_params_b IS NOT NULL").fetchall()
+    }
 
 
 def date_corrections(con: duckdb.DuckDBPyConnection) -> dict[str, pd.Timestamp]:
-    return {m: pd.Timestamp(d) for m, d in con.execute("SELECT model_id, actual_release_date FROM eco_date_corrections").fetchall()}
+    return {
+        m: pd.Timestamp(d) for m, d in con.execute("SELECT model_id, actual_release_date FROM eco_date_corrections").fetchall()
+    }
 
 
 def organisation_countries(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    return {o.lower(): normalize_country(c) for o, c in con.execute("SELECT organization, country FROM eco_organisations WHERE country IS NOT NULL").fetchall()}
+    return {
+        o.lower(): normalize_country(c)
+        for o, c in con.execute("SELECT organization, country FROM eco_organisations WHERE country IS NOT NULL").fetchall()
+    }

@@ -85,18 +85,33 @@ def _open_fetch(con, plan: FetchPlan, endpoint: str, now: datetime) -> tuple[str
     fid = "hub-" + now.strftime("%Y%m%dT%H%M%SZ")
     while con.execute("SELECT 1 FROM eco_snapshots WHERE snapshot_id = ?", [fid]).fetchone():
         fid += "x"
-    con.execute("INSERT INTO eco_fetches VALUES (?, ?, ?, ?, ?, NULL, 'running')", [fid, plan.key(), json.dumps(plan.__dict__), endpoint, now])
+    con.execute(
+        "INSERT INTO eco_fetches VALUES (?, ?, ?, ?, ?, NULL, 'running')",
+        [fid, plan.key(), json.dumps(plan.__dict__), endpoint, now],
+    )
     snapshots.register_snapshot(con, fid, now, "hub", endpoint, "partial", "families: " + ",".join(plan.families))
     return fid, False
 
 
 def _cursor(con, fid: str, qkey: str) -> tuple[str | None, int, int, bool]:
-    row = con.execute("SELECT next_url, pages, items, done FROM eco_fetch_cursors WHERE fetch_id = ? AND query_key = ?", [fid, qkey]).fetchone()
+    row = con.execute(
+        "SELECT next_url, pages, items, done FROM eco_fetch_cursors WHERE fetch_id = ? AND query_key = ?", [fid, qkey]
+    ).fetchone()
     return (row[0], row[1], row[2], row[3]) if row else (None, 0, 0, False)
 
 
-def run_query(con, client: hub_client.HubClient, fid: str, qkey: str, params, *, taken_at: datetime, tally: Tally, max_pages: int | None,
-              on_page: Callable[[str, int], None] | None = None) -> int:
+def run_query(
+    con,
+    client: hub_client.HubClient,
+    fid: str,
+    qkey: str,
+    params,
+    *,
+    taken_at: datetime,
+    tally: Tally,
+    max_pages: int | None,
+    on_page: Callable[[str, int], None] | None = None,
+) -> int:
     """Fetch one list query to the end (or ``max_pages``), committing page and cursor together."""
     next_url, pages, items, done = _cursor(con, fid, qkey)
     if done:
@@ -153,12 +168,28 @@ def _top_derivatives(con, fid: str, parents: list[str], n: int) -> list[str]:
     return [c for c, _ in rows][: n * len(parents)]
 
 
-def fetch_families(con: duckdb.DuckDBPyConnection, families: list[Family], client: hub_client.HubClient, *, derivatives_top: int = 3,
-                   derivative_depth: int = 1, max_pages: int | None = None, page_size: int = 1000, now: datetime | None = None,
-                   on_query: Callable[[str], None] | None = None, on_page: Callable[[str, int], None] | None = None) -> FetchResult:
+def fetch_families(
+    con: duckdb.DuckDBPyConnection,
+    families: list[Family],
+    client: hub_client.HubClient,
+    *,
+    derivatives_top: int = 3,
+    derivative_depth: int = 1,
+    max_pages: int | None = None,
+    page_size: int = 1000,
+    now: datetime | None = None,
+    on_query: Callable[[str], None] | None = None,
+    on_page: Callable[[str, int], None] | None = None,
+) -> FetchResult:
     ensure_schema(con)
-    plan = FetchPlan(families=[f.key for f in families], organisations=[o for f in families for o in f.organisations],
-                     derivatives_top=derivatives_top, derivative_depth=derivative_depth, max_pages=max_pages, page_size=page_size)
+    plan = FetchPlan(
+        families=[f.key for f in families],
+        organisations=[o for f in families for o in f.organisations],
+        derivatives_top=derivatives_top,
+        derivative_depth=derivative_depth,
+        max_pages=max_pages,
+        page_size=page_size,
+    )
     fid, resumed = _open_fetch(con, plan, client.endpoint, now or utcnow())
     taken_at = con.execute("SELECT taken_at FROM eco_snapshots WHERE snapshot_id = ?", [fid]).fetchone()[0]
     tally = Tally()
@@ -168,8 +199,17 @@ def fetch_families(con: duckdb.DuckDBPyConnection, families: list[Family], clien
             qkey = f"author:{org}"
             if on_query:
                 on_query(qkey)
-            run_query(con, client, fid, qkey, hub_client.list_params(author=org, limit=page_size), taken_at=taken_at, tally=tally,
-                      max_pages=max_pages, on_page=on_page)
+            run_query(
+                con,
+                client,
+                fid,
+                qkey,
+                hub_client.list_params(author=org, limit=page_size),
+                taken_at=taken_at,
+                tally=tally,
+                max_pages=max_pages,
+                on_page=on_page,
+            )
             queries += 1
     for fam in families:
         own = _top_models(con, fid, fam, derivatives_top, set())
@@ -179,8 +219,17 @@ def fetch_families(con: duckdb.DuckDBPyConnection, families: list[Family], clien
                 qkey = f"derivatives:{base}"
                 if on_query:
                     on_query(qkey)
-                run_query(con, client, fid, qkey, hub_client.list_params(filter=f"base_model:{base}", limit=page_size), taken_at=taken_at,
-                          tally=tally, max_pages=max_pages, on_page=on_page)
+                run_query(
+                    con,
+                    client,
+                    fid,
+                    qkey,
+                    hub_client.list_params(filter=f"base_model:{base}", limit=page_size),
+                    taken_at=taken_at,
+                    tally=tally,
+                    max_pages=max_pages,
+                    on_page=on_page,
+                )
                 queries += 1
             level = _top_derivatives(con, fid, level, derivatives_top) if depth < derivative_depth else []
         for mid in own:

@@ -25,10 +25,22 @@ from monoculture.ecosystem.lineage import Lineage
 from monoculture.ecosystem.openness import LEVELS, level_name
 from monoculture.report.htmlsafe import plot_label, script_json
 
-LEVEL_COLOURS = {"permissive": "#1a9850", "restricted": "#91cf60", "non-commercial": "#e6c229", "gated": "#fc8d59",
-                 "api-only": "#d73027", "unknown": "#9e9e9e"}
-LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), font=dict(family="system-ui, sans-serif", size=12), paper_bgcolor="#fff",
-              plot_bgcolor="#fff", xaxis=dict(gridcolor="#eceef1", automargin=True), yaxis=dict(gridcolor="#eceef1", automargin=True))
+LEVEL_COLOURS = {
+    "permissive": "#1a9850",
+    "restricted": "#91cf60",
+    "non-commercial": "#e6c229",
+    "gated": "#fc8d59",
+    "api-only": "#d73027",
+    "unknown": "#9e9e9e",
+}
+LAYOUT = dict(
+    margin=dict(l=10, r=10, t=40, b=10),
+    font=dict(family="system-ui, sans-serif", size=12),
+    paper_bgcolor="#fff",
+    plot_bgcolor="#fff",
+    xaxis=dict(gridcolor="#eceef1", automargin=True),
+    yaxis=dict(gridcolor="#eceef1", automargin=True),
+)
 
 Figure = dict
 
@@ -69,31 +81,65 @@ def timeline(histories: list[History]) -> Figure:
             pts = [(r, h) for h in histories for r in h.releases if level_name(r.level) == lv and r.flagship == flagship]
             if not pts:
                 continue
-            data.append(dict(
-                type="scatter", x=[str(r.date) for r, _ in pts], y=[label(h.name) for _, h in pts], mode="markers",
-                name=f"{lv}{' (registry flagship)' if flagship else ''}", legendgroup=lv,
-                marker=dict(color=LEVEL_COLOURS[lv], size=13 if flagship else 7, symbol="star" if flagship else "circle",
-                            line=dict(width=0.5, color="#333")),
-                hovertext=[f"{label(r.name)}<br>{lv}<br>{label(r.licence or '')}<br>{label(r.source)}" for r, _ in pts], hoverinfo="text+x",
-            ))
-    return figure(data, height=max(320, 28 * len(order) + 120), title=dict(text="Releases by family and openness level"),
-                  yaxis=dict(categoryorder="array", categoryarray=[label(n) for n in order][::-1]), legend=dict(orientation="h", y=-0.12))
+            data.append(
+                dict(
+                    type="scatter",
+                    x=[str(r.date) for r, _ in pts],
+                    y=[label(h.name) for _, h in pts],
+                    mode="markers",
+                    name=f"{lv}{' (registry flagship)' if flagship else ''}",
+                    legendgroup=lv,
+                    marker=dict(
+                        color=LEVEL_COLOURS[lv],
+                        size=13 if flagship else 7,
+                        symbol="star" if flagship else "circle",
+                        line=dict(width=0.5, color="#333"),
+                    ),
+                    hovertext=[f"{label(r.name)}<br>{lv}<br>{label(r.licence or '')}<br>{label(r.source)}" for r, _ in pts],
+                    hoverinfo="text+x",
+                )
+            )
+    return figure(
+        data,
+        height=max(320, 28 * len(order) + 120),
+        title=dict(text="Releases by family and openness level"),
+        yaxis=dict(categoryorder="array", categoryarray=[label(n) for n in order][::-1]),
+        legend=dict(orientation="h", y=-0.12),
+    )
 
 
 def family_shares(fa: pd.DataFrame) -> Figure:
     d = fa.sort_values("downloads_30d", ascending=True, na_position="first")
     names = [label(n) for n in d["name"]]
-    data = [dict(type="bar", y=names, x=_list(d["share_downloads_30d"]), orientation="h", name="share of 30-day downloads"),
-            dict(type="bar", y=names, x=_list(d["share_derivatives_transitive"]), orientation="h", name="share of derivatives (transitive)")]
-    return figure(data, barmode="group", height=max(320, 34 * len(d) + 100), title=dict(text="Adoption shares by family (current view)"),
-                  xaxis=dict(tickformat=".0%"), legend=dict(orientation="h", y=-0.12))
+    data = [
+        dict(type="bar", y=names, x=_list(d["share_downloads_30d"]), orientation="h", name="share of 30-day downloads"),
+        dict(
+            type="bar",
+            y=names,
+            x=_list(d["share_derivatives_transitive"]),
+            orientation="h",
+            name="share of derivatives (transitive)",
+        ),
+    ]
+    return figure(
+        data,
+        barmode="group",
+        height=max(320, 34 * len(d) + 100),
+        title=dict(text="Adoption shares by family (current view)"),
+        xaxis=dict(tickformat=".0%"),
+        legend=dict(orientation="h", y=-0.12),
+    )
 
 
 def country_shares(cs: pd.DataFrame) -> Figure:
     names = [label(c if isinstance(c, str) else "Unknown") for c in cs["country"]]
-    data = [dict(type="bar", x=names, y=_list(cs["share_downloads_30d"]), name="share of 30-day downloads"),
-            dict(type="bar", x=names, y=_list(cs["share_derivatives_transitive"]), name="share of derivatives (transitive)")]
-    return figure(data, barmode="group", height=360, title=dict(text="Adoption shares by country of origin"), yaxis=dict(tickformat=".0%"))
+    data = [
+        dict(type="bar", x=names, y=_list(cs["share_downloads_30d"]), name="share of 30-day downloads"),
+        dict(type="bar", x=names, y=_list(cs["share_derivatives_transitive"]), name="share of derivatives (transitive)"),
+    ]
+    return figure(
+        data, barmode="group", height=360, title=dict(text="Adoption shares by country of origin"), yaxis=dict(tickformat=".0%")
+    )
 
 
 def shares_over_time(sot: pd.DataFrame) -> Figure | None:
@@ -104,20 +150,46 @@ def shares_over_time(sot: pd.DataFrame) -> Figure | None:
     if kinds.empty:
         return None
     d = sot[sot["kind"] == kinds.idxmax()]
-    data = [dict(type="scatter", x=[str(t) for t in g["taken_at"]], y=_list(g["share_downloads_30d"]), mode="lines+markers", name=label(fam))
-            for fam, g in d.groupby("family")]
-    return figure(data, height=360, title=dict(text=f"Share of 30-day downloads across snapshots ({label(kinds.idxmax())})"),
-                  yaxis=dict(tickformat=".0%"))
+    data = [
+        dict(
+            type="scatter",
+            x=[str(t) for t in g["taken_at"]],
+            y=_list(g["share_downloads_30d"]),
+            mode="lines+markers",
+            name=label(fam),
+        )
+        for fam, g in d.groupby("family")
+    ]
+    return figure(
+        data,
+        height=360,
+        title=dict(text=f"Share of 30-day downloads across snapshots ({label(kinds.idxmax())})"),
+        yaxis=dict(tickformat=".0%"),
+    )
 
 
 def origin_by_month(osm: pd.DataFrame, by: str = "country") -> Figure | None:
     if osm.empty:
         return None
-    data = [dict(type="bar", x=list(g["month"]), y=_list(g["share"]), name=label(key), customdata=_list(g["derivatives"]),
-                 hovertemplate="%{x}: %{y:.0%} (%{customdata:.1f} derivatives)<extra>" + label(key) + "</extra>")
-            for key, g in osm.groupby(by)]
-    return figure(data, barmode="stack", height=360, title=dict(text="New derivatives each month by origin of their base family"),
-                  xaxis=dict(type="category"), yaxis=dict(tickformat=".0%"))
+    data = [
+        dict(
+            type="bar",
+            x=list(g["month"]),
+            y=_list(g["share"]),
+            name=label(key),
+            customdata=_list(g["derivatives"]),
+            hovertemplate="%{x}: %{y:.0%} (%{customdata:.1f} derivatives)<extra>" + label(key) + "</extra>",
+        )
+        for key, g in osm.groupby(by)
+    ]
+    return figure(
+        data,
+        barmode="stack",
+        height=360,
+        title=dict(text="New derivatives each month by origin of their base family"),
+        xaxis=dict(type="category"),
+        yaxis=dict(tickformat=".0%"),
+    )
 
 
 def spanning_tree(lineage: Lineage, roots: list[str], own: set[str]) -> dict[str, str]:
@@ -137,7 +209,9 @@ def spanning_tree(lineage: Lineage, roots: list[str], own: set[str]) -> dict[str
     return parent
 
 
-def derivative_tree(name: str, lineage: Lineage, own: list[str], *, max_children: int = 8, max_depth: int = 3, max_roots: int = 8) -> tuple[Figure | None, list[dict]]:
+def derivative_tree(
+    name: str, lineage: Lineage, own: list[str], *, max_children: int = 8, max_depth: int = 3, max_roots: int = 8
+) -> tuple[Figure | None, list[dict]]:
     """A treemap of the top of a family's derivative tree, plus the rows it shows."""
     own_set = set(own)
     parent = spanning_tree(lineage, own, own_set)
@@ -179,16 +253,33 @@ def derivative_tree(name: str, lineage: Lineage, own: list[str], *, max_children
                 ids.append(c)
                 labels.append(label(c))
                 parents.append(node)
-                rows.append({"model": c, "base": node, "relation": lineage.parents.get(c, {}).get(node, ""), "depth": depth + 1,
-                             "descendants": size[c] - 1})
+                rows.append(
+                    {
+                        "model": c,
+                        "base": node,
+                        "relation": lineage.parents.get(c, {}).get(node, ""),
+                        "depth": depth + 1,
+                        "descendants": size[c] - 1,
+                    }
+                )
                 frontier.append((c, depth + 1))
     # "remainder": a box's own value is the model itself plus its descendants that are not shown
     values = [0]
     for node in ids[1:]:
         own_part = 0 if node in own_set else 1
         values.append(own_part + (size[node] - 1) - sum(size[c] for c in shown_kids.get(node, [])))
-    data = [dict(type="treemap", ids=ids, labels=labels, parents=parents, values=values, branchvalues="remainder",
-                 hovertemplate="%{label}<extra></extra>", maxdepth=3)]
+    data = [
+        dict(
+            type="treemap",
+            ids=ids,
+            labels=labels,
+            parents=parents,
+            values=values,
+            branchvalues="remainder",
+            hovertemplate="%{label}<extra></extra>",
+            maxdepth=3,
+        )
+    ]
     return figure(data, height=420, title=dict(text=f"Top of the {label(name)} derivative tree")), rows
 
 

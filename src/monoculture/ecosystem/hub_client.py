@@ -27,8 +27,19 @@ from monoculture.retry import Again, Backoff, retry, retry_after_seconds
 
 #: Fields the list endpoint can expand (``baseModels`` is only accepted by the single-model endpoint).
 LIST_EXPAND = (
-    "author", "createdAt", "lastModified", "downloads", "downloadsAllTime", "likes", "tags", "gated",
-    "safetensors", "cardData", "library_name", "pipeline_tag", "sha",
+    "author",
+    "createdAt",
+    "lastModified",
+    "downloads",
+    "downloadsAllTime",
+    "likes",
+    "tags",
+    "gated",
+    "safetensors",
+    "cardData",
+    "library_name",
+    "pipeline_tag",
+    "sha",
 )
 INFO_EXPAND = LIST_EXPAND + ("baseModels", "childrenModelCount")
 
@@ -66,9 +77,18 @@ ratelimit_wait = retry_after_seconds
 class HubClient:
     """GETs against the Hub API with retries, backoff and explicit cursors."""
 
-    def __init__(self, endpoint: str | None = None, token: str | None = None, *, max_retries: int = 6, base_wait: float = 1.0,
-                 max_wait: float = 600.0, timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        *,
+        max_retries: int = 6,
+        base_wait: float = 1.0,
+        max_wait: float = 600.0,
+        timeout: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.endpoint = (endpoint or default_endpoint()).rstrip("/")
         token = token if token is not None else default_token()
         headers = {"user-agent": "monoculture-ecosystem/0.1"}
@@ -95,7 +115,14 @@ class HubClient:
     def get(self, url: str, params: Any = None) -> httpx.Response:
         # About base_wait * 2**n, +-25%: one client crawling, not a herd, so it need not spread
         # as widely as full jitter; a 429's own wait gets half a second of margin.
-        policy = Backoff(max_retries=self.max_retries, base=self.base_wait, cap=self.max_wait, jitter=0.25, hint_cap=self.max_wait, hint_pad=0.5)
+        policy = Backoff(
+            max_retries=self.max_retries,
+            base=self.base_wait,
+            cap=self.max_wait,
+            jitter=0.25,
+            hint_cap=self.max_wait,
+            hint_pad=0.5,
+        )
 
         def attempt(n: int) -> httpx.Response | Again:
             self.stats["requests"] += 1
@@ -111,7 +138,10 @@ class HubClient:
                 self.stats["server_errors"] += 1
                 return Again(f"HTTP {r.status_code}", kind=str(r.status_code))
             if r.status_code in (401, 403):
-                raise UserError(f"the Hub refused the request (HTTP {r.status_code}); log in with `hf auth login` or set HF_TOKEN", where=str(r.url))
+                raise UserError(
+                    f"the Hub refused the request (HTTP {r.status_code}); log in with `hf auth login` or set HF_TOKEN",
+                    where=str(r.url),
+                )
             if r.status_code == 404:
                 raise UserError("not found on the Hub (HTTP 404)", where=str(r.url))
             if r.status_code >= 400:
@@ -156,7 +186,9 @@ class HubClient:
         return data
 
 
-def list_params(*, author: str | None = None, filter: str | None = None, limit: int = 1000, expand: tuple[str, ...] = LIST_EXPAND) -> list[tuple[str, str]]:
+def list_params(
+    *, author: str | None = None, filter: str | None = None, limit: int = 1000, expand: tuple[str, ...] = LIST_EXPAND
+) -> list[tuple[str, str]]:
     p: list[tuple[str, str]] = []
     if author:
         p.append(("author", author))

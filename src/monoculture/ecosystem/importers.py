@@ -57,7 +57,9 @@ def _parse_json(text: str, path: Path, line: int | None = None):
         at = line if line is not None else e.lineno
         raise UserError(f"not valid JSON ({e.msg}, column {e.colno})", where=f"{path}:{at}") from None
     except RecursionError:
-        raise UserError("JSON nested too deeply to read (more than about 1,000 levels)", where=f"{path}:{line}" if line else str(path)) from None
+        raise UserError(
+            "JSON nested too deeply to read (more than about 1,000 levels)", where=f"{path}:{line}" if line else str(path)
+        ) from None
 
 
 def _load_json(path: Path):
@@ -113,13 +115,30 @@ def _newest(stamps) -> datetime | None:
     return max(stamps) if stamps else None
 
 
-def _snapshot_from_records(con, records: list, *, snapshot_id: str, taken_at: datetime | None, kind: str, origin: str, tally: Tally,
-                           extra_links: list[tuple[str, str, str, str]] = (), note: str = "") -> int:
+def _snapshot_from_records(
+    con,
+    records: list,
+    *,
+    snapshot_id: str,
+    taken_at: datetime | None,
+    kind: str,
+    origin: str,
+    tally: Tally,
+    extra_links: list[tuple[str, str, str, str]] = (),
+    note: str = "",
+) -> int:
     """Write one snapshot inside the caller's transaction (see :func:`import_paths`)."""
     estimated = taken_at is None
     if estimated:
-        taken_at = _newest(parse_timestamp(r.get(k)) for r in records if isinstance(r, dict)
-                           for k in ("lastModified", "last_modified", "createdAt", "created_at")) or utcnow()
+        taken_at = (
+            _newest(
+                parse_timestamp(r.get(k))
+                for r in records
+                if isinstance(r, dict)
+                for k in ("lastModified", "last_modified", "createdAt", "created_at")
+            )
+            or utcnow()
+        )
         note = (note + "; " if note else "") + "taken_at estimated from the newest date in the file"
     con.execute("DELETE FROM eco_models WHERE snapshot_id = ?", [snapshot_id])
     con.execute("DELETE FROM eco_edges WHERE snapshot_id = ?", [snapshot_id])
@@ -132,7 +151,9 @@ def _snapshot_from_records(con, records: list, *, snapshot_id: str, taken_at: da
     return n
 
 
-def import_file(con: duckdb.DuckDBPyConnection, path: Path, registry: Registry, *, kind: str = "auto", taken_at: datetime | None = None) -> ImportResult:
+def import_file(
+    con: duckdb.DuckDBPyConnection, path: Path, registry: Registry, *, kind: str = "auto", taken_at: datetime | None = None
+) -> ImportResult:
     """Import one file inside the caller's transaction (use :func:`import_paths`)."""
     path = Path(path)
     res = ImportResult(path=str(path), kind=kind)
@@ -154,27 +175,55 @@ def import_file(con: duckdb.DuckDBPyConnection, path: Path, registry: Registry, 
             note = str(doc.get("note") or "")
         else:
             records, ts, sid, note = doc, taken_at, f"file-{path.stem}-{_digest(path)}", ""
-        res.rows = _snapshot_from_records(con, records, snapshot_id=sid, taken_at=ts, kind="snapshot-file", origin=str(path), tally=tally, note=note)
+        res.rows = _snapshot_from_records(
+            con, records, snapshot_id=sid, taken_at=ts, kind="snapshot-file", origin=str(path), tally=tally, note=note
+        )
         res.target = sid
     elif kind == "hf-models":
         doc = _load_json(path)
         records = [
-            {"id": d.get("name"), "downloads": d.get("hf_downloads"), "likes": d.get("hf_likes"), "createdAt": d.get("release_date"),
-             "pipeline_tag": d.get("pipeline_tag"), "safetensors": {"total": d.get("parameters_raw")}}
-            for d in doc if isinstance(d, dict)
+            {
+                "id": d.get("name"),
+                "downloads": d.get("hf_downloads"),
+                "likes": d.get("hf_likes"),
+                "createdAt": d.get("release_date"),
+                "pipeline_tag": d.get("pipeline_tag"),
+                "safetensors": {"total": d.get("parameters_raw")},
+            }
+            for d in doc
+            if isinstance(d, dict)
         ]
         if taken_at is None:
             taken_at = _newest(parse_timestamp(d.get("release_date")) for d in doc if isinstance(d, dict))
         sid = f"hfmodels-{path.stem}-{_digest(path)}"
-        res.rows = _snapshot_from_records(con, records, snapshot_id=sid, taken_at=taken_at, kind="hf-models", origin=str(path), tally=tally,
-                                          note="llmfit hf_models.json; downloads are the Hub's 30-day counts; taken_at = newest release_date")
+        res.rows = _snapshot_from_records(
+            con,
+            records,
+            snapshot_id=sid,
+            taken_at=taken_at,
+            kind="hf-models",
+            origin=str(path),
+            tally=tally,
+            note="llmfit hf_models.json; downloads are the Hub's 30-day counts; taken_at = newest release_date",
+        )
         res.target = sid
     elif kind == "lineage":
         records, links, _ = lineage_dumps.read_lineage_dump(path, tally)
         sid = f"lineage-{path.stem}"
-        ts = taken_at or snapshot_time(lineage_dumps.taken_at_from_name(path), field_name="the date in the file name", where=str(path))
-        res.rows = _snapshot_from_records(con, records, snapshot_id=sid, taken_at=ts, kind="lineage-dump",
-                                          origin=str(path), tally=tally, extra_links=links, note="model_metadata_analyses lineage crawl")
+        ts = taken_at or snapshot_time(
+            lineage_dumps.taken_at_from_name(path), field_name="the date in the file name", where=str(path)
+        )
+        res.rows = _snapshot_from_records(
+            con,
+            records,
+            snapshot_id=sid,
+            taken_at=ts,
+            kind="lineage-dump",
+            origin=str(path),
+            tally=tally,
+            extra_links=links,
+            note="model_metadata_analyses lineage crawl",
+        )
         res.target = sid
     elif kind == "epoch":
         df = databases.read_csv(path)
@@ -188,8 +237,15 @@ def import_file(con: duckdb.DuckDBPyConnection, path: Path, registry: Registry, 
         res.target = "eco_licence_refs"
     elif kind in ("org-regions", "organisations", "params", "date-corrections"):
         res.rows = databases.import_table(con, kind, databases.read_csv(path), tally, source=path.name)
-        res.target = {"org-regions": "eco_org_regions", "organisations": "eco_organisations", "params": "eco_params", "date-corrections": "eco_date_corrections"}[kind]
-        snapshots.record_issues(con, f"{res.target}/{path.name}", tally)  # one source per file: re-importing it replaces its counts
+        res.target = {
+            "org-regions": "eco_org_regions",
+            "organisations": "eco_organisations",
+            "params": "eco_params",
+            "date-corrections": "eco_date_corrections",
+        }[kind]
+        snapshots.record_issues(
+            con, f"{res.target}/{path.name}", tally
+        )  # one source per file: re-importing it replaces its counts
     else:
         raise UserError(f"unknown import kind {kind!r}; use one of {', '.join(KINDS)}")
     return res
@@ -208,8 +264,15 @@ def collect(paths: list[Path]) -> list[Path]:
     return files
 
 
-def import_paths(con: duckdb.DuckDBPyConnection, paths: list[Path], registry: Registry, *, kind: str = "auto", taken_at: datetime | None = None,
-                 on_file: Callable[[Path], None] | None = None) -> list[ImportResult]:
+def import_paths(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[Path],
+    registry: Registry,
+    *,
+    kind: str = "auto",
+    taken_at: datetime | None = None,
+    on_file: Callable[[Path], None] | None = None,
+) -> list[ImportResult]:
     """Import every file under ``paths`` in one transaction: all or nothing.
 
     Every file is read even after one fails, so the error names every bad file at once; then

@@ -82,7 +82,22 @@ def read_lineage_dump(path: Path, tally: Tally) -> tuple[list[dict], list[tuple[
             except ValueError:
                 tally.add("bad_json", mid, "metadata")
                 rec = {}
-        rec = {k: v for k, v in rec.items() if k not in ("siblings", "widget_data", "widgetData", "config", "transformers_info", "transformersInfo", "spaces", "card_data", "model_index")}
+        rec = {
+            k: v
+            for k, v in rec.items()
+            if k
+            not in (
+                "siblings",
+                "widget_data",
+                "widgetData",
+                "config",
+                "transformers_info",
+                "transformersInfo",
+                "spaces",
+                "card_data",
+                "model_index",
+            )
+        }
         rec["id"] = mid
         records.append(rec)
         for col, relation in LIST_COLUMNS.items():

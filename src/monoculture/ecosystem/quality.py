@@ -102,8 +102,15 @@ def is_missing(v: Any) -> bool:
 _EPOCH_MS = re.compile(r"^\d{12,13}$")
 
 
-def parse_timestamp(v: Any, tally: Tally | None = None, item: str = "", field_name: str = "date", *, not_after: datetime | None = None,
-                    earliest: date | None = EARLIEST_PLAUSIBLE) -> datetime | None:
+def parse_timestamp(
+    v: Any,
+    tally: Tally | None = None,
+    item: str = "",
+    field_name: str = "date",
+    *,
+    not_after: datetime | None = None,
+    earliest: date | None = EARLIEST_PLAUSIBLE,
+) -> datetime | None:
     """A naive-UTC datetime, or None when the value is missing or unusable (counted)."""
     if is_missing(v):
         return None
@@ -173,9 +180,13 @@ def snapshot_time(v: Any, *, field_name: str, where: str | None = None) -> datet
         raise UserError(f"{field_name} {shown} is not a date (use ISO 8601, e.g. 2025-06-30T12:00:00Z)", where=where)
     now = utcnow()
     if ts > now + CLOCK_SKEW:
-        raise UserError(f"{field_name} {shown} lies in the future (today is {now.date()}); a snapshot is dated when it was taken", where=where)
+        raise UserError(
+            f"{field_name} {shown} lies in the future (today is {now.date()}); a snapshot is dated when it was taken", where=where
+        )
     if ts.date() < HUB_FIRST:
-        raise UserError(f"{field_name} {shown} is before {HUB_FIRST.year}, when the Hugging Face Hub did not yet exist", where=where)
+        raise UserError(
+            f"{field_name} {shown} is before {HUB_FIRST.year}, when the Hugging Face Hub did not yet exist", where=where
+        )
     return ts
 
 

@@ -85,7 +85,9 @@ class Registry:
         try:
             return self.families[key.strip().lower()]
         except KeyError:
-            raise UserError(f"unknown family {key!r}; known: {', '.join(sorted(self.families))} (add it with --registry FILE)") from None
+            raise UserError(
+                f"unknown family {key!r}; known: {', '.join(sorted(self.families))} (add it with --registry FILE)"
+            ) from None
 
     def select(self, keys: str | list[str] | None) -> list[Family]:
         if not keys:
@@ -152,17 +154,27 @@ def _family(key: str, spec: dict, openness: Openness, where: str) -> Family:
         params = fs.get("params_b")
         flagships.append(
             Flagship(
-                name=str(fs["name"]), date=_date(fs["date"], fw), licence=None if licence is None else str(licence),
-                access=access, level=openness.level(licence, access),
-                params_b=None if params is None else float(params), hub_id=fs.get("hub_id"), note=str(fs.get("note", "")),
+                name=str(fs["name"]),
+                date=_date(fs["date"], fw),
+                licence=None if licence is None else str(licence),
+                access=access,
+                level=openness.level(licence, access),
+                params_b=None if params is None else float(params),
+                hub_id=fs.get("hub_id"),
+                note=str(fs.get("note", "")),
             )
         )
     flagships.sort(key=lambda f: f.date)
     return Family(
-        key=key, name=str(spec.get("name", key)), organisations=tuple(str(o) for o in orgs),
-        country=normalize_country(spec.get("country")), developer=str(spec.get("developer", "")),
-        first_release=_date(spec.get("first_release"), w), hub_match=_regex(spec.get("hub_match"), w),
-        epoch_organisation=_regex(spec.get("epoch_organisation"), w), epoch_match=_regex(spec.get("epoch_match"), w),
+        key=key,
+        name=str(spec.get("name", key)),
+        organisations=tuple(str(o) for o in orgs),
+        country=normalize_country(spec.get("country")),
+        developer=str(spec.get("developer", "")),
+        first_release=_date(spec.get("first_release"), w),
+        hub_match=_regex(spec.get("hub_match"), w),
+        epoch_organisation=_regex(spec.get("epoch_organisation"), w),
+        epoch_match=_regex(spec.get("epoch_match"), w),
         flagships=flagships,
     )
 
@@ -187,7 +199,9 @@ def load_registry(user_file: str | Path | None = None) -> Registry:
 
     A user entry whose key matches a shipped family replaces the fields it gives (so a user can
     add one flagship list without restating the organisations); a new key adds a family."""
-    shipped = yaml.load(resources.files("monoculture.ecosystem").joinpath("data/families.yaml").read_text(encoding="utf-8"), Loader=_LOADER)
+    shipped = yaml.load(
+        resources.files("monoculture.ecosystem").joinpath("data/families.yaml").read_text(encoding="utf-8"), Loader=_LOADER
+    )
     specs: dict[str, dict] = {k.lower(): dict(v) for k, v in shipped["families"].items()}
     openness = Openness.default()
     sources = ["monoculture/ecosystem/data/families.yaml"]

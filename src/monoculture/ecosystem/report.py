@@ -55,9 +55,16 @@ class ReportData:
     level_meanings: dict
 
 
-def collect(con: duckdb.DuckDBPyConnection, registry: Registry, *, as_of: date | None = None, window_days: int = 365,
-            merge_days: int = cadence.DEFAULT_MERGE_DAYS, epoch_since: date | None = None,
-            step: Callable[[str], None] | None = None) -> ReportData:
+def collect(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    *,
+    as_of: date | None = None,
+    window_days: int = 365,
+    merge_days: int = cadence.DEFAULT_MERGE_DAYS,
+    epoch_since: date | None = None,
+    step: Callable[[str], None] | None = None,
+) -> ReportData:
     step = step or (lambda s: None)
     snapshots.ensure_schema(con)
     databases.ensure_schema(con)
@@ -78,8 +85,12 @@ def collect(con: duckdb.DuckDBPyConnection, registry: Registry, *, as_of: date |
         epoch[ds] = {
             "country": adoption.epoch_shares(rel, registry, by="country", dataset=ds, since=epoch_since),
             "family": adoption.epoch_shares(rel, registry, by="family", dataset=ds, since=epoch_since),
-            "range": (max(rel.loc[rel["dataset"] == ds, "published"].min(), pd.Timestamp(epoch_since)) if epoch_since
-                      else rel.loc[rel["dataset"] == ds, "published"].min(), rel.loc[rel["dataset"] == ds, "published"].max()),
+            "range": (
+                max(rel.loc[rel["dataset"] == ds, "published"].min(), pd.Timestamp(epoch_since))
+                if epoch_since
+                else rel.loc[rel["dataset"] == ds, "published"].min(),
+                rel.loc[rel["dataset"] == ds, "published"].max(),
+            ),
         }
     step("derivative trees")
     trees = []
@@ -93,13 +104,24 @@ def collect(con: duckdb.DuckDBPyConnection, registry: Registry, *, as_of: date |
     iss = snapshots.issues(con)
     lin_tally.merge(tally)
     return ReportData(
-        as_of=hist[0].as_of if hist else (as_of or date.today()), histories=hist,
-        alerts=all_sig[all_sig["strength"].isin(["weak", "moderate", "strong"])].reset_index(drop=True), all_signals=all_sig,
-        cadence=cadence.cadence_table(hist), families=fam, countries=adoption.by_country(fam),
-        shares_over_time=adoption.shares_over_time(con, registry), origins=origins,
-        origin_month=adoption.origin_share_by_month(origins), origin_total=adoption.origin_share_total(origins),
-        relative=adoption.relative_adoption(hist_df, params_b=databases.params_table(con)), epoch=epoch, trees=trees,
-        snapshots=snapshots.snapshots(con), issues=iss, lineage_issues=lin_tally, level_meanings=dict(registry.openness.meanings),
+        as_of=hist[0].as_of if hist else (as_of or date.today()),
+        histories=hist,
+        alerts=all_sig[all_sig["strength"].isin(["weak", "moderate", "strong"])].reset_index(drop=True),
+        all_signals=all_sig,
+        cadence=cadence.cadence_table(hist),
+        families=fam,
+        countries=adoption.by_country(fam),
+        shares_over_time=adoption.shares_over_time(con, registry),
+        origins=origins,
+        origin_month=adoption.origin_share_by_month(origins),
+        origin_total=adoption.origin_share_total(origins),
+        relative=adoption.relative_adoption(hist_df, params_b=databases.params_table(con)),
+        epoch=epoch,
+        trees=trees,
+        snapshots=snapshots.snapshots(con),
+        issues=iss,
+        lineage_issues=lin_tally,
+        level_meanings=dict(registry.openness.meanings),
     )
 
 
@@ -125,8 +147,10 @@ def headline(data: ReportData) -> str | None:
     tot = adoption.origin_share_total(o)
     top = tot.iloc[0]
     months = sorted(o["month"].unique())
-    return (f"{top['share']:.0%} of the {o['model_id'].nunique():,} dated derivatives in the store "
-            f"({months[0]} to {months[-1]}) were built on bases from {top['country']}.")
+    return (
+        f"{top['share']:.0%} of the {o['model_id'].nunique():,} dated derivatives in the store "
+        f"({months[0]} to {months[-1]}) were built on bases from {top['country']}."
+    )
 
 
 # Draws every figure from its JSON block. Kept here, not in the template, because the page's
@@ -145,8 +169,13 @@ DRAW_JS = """(function () {
 
 
 def render(data: ReportData, *, title: str = "Ecosystem watch", store_path: str = "") -> str:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("monoculture.ecosystem", "data"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("monoculture.ecosystem", "data"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     install_filters(env)
     env.filters["fmt"] = _fmt
     figs: list[tuple[str, str]] = []
@@ -172,15 +201,35 @@ def render(data: ReportData, *, title: str = "Ecosystem watch", store_path: str 
     draw_js, draw_hash = inline_script(DRAW_JS)
     tpl = env.get_template("report.html.j2")
     return tpl.render(
-        title=title, d=data, figs=figs, fig_ids=fig_ids, trees=trees, headline=headline(data), store_path=store_path,
-        levels=[(i, n, data.level_meanings.get(n, "")) for i, n in enumerate(LEVELS)], plotly_js=plotly_js, kind_help=KIND_HELP,
-        zip=zip, draw_js=draw_js, csp=content_security_policy([plotly_hash, draw_hash]),
+        title=title,
+        d=data,
+        figs=figs,
+        fig_ids=fig_ids,
+        trees=trees,
+        headline=headline(data),
+        store_path=store_path,
+        levels=[(i, n, data.level_meanings.get(n, "")) for i, n in enumerate(LEVELS)],
+        plotly_js=plotly_js,
+        kind_help=KIND_HELP,
+        zip=zip,
+        draw_js=draw_js,
+        csp=content_security_policy([plotly_hash, draw_hash]),
     )
 
 
-def build_report(con: duckdb.DuckDBPyConnection, registry: Registry, out: str | Path, *, as_of: date | None = None, window_days: int = 365,
-                 merge_days: int = cadence.DEFAULT_MERGE_DAYS, epoch_since: date | None = None, title: str = "Ecosystem watch",
-                 store_path: str = "", step: Callable[[str], None] | None = None) -> tuple[Path, ReportData]:
+def build_report(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    out: str | Path,
+    *,
+    as_of: date | None = None,
+    window_days: int = 365,
+    merge_days: int = cadence.DEFAULT_MERGE_DAYS,
+    epoch_since: date | None = None,
+    title: str = "Ecosystem watch",
+    store_path: str = "",
+    step: Callable[[str], None] | None = None,
+) -> tuple[Path, ReportData]:
     data = collect(con, registry, as_of=as_of, window_days=window_days, merge_days=merge_days, epoch_since=epoch_since, step=step)
     if step:
         step("render")

@@ -51,8 +51,15 @@ class Signal:
         return STRENGTHS.index(self.strength)
 
     def row(self) -> dict:
-        return {"family": self.family, "name": self.name, "organisations": self.organisations, "signal": self.signal,
-                "strength": self.strength, "p_value": self.p_value, "evidence": self.evidence}
+        return {
+            "family": self.family,
+            "name": self.name,
+            "organisations": self.organisations,
+            "signal": self.signal,
+            "strength": self.strength,
+            "p_value": self.p_value,
+            "evidence": self.evidence,
+        }
 
 
 def strength_from_p(p: float | None, strong: float = 0.01, moderate: float = 0.05, weak: float = 0.10) -> str:
@@ -76,9 +83,17 @@ def silence_signal(h: History, *, min_gaps: int = 3) -> Signal:
         return _sig(h, "silence", "n/a", None, "all past events on one day")
     p = (total / (total + s)) ** len(gaps) if s > 0 else 1.0
     mean = total / len(gaps)
-    return _sig(h, "silence", strength_from_p(p), p,
-                f"{s} days since {ev[-1].lead.name} ({ev[-1].start}); past mean gap {mean:.0f} days over {len(gaps)} gaps",
-                silence_days=s, mean_gap_days=mean, n_gaps=len(gaps), last_event=str(ev[-1].start))
+    return _sig(
+        h,
+        "silence",
+        strength_from_p(p),
+        p,
+        f"{s} days since {ev[-1].lead.name} ({ev[-1].start}); past mean gap {mean:.0f} days over {len(gaps)} gaps",
+        silence_days=s,
+        mean_gap_days=mean,
+        n_gaps=len(gaps),
+        last_event=str(ev[-1].start),
+    )
 
 
 def rate_drop_signal(h: History, *, window_days: int = 365, min_events: int = 3) -> Signal:
@@ -99,9 +114,19 @@ def rate_drop_signal(h: History, *, window_days: int = 365, min_events: int = 3)
     p = float(stats.binomtest(k2, n, share, alternative="less").pvalue)
     before = k1 / t1 * 365.25
     after = k2 / window_days * 365.25
-    return _sig(h, "rate-drop", strength_from_p(p), p,
-                f"{k2} events in the last {window_days} days vs {before:.1f}/year before ({k1} in {t1} days); expected {n * share:.1f}",
-                k_window=k2, k_before=k1, days_before=t1, window_days=window_days, rate_before=before, rate_window=after)
+    return _sig(
+        h,
+        "rate-drop",
+        strength_from_p(p),
+        p,
+        f"{k2} events in the last {window_days} days vs {before:.1f}/year before ({k1} in {t1} days); expected {n * share:.1f}",
+        k_window=k2,
+        k_before=k1,
+        days_before=t1,
+        window_days=window_days,
+        rate_before=before,
+        rate_window=after,
+    )
 
 
 def licence_signal(h: History, *, min_events: int = 3) -> Signal:
@@ -109,11 +134,20 @@ def licence_signal(h: History, *, min_events: int = 3) -> Signal:
     if len(ev) < min_events:
         return _sig(h, "licence-tightening", "n/a", None, f"only {len(ev)} release events with a known openness level")
     levels = [e.level for e in ev]
-    steps = [(a.lead.name, level_name(a.level), b.lead.name, level_name(b.level), str(b.start))
-             for a, b in zip(ev, ev[1:]) if b.level > a.level]
+    steps = [
+        (a.lead.name, level_name(a.level), b.lead.name, level_name(b.level), str(b.start))
+        for a, b in zip(ev, ev[1:])
+        if b.level > a.level
+    ]
     if not steps:
-        return _sig(h, "licence-tightening", "none", None, f"no tightening across {len(ev)} events (latest: {level_name(levels[-1])})",
-                    levels=levels)
+        return _sig(
+            h,
+            "licence-tightening",
+            "none",
+            None,
+            f"no tightening across {len(ev)} events (latest: {level_name(levels[-1])})",
+            levels=levels,
+        )
     if len(set(levels)) == 1:
         p = 1.0
     else:
@@ -127,10 +161,17 @@ def licence_signal(h: History, *, min_events: int = 3) -> Signal:
     if latest < max(earlier) and strength in ("moderate", "strong") and latest <= min(levels[-3:]):
         strength = "weak"  # tightened earlier, but the latest release is as open as any recent one
     last = steps[-1]
-    return _sig(h, "licence-tightening", strength, p,
-                f"{len(steps)} tightening step(s); last: {last[0]} ({last[1]}) -> {last[2]} ({last[3]}) on {last[4]}; "
-                f"latest release {ev[-1].lead.name} is {level_name(latest)}",
-                levels=levels, steps=steps, tau_p=p)
+    return _sig(
+        h,
+        "licence-tightening",
+        strength,
+        p,
+        f"{len(steps)} tightening step(s); last: {last[0]} ({last[1]}) -> {last[2]} ({last[3]}) on {last[4]}; "
+        f"latest release {ev[-1].lead.name} is {level_name(latest)}",
+        levels=levels,
+        steps=steps,
+        tau_p=p,
+    )
 
 
 def ceremonial_signal(h: History, *, min_activity: int = 3) -> Signal:
@@ -151,8 +192,10 @@ def ceremonial_signal(h: History, *, min_activity: int = 3) -> Signal:
     silence = (h.as_of - ev[-1].start).days
     busy = [d for d in h.activity if last + timedelta(days=h.merge_days) < d <= h.as_of]
     ratio = silence / typical if typical > 0 else math.inf
-    ev_text = (f"{len(busy)} days with repository updates since {ev[-1].lead.name} ({ev[-1].start}), "
-               f"{silence} days without new open weights vs a typical gap of {typical:.0f} ({ratio:.1f}x)")
+    ev_text = (
+        f"{len(busy)} days with repository updates since {ev[-1].lead.name} ({ev[-1].start}), "
+        f"{silence} days without new open weights vs a typical gap of {typical:.0f} ({ratio:.1f}x)"
+    )
     details = dict(active_days=len(busy), silence_days=silence, typical_gap_days=typical, ratio=ratio)
     if ratio <= CEREMONIAL_RATIOS[0] or len(busy) < min_activity:
         return _sig(h, "ceremonial-open", "none", None, ev_text, **details)
@@ -168,11 +211,17 @@ def alerts_table(histories: list[History], *, window_days: int = 365, min_streng
     """One row per (family, signal) at or above ``min_strength``, strongest first."""
     floor = STRENGTHS.index(min_strength)
     sigs = [s for h in histories for s in all_signals(h, window_days=window_days) if s.rank >= floor]
-    df = pd.DataFrame([s.row() for s in sigs], columns=["family", "name", "organisations", "signal", "strength", "p_value", "evidence"])
+    df = pd.DataFrame(
+        [s.row() for s in sigs], columns=["family", "name", "organisations", "signal", "strength", "p_value", "evidence"]
+    )
     if len(df):
         df["_r"] = df["strength"].map(STRENGTHS.index)
         df["_p"] = df["p_value"].fillna(1.0)
-        df = df.sort_values(["_r", "_p", "family", "signal"], ascending=[False, True, True, True]).drop(columns=["_r", "_p"]).reset_index(drop=True)
+        df = (
+            df.sort_values(["_r", "_p", "family", "signal"], ascending=[False, True, True, True])
+            .drop(columns=["_r", "_p"])
+            .reset_index(drop=True)
+        )
     return df
 
 

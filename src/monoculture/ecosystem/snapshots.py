@@ -77,13 +77,38 @@ CREATE TABLE IF NOT EXISTS eco_issues (
 """
 
 MODEL_COLUMNS = [
-    "snapshot_id", "model_id", "author", "created_at", "created_floor", "last_modified", "downloads",
-    "downloads_all_time", "likes", "gated", "licence", "library_name", "pipeline_tag", "params",
-    "children_count", "sha", "tags", "raw",
+    "snapshot_id",
+    "model_id",
+    "author",
+    "created_at",
+    "created_floor",
+    "last_modified",
+    "downloads",
+    "downloads_all_time",
+    "likes",
+    "gated",
+    "licence",
+    "library_name",
+    "pipeline_tag",
+    "params",
+    "children_count",
+    "sha",
+    "tags",
+    "raw",
 ]
 EDGE_COLUMNS = ["snapshot_id", "child", "parent", "relation", "origin"]
 
-_CARD_KEYS = ("license", "license_name", "license_link", "base_model", "base_model_relation", "language", "pipeline_tag", "library_name", "tags")
+_CARD_KEYS = (
+    "license",
+    "license_name",
+    "license_link",
+    "base_model",
+    "base_model_relation",
+    "language",
+    "pipeline_tag",
+    "library_name",
+    "tags",
+)
 _HUB_PREFIX = re.compile(r"^https?://(www\.)?huggingface\.co/", re.I)
 
 
@@ -153,7 +178,7 @@ def base_links(model_id: str, tags: list[str], card: dict, base_models: Any) -> 
     for t in tags:
         if not isinstance(t, str) or not t.startswith("base_model:"):
             continue
-        rest = t[len("base_model:"):]
+        rest = t[len("base_model:") :]
         head, _, tail = rest.partition(":")
         if tail and head in RELATIONS:
             typed.setdefault(clean_model_id(tail) or "", head)
@@ -223,7 +248,9 @@ def normalize_model(d: Any, tally: Tally, *, taken_at: datetime | None = None) -
         "author": _text(d, tally, mid, "author") or (mid.split("/")[0] if "/" in mid else None),
         "created_at": created,
         "created_floor": floor,
-        "last_modified": parse_timestamp(_first(d, "lastModified", "last_modified"), tally, mid, "lastModified", not_after=taken_at),
+        "last_modified": parse_timestamp(
+            _first(d, "lastModified", "last_modified"), tally, mid, "lastModified", not_after=taken_at
+        ),
         "downloads": parse_int(d.get("downloads"), tally, mid, "downloads"),
         "downloads_all_time": parse_int(_first(d, "downloadsAllTime", "downloads_all_time"), tally, mid, "downloadsAllTime"),
         "likes": parse_int(d.get("likes"), tally, mid, "likes"),
@@ -236,9 +263,28 @@ def normalize_model(d: Any, tally: Tally, *, taken_at: datetime | None = None) -
         "sha": d.get("sha") if isinstance(d.get("sha"), str) else None,
         "tags": tags,
     }
-    raw = {k: d[k] for k in ("id", "modelId", "author", "createdAt", "created_at", "lastModified", "last_modified", "downloads",
-                             "downloadsAllTime", "likes", "gated", "library_name", "pipeline_tag", "baseModels",
-                             "childrenModelCount", "sha") if k in d and not is_missing(d[k])}
+    raw = {
+        k: d[k]
+        for k in (
+            "id",
+            "modelId",
+            "author",
+            "createdAt",
+            "created_at",
+            "lastModified",
+            "last_modified",
+            "downloads",
+            "downloadsAllTime",
+            "likes",
+            "gated",
+            "library_name",
+            "pipeline_tag",
+            "baseModels",
+            "childrenModelCount",
+            "sha",
+        )
+        if k in d and not is_missing(d[k])
+    }
     raw["id"] = mid
     raw["tags"] = tags
     if card:
@@ -261,13 +307,21 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def write_models(con: duckdb.DuckDBPyConnection, snapshot_id: str, rows: list[dict], edges: list[tuple[str, str, str, str]]) -> None:
+def write_models(
+    con: duckdb.DuckDBPyConnection, snapshot_id: str, rows: list[dict], edges: list[tuple[str, str, str, str]]
+) -> None:
     """Upsert one batch inside the caller's transaction; a re-sent model replaces itself."""
     if rows:
         df = pd.DataFrame(
-            [{**{c: r.get(c) for c in MODEL_COLUMNS}, "snapshot_id": snapshot_id,
-              "tags": json.dumps(r.get("tags") or [], ensure_ascii=False),
-              "raw": json.dumps(r.get("raw") or {}, ensure_ascii=False, default=_jsonable)} for r in rows],
+            [
+                {
+                    **{c: r.get(c) for c in MODEL_COLUMNS},
+                    "snapshot_id": snapshot_id,
+                    "tags": json.dumps(r.get("tags") or [], ensure_ascii=False),
+                    "raw": json.dumps(r.get("raw") or {}, ensure_ascii=False, default=_jsonable),
+                }
+                for r in rows
+            ],
             columns=MODEL_COLUMNS,
         ).drop_duplicates("model_id", keep="last")
         for c in ("downloads", "downloads_all_time", "likes", "params", "children_count"):
@@ -294,7 +348,9 @@ def add_links(con: duckdb.DuckDBPyConnection, snapshot_id: str, links: list[tupl
     )
 
 
-def register_snapshot(con: duckdb.DuckDBPyConnection, snapshot_id: str, taken_at: datetime, kind: str, origin: str, status: str, note: str = "") -> None:
+def register_snapshot(
+    con: duckdb.DuckDBPyConnection, snapshot_id: str, taken_at: datetime, kind: str, origin: str, status: str, note: str = ""
+) -> None:
     con.execute(
         "INSERT OR REPLACE INTO eco_snapshots VALUES (?, ?, ?, ?, ?, "
         "(SELECT count(*) FROM eco_models WHERE snapshot_id = ?), (SELECT count(*) FROM eco_edges WHERE snapshot_id = ?), ?)",
@@ -321,7 +377,15 @@ def record_issues(con: duckdb.DuckDBPyConnection, source: str, tally: Tally) -> 
         con.execute("INSERT INTO eco_issues SELECT * FROM df")
 
 
-def ingest_records(con: duckdb.DuckDBPyConnection, snapshot_id: str, records: Iterable[Any], tally: Tally, *, taken_at: datetime | None, batch: int = 2000) -> int:
+def ingest_records(
+    con: duckdb.DuckDBPyConnection,
+    snapshot_id: str,
+    records: Iterable[Any],
+    tally: Tally,
+    *,
+    taken_at: datetime | None,
+    batch: int = 2000,
+) -> int:
     """Normalise and write records in batches, inside the caller's transaction (an import is
     one transaction, so a file that fails half-way leaves nothing behind)."""
     n = 0
@@ -352,6 +416,7 @@ def ingest_records(con: duckdb.DuckDBPyConnection, snapshot_id: str, records: It
 
 
 # -- reads ---------------------------------------------------------------------------------
+
 
 def snapshots(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute("SELECT * FROM eco_snapshots ORDER BY taken_at, snapshot_id").df()
@@ -397,18 +462,30 @@ def download_history(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def issues(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    return con.execute("SELECT kind, sum(count)::BIGINT AS count, list(source ORDER BY source) AS sources FROM eco_issues GROUP BY kind ORDER BY count DESC").df()
+    return con.execute(
+        "SELECT kind, sum(count)::BIGINT AS count, list(source ORDER BY source) AS sources FROM eco_issues GROUP BY kind ORDER BY count DESC"
+    ).df()
 
 
 def export_snapshot(con: duckdb.DuckDBPyConnection, snapshot_id: str, path: str | Path) -> Path:
     """Write a snapshot in the JSON shape that ``ecosystem import`` reads back."""
-    meta = con.execute("SELECT taken_at, kind, origin, status, note FROM eco_snapshots WHERE snapshot_id = ?", [snapshot_id]).fetchone()
-    models = [json.loads(r) for (r,) in con.execute("SELECT raw FROM eco_models WHERE snapshot_id = ? ORDER BY model_id", [snapshot_id]).fetchall()]
+    meta = con.execute(
+        "SELECT taken_at, kind, origin, status, note FROM eco_snapshots WHERE snapshot_id = ?", [snapshot_id]
+    ).fetchone()
+    models = [
+        json.loads(r)
+        for (r,) in con.execute("SELECT raw FROM eco_models WHERE snapshot_id = ? ORDER BY model_id", [snapshot_id]).fetchall()
+    ]
     doc = {
-        "format": SNAPSHOT_FORMAT, "version": 1, "snapshot_id": snapshot_id,
+        "format": SNAPSHOT_FORMAT,
+        "version": 1,
+        "snapshot_id": snapshot_id,
         "taken_at": meta[0].isoformat() + "Z" if meta and meta[0] else None,
-        "source": meta[1] if meta else None, "origin": meta[2] if meta else None,
-        "status": meta[3] if meta else None, "note": meta[4] if meta else None, "models": models,
+        "source": meta[1] if meta else None,
+        "origin": meta[2] if meta else None,
+        "status": meta[3] if meta else None,
+        "note": meta[4] if meta else None,
+        "models": models,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

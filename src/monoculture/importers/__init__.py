@@ -107,10 +107,19 @@ def _check_records(records: list[Imported], suite: str, keys: _Keys) -> dict[str
     for r in records:
         si = r.sample_index
         if isinstance(si, bool) or not isinstance(si, int) or not 0 <= si <= MAX_SAMPLE_INDEX:
-            raise UserError(f"{_at(r)}sample_index {si!r} is out of range: a sample index is a whole number from 0 to {MAX_SAMPLE_INDEX}")
+            raise UserError(
+                f"{_at(r)}sample_index {si!r} is out of range: a sample index is a whole number from 0 to {MAX_SAMPLE_INDEX}"
+            )
         key = keys[r.prompt]
         if key not in prompts:
-            prompts[key] = Prompt(id=r.prompt_id, messages=(("user", r.prompt),), suite=suite, language=r.language, category=r.category, group=r.group)
+            prompts[key] = Prompt(
+                id=r.prompt_id,
+                messages=(("user", r.prompt),),
+                suite=suite,
+                language=r.language,
+                category=r.category,
+                group=r.group,
+            )
             first[key] = r
         elif r.group is not None and prompts[key].group != r.group:
             f = first[key]
@@ -128,7 +137,9 @@ def _check_records(records: list[Imported], suite: str, keys: _Keys) -> dict[str
     return prompts
 
 
-def import_records(store, records: Iterable[Imported], source: str, *, suite: str | None = None, replace: bool = False) -> dict[str, int]:
+def import_records(
+    store, records: Iterable[Imported], source: str, *, suite: str | None = None, replace: bool = False
+) -> dict[str, int]:
     """Check everything, then write in one transaction; a failed check writes nothing.
 
     The key of an imported generation is (model, prompt text, sample index). A record whose
@@ -148,7 +159,16 @@ def import_records(store, records: Iterable[Imported], source: str, *, suite: st
     models: dict[str, dict] = {}
     for r in records:
         pk = keys[r.prompt]
-        models.setdefault(r.model, {"name": r.model, "backend": "import", "model_id": r.model, "source": source, "identity": {"import": source, "model": r.model}})
+        models.setdefault(
+            r.model,
+            {
+                "name": r.model,
+                "backend": "import",
+                "model_id": r.model,
+                "source": source,
+                "identity": {"import": source, "model": r.model},
+            },
+        )
         rows.append(
             {
                 "key": digest({"imported": True, "model": r.model, "prompt_key": pk, "sample_index": r.sample_index}),
@@ -186,8 +206,12 @@ def import_records(store, records: Iterable[Imported], source: str, *, suite: st
             store.set_prompt_groups({k: p.group for k, p in prompts.items() if p.group is not None})
         store.insert_generations(fresh + [row for _, row in changed])
     return {
-        "records": len(rows), "new": len(fresh), "unchanged": len(rows) - len(fresh) - len(changed),
-        "replaced": len(changed), "models": len(models), "prompts": len(prompts),
+        "records": len(rows),
+        "new": len(fresh),
+        "unchanged": len(rows) - len(fresh) - len(changed),
+        "replaced": len(changed),
+        "models": len(models),
+        "prompts": len(prompts),
     }
 
 

@@ -63,7 +63,9 @@ def _locate(root: Path, questions: str | Path | None) -> tuple[Path, list[Path]]
     else:
         q = next((c for c in candidates if c.is_file()), None)
         if q is None:
-            raise UserError(f"question.jsonl not found (looked at {', '.join(map(str, candidates))}); pass questions=FILE", where=str(root))
+            raise UserError(
+                f"question.jsonl not found (looked at {', '.join(map(str, candidates))}); pass questions=FILE", where=str(root)
+            )
     return q, answers
 
 
@@ -113,10 +115,23 @@ def read(path: str | Path, *, questions: str | Path | None = None, **options) ->
                 text = _turn_text(turns[0], f"choice {pos} turn", where)
                 idx = ch.get("index", pos)
                 if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx <= MAX_SAMPLE_INDEX:
-                    raise UserError(f"choice {pos}: 'index' must be a whole number from 0 to {MAX_SAMPLE_INDEX}, got {idx!r}", where=where)
+                    raise UserError(
+                        f"choice {pos}: 'index' must be a whole number from 0 to {MAX_SAMPLE_INDEX}, got {idx!r}", where=where
+                    )
                 meta = {"question_id": qid, "answer_id": a.get("answer_id"), "model_id": model_id, "n_turns": len(turns)}
                 if isinstance(turns[0], dict) and "token_len" in turns[0]:
                     meta["token_len"] = turns[0]["token_len"]
-                records.append(Imported(model=model, prompt_id=qid, prompt=prompt, text=text, sample_index=idx, meta=meta, category=category, where=where))
+                records.append(
+                    Imported(
+                        model=model,
+                        prompt_id=qid,
+                        prompt=prompt,
+                        text=text,
+                        sample_index=idx,
+                        meta=meta,
+                        category=category,
+                        where=where,
+                    )
+                )
     ensure_unique(records, "an answer file answers the same question twice")
     return records

@@ -109,7 +109,18 @@ def read(path: str | Path, *, model_from: str = "auto", **options) -> list[Impor
                     meta["partition_label"] = partition[i]
                 if scores is not None:
                     meta["generation_score"] = scores[i]
-                records.append(Imported(model=name, prompt_id=pid, prompt=obj["prompt"], text=g, sample_index=i, meta=meta, category=category, where=f"{f}:{n}"))
+                records.append(
+                    Imported(
+                        model=name,
+                        prompt_id=pid,
+                        prompt=obj["prompt"],
+                        text=g,
+                        sample_index=i,
+                        meta=meta,
+                        category=category,
+                        where=f"{f}:{n}",
+                    )
+                )
     hint = "the same model answers the same prompt in two files; pass model_from='file'" if model_from == "model" else ""
     ensure_unique(records, hint)
     return records

@@ -46,12 +46,13 @@ def check_options(options: dict[str, Any], allowed: Iterable[str], fmt: str, *, 
     options the reader takes as keyword arguments, so that the message lists them all;
     ``mapping`` is given as ``--map`` on the command line and listed so."""
     allowed = set(allowed) | set(also)
-    unknown = sorted(k for k, v in options.items() if k not in allowed and not (v is None or isinstance(v, (dict, list, tuple)) and not v))
+    unknown = sorted(
+        k for k, v in options.items() if k not in allowed and not (v is None or isinstance(v, (dict, list, tuple)) and not v)
+    )
     if unknown:
         takes = [f"{k}=..." for k in sorted(allowed - {"mapping"})] + (["--map FIELD=COLUMN"] if "mapping" in allowed else [])
         raise UserError(
-            f"the {fmt} importer does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(takes) or 'none'}"
+            f"the {fmt} importer does not take option(s) {', '.join(unknown)}; it takes: {', '.join(takes) or 'none'}"
         )
 
 
@@ -98,7 +99,9 @@ def jsonl_objects(path: Path) -> list[tuple[int, dict]]:
 def json_type(v: Any) -> str:
     if v is None:
         return "null"
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(v), type(v).__name__
+    )
 
 
 def require(obj: dict, field: str, where: str, kind: type | tuple = str, *, what: str = "field") -> Any:
@@ -177,7 +180,10 @@ class _Builder:
             if f == "model" and self.model is not None and self.cols["model"] not in header:
                 continue
             if self.cols[f] not in header:
-                raise UserError(f"no column {_label(f, self.cols)}; columns are: {', '.join(map(repr, header)) or 'none'} (rename with --map {f}=COLUMN)", where=where)
+                raise UserError(
+                    f"no column {_label(f, self.cols)}; columns are: {', '.join(map(repr, header)) or 'none'} (rename with --map {f}=COLUMN)",
+                    where=where,
+                )
 
     def add(self, row: dict[str, Any], where: str, rowname: str, *, strings: bool = False) -> None:
         c = self.cols
@@ -190,7 +196,10 @@ class _Builder:
                     return self.model
                 if required:
                     unit = "column" if rowname else "field"
-                    raise UserError(f"{pre}missing {unit} {_label(field, c)}; present: {', '.join(map(repr, row)) or 'none'} (rename with --map {field}={unit.upper()})", where=where)
+                    raise UserError(
+                        f"{pre}missing {unit} {_label(field, c)}; present: {', '.join(map(repr, row)) or 'none'} (rename with --map {field}={unit.upper()})",
+                        where=where,
+                    )
                 return None
             v = row[col]
             if _missing(v) or (strings and v == "" and field != "text"):
@@ -233,7 +242,17 @@ class _Builder:
                 raise UserError(f"{pre}{_label(f, c)} must be a string, got {json_type(v)}", where=where)
             extra[f] = v if v and v.strip() else None
         place = f"{where}" + (f" {rowname}" if rowname else "")
-        self.records.append(Imported(model=vals["model"], prompt_id=pid, prompt=vals["prompt"], text=vals["text"], sample_index=si, where=place, **extra))
+        self.records.append(
+            Imported(
+                model=vals["model"],
+                prompt_id=pid,
+                prompt=vals["prompt"],
+                text=vals["text"],
+                sample_index=si,
+                where=place,
+                **extra,
+            )
+        )
 
     @staticmethod
     def _int(v: Any, label: str, where: str) -> int:
@@ -254,7 +273,10 @@ class _Builder:
     def finish(self, files: list[Path]) -> list[Imported]:
         if not self.records:
             raise UserError("no rows found", where=", ".join(map(str, files)))
-        ensure_unique(self.records, "the file gives both the same sample_index" if self.gave_index else "add a sample_index column to tell them apart")
+        ensure_unique(
+            self.records,
+            "the file gives both the same sample_index" if self.gave_index else "add a sample_index column to tell them apart",
+        )
         return self.records
 
 
@@ -272,8 +294,9 @@ def read_jsonl(path: str | Path, mapping: dict[str, str] | None = None, **option
     return b.finish(files)
 
 
-
-def read_csv(path: str | Path, mapping: dict[str, str] | None = None, *, delimiter: str | None = None, **options) -> list[Imported]:
+def read_csv(
+    path: str | Path, mapping: dict[str, str] | None = None, *, delimiter: str | None = None, **options
+) -> list[Imported]:
     """A CSV file with a header row (``delimiter`` defaults to ``,``; ``.tsv`` files use tabs).
     Errors name the data row (1 = first row under the header) and its line in the file."""
     check_options(options, _TAB_OPTIONS, "csv", also=("delimiter",))
@@ -311,10 +334,16 @@ def read_csv(path: str | Path, mapping: dict[str, str] | None = None, *, delimit
             opened = _quote_opened(text, start, delim)
             if opened is not None:
                 line, closed = opened
-                how = "is never closed (the rest of the file would be one field)" if closed is None else (
-                    f"closes on line {closed} and is followed by more text in the same field")
-                raise UserError(f"not valid CSV: the quoted field that opens on this line {how}; "
-                                'close the quote, or write a quote inside a field as ""', where=f"{f}:{line}") from None
+                how = (
+                    "is never closed (the rest of the file would be one field)"
+                    if closed is None
+                    else (f"closes on line {closed} and is followed by more text in the same field")
+                )
+                raise UserError(
+                    f"not valid CSV: the quoted field that opens on this line {how}; "
+                    'close the quote, or write a quote inside a field as ""',
+                    where=f"{f}:{line}",
+                ) from None
             raise UserError(f"not valid CSV: {e}", where=f"{f}:{reader.line_num}") from None
         if rowno == 0:
             raise UserError("no data rows under the header", where=str(f))
@@ -384,7 +413,9 @@ def read_parquet(path: str | Path, mapping: dict[str, str] | None = None, **opti
         try:
             df = pd.read_parquet(f)
         except Exception as e:  # pyarrow raises several types for a file that is not Parquet
-            raise UserError(f"not a readable Parquet file: {str(e).splitlines()[0] if str(e) else type(e).__name__}", where=str(f)) from None
+            raise UserError(
+                f"not a readable Parquet file: {str(e).splitlines()[0] if str(e) else type(e).__name__}", where=str(f)
+            ) from None
         header = [str(c) for c in df.columns]
         b.check_header(header, str(f))
         if len(df) == 0:

@@ -92,7 +92,9 @@ def _first_of_runs(*keys: np.ndarray) -> np.ndarray:
     return out
 
 
-def lexical_table(texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_sets: Sequence[int] | None = None) -> list[pd.DataFrame]:
+def lexical_table(
+    texts: Sequence[str | None], set_ids: Sequence[np.ndarray], n_sets: Sequence[int] | None = None
+) -> list[pd.DataFrame]:
     """Lexical figures for several partitions of the same texts into sets.
 
     ``set_ids`` is a list of (n,) integer arrays (set number per text, -1 to leave a text
@@ -189,8 +191,7 @@ def _count_ngrams(tok, rank, remaining, V, set_rank, sizes) -> dict[int, dict[st
         first = ex.submit(order_from, lambda pos: tok[pos], 1)
         bigram, second = _number_bigrams(tok, rank, remaining, V)
         D2 = int(bigram.max()) + 1 if bigram.size else 1
-        parts = [first, ex.submit(figures, 2, *second),
-                 ex.submit(order_from, lambda pos: bigram[pos] * V + tok[pos + 2], 3)]
+        parts = [first, ex.submit(figures, 2, *second), ex.submit(order_from, lambda pos: bigram[pos] * V + tok[pos + 2], 3)]
         parts = [p.result() for p in parts] + [order_from(lambda pos: bigram[pos] * D2 + bigram[pos + 2], 4)]
     merged: dict[int, dict[str, np.ndarray]] = {L: {} for L in set_rank}
     for part in parts:

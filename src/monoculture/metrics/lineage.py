@@ -119,15 +119,13 @@ def accent_retention(
         nan = float("nan")
         e = Estimate(nan, nan, nan, 0)
         return Ratio(e, e, e, True, "no model outside the derivative's family to compare with")
-    cols = np.column_stack(
-        [pair[:, derivative, base], pair[:, base, base], pair[:, derivative, others], pair[:, base, others]]
-    )
+    cols = np.column_stack([pair[:, derivative, base], pair[:, base, base], pair[:, derivative, others], pair[:, base, others]])
 
     def parts(means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            num = means[..., 0] - np.nanmean(means[..., 2: 2 + n_o], axis=-1)
-            den = means[..., 1] - np.nanmean(means[..., 2 + n_o:], axis=-1)
+            num = means[..., 0] - np.nanmean(means[..., 2 : 2 + n_o], axis=-1)
+            den = means[..., 1] - np.nanmean(means[..., 2 + n_o :], axis=-1)
         return num, den
 
     point, _ = nanmean0(cols)

@@ -104,9 +104,7 @@ def partition_responses(
     return Partition(labels=labels, distinct=distinct)
 
 
-def _partition_cosine(
-    X: np.ndarray, cells: np.ndarray, tau: float, texts: Sequence[str] | None, short_words: int
-) -> np.ndarray:
+def _partition_cosine(X: np.ndarray, cells: np.ndarray, tau: float, texts: Sequence[str] | None, short_words: int) -> np.ndarray:
     n_cells, k = cells.shape
     valid = cells >= 0
     safe = np.where(valid, cells, 0)

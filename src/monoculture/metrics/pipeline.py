@@ -151,7 +151,9 @@ class MeasureResult:
                 "distinct_k": self.distinct_per_prompt,
             }
             if metric not in source or source[metric] is None:
-                raise MetricsInputError(f"cannot compare on {metric!r}; choose from {sorted(k for k, v in source.items() if v is not None)}")
+                raise MetricsInputError(
+                    f"cannot compare on {metric!r}; choose from {sorted(k for k, v in source.items() if v is not None)}"
+                )
             for name in (a, b):
                 if name not in self.models:
                     raise MetricsInputError(f"unknown model {name!r}")
@@ -239,7 +241,9 @@ class MeasureResult:
         return _clean(out)
 
 
-def _prepare(rs: ResponseSet, center: bool | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict, np.ndarray | None]:
+def _prepare(
+    rs: ResponseSet, center: bool | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict, np.ndarray | None]:
     """Rows every metric can use, each dropped row counted under the first reason it fails.
 
     The one place where responses are cleaned and calibrated: measure() hands its raw vectors
@@ -320,9 +324,26 @@ def measure_all(
     # The side thread computes the lexical figures while the embedding metrics run.
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(1, thread_name_prefix="lexical") as side:
         return _measure_all(
-            rs, groups, what_if_removed, reference, derivatives, n_boot, seed, q, tau, equivalent,
-            center=center, family=family, n_random=n_random, n_perm=n_perm, floor_pairs=floor_pairs,
-            separability=separability, pairwise=pairwise, lexical=lexical, level=level, n_jobs=n_jobs,
+            rs,
+            groups,
+            what_if_removed,
+            reference,
+            derivatives,
+            n_boot,
+            seed,
+            q,
+            tau,
+            equivalent,
+            center=center,
+            family=family,
+            n_random=n_random,
+            n_perm=n_perm,
+            floor_pairs=floor_pairs,
+            separability=separability,
+            pairwise=pairwise,
+            lexical=lexical,
+            level=level,
+            n_jobs=n_jobs,
             side=side,
         )
 
@@ -385,8 +406,28 @@ class _Similarity:
 
 
 def _measure_all(
-    rs, groups, what_if_removed, reference, derivatives, n_boot, seed, q, tau, equivalent, *, center,
-    family, n_random, n_perm, floor_pairs, separability, pairwise, lexical, level, n_jobs, side: ThreadPoolExecutor,
+    rs,
+    groups,
+    what_if_removed,
+    reference,
+    derivatives,
+    n_boot,
+    seed,
+    q,
+    tau,
+    equivalent,
+    *,
+    center,
+    family,
+    n_random,
+    n_perm,
+    floor_pairs,
+    separability,
+    pairwise,
+    lexical,
+    level,
+    n_jobs,
+    side: ThreadPoolExecutor,
 ) -> MeasureResult:
     """The stages in order: prepare, lexical (in the side thread), similarity, groups and
     voices, partition, one bootstrap pass and the tables, separability, lineage."""
@@ -406,21 +447,32 @@ def _measure_all(
     clock.lap("partition")
     split = _bootstrap_stage(st, sim, vr, distinct, list(masks), level)
     per_model = _per_model_table(st, sim, split)
-    result = _assemble(st, sim, vr, distinct, split, per_model, group_list, highlight, ref, level,
-                       settings={
-                           "n_boot": n_boot,
-                           "seed": seed,
-                           "q": q,
-                           "tau": tau,
-                           "equivalence": "cosine" if equivalent is None else getattr(equivalent, "__name__", "callable"),
-                           "level": level,
-                           "n_random": n_random,
-                           "n_perm": n_perm,
-                           "floor_pairs": floor_pairs,
-                           "embeddings": "centred here" if st.mu is not None else "as given",
-                           "resampling_unit": st.unit,
-                           "clusters": st.n_clusters,
-                       })
+    result = _assemble(
+        st,
+        sim,
+        vr,
+        distinct,
+        split,
+        per_model,
+        group_list,
+        highlight,
+        ref,
+        level,
+        settings={
+            "n_boot": n_boot,
+            "seed": seed,
+            "q": q,
+            "tau": tau,
+            "equivalence": "cosine" if equivalent is None else getattr(equivalent, "__name__", "callable"),
+            "level": level,
+            "n_random": n_random,
+            "n_perm": n_perm,
+            "floor_pairs": floor_pairs,
+            "embeddings": "centred here" if st.mu is not None else "as given",
+            "resampling_unit": st.unit,
+            "clusters": st.n_clusters,
+        },
+    )
     clock.lap("bootstrap")
     if separability:
         _separability_stage(result, st, pairwise, level, seed, n_jobs)
@@ -531,9 +583,13 @@ def _calibration_record(mu: np.ndarray | None, F: dict) -> dict:
     m = np.asarray(mu, dtype="<f4")
     f = F.get("value")
     ok = bool(abs(f) <= FLOOR_LIMIT) if f is not None and np.isfinite(f) else None
-    return {"centred": True, "mu_dims": int(m.size), "mu_norm": float(np.linalg.norm(m.astype(np.float64))),
-            "mu_sha256": hashlib.sha256(m.tobytes()).hexdigest()[:16],
-            "floor_check": {"floor": f, "limit": FLOOR_LIMIT, "ok": ok}}
+    return {
+        "centred": True,
+        "mu_dims": int(m.size),
+        "mu_norm": float(np.linalg.norm(m.astype(np.float64))),
+        "mu_sha256": hashlib.sha256(m.tobytes()).hexdigest()[:16],
+        "floor_check": {"floor": f, "limit": FLOOR_LIMIT, "ok": ok},
+    }
 
 
 def _partition_stage(st: _Study, tau, equivalent) -> np.ndarray | None:
@@ -543,7 +599,9 @@ def _partition_stage(st: _Study, tau, equivalent) -> np.ndarray | None:
     return None
 
 
-def _bootstrap_stage(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, keys: list[str], level: float) -> dict[str, list[Estimate]]:
+def _bootstrap_stage(
+    st: _Study, sim: _Similarity, vr: VoicesResult, distinct, keys: list[str], level: float
+) -> dict[str, list[Estimate]]:
     """One bootstrap pass for every per-prompt mean, split back by figure."""
     blocks = {"voices": vr.voices[:, None], "loo": vr.loo, "own_range": vr.own_range, "W": np.einsum("pmm->pm", sim.pair)}
     if distinct is not None:
@@ -558,7 +616,7 @@ def _bootstrap_stage(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, k
     split: dict[str, list[Estimate]] = {}
     pos = 0
     for name, arr in blocks.items():
-        split[name] = ests[pos: pos + arr.shape[1]]
+        split[name] = ests[pos : pos + arr.shape[1]]
         pos += arr.shape[1]
     return split
 
@@ -583,8 +641,19 @@ def _per_model_table(st: _Study, sim: _Similarity, split: dict[str, list[Estimat
     return per_model
 
 
-def _assemble(st: _Study, sim: _Similarity, vr: VoicesResult, distinct, split, per_model, group_list, highlight,
-              ref: _Reference | None, level, settings: dict) -> MeasureResult:
+def _assemble(
+    st: _Study,
+    sim: _Similarity,
+    vr: VoicesResult,
+    distinct,
+    split,
+    per_model,
+    group_list,
+    highlight,
+    ref: _Reference | None,
+    level,
+    settings: dict,
+) -> MeasureResult:
     """The headline, the group and what-if tables, and the result that holds them."""
     models, prompts = st.models, st.prompts
     headline: dict[str, Any] = {
@@ -632,7 +701,16 @@ def _separability_stage(result: MeasureResult, st: _Study, pairwise, level, seed
         st.notes.append(f"separability not computed: needs at least 2 {st.unit}s to hold one out")
         return
     sep = style_separability(
-        st.X, st.model, st.prompt, st.M, st.P, pairwise=pairwise, counts=st.counts, level=level, seed=seed, n_jobs=n_jobs,
+        st.X,
+        st.model,
+        st.prompt,
+        st.M,
+        st.P,
+        pairwise=pairwise,
+        counts=st.counts,
+        level=level,
+        seed=seed,
+        n_jobs=n_jobs,
         folds_by=st.cluster[st.prompt],
     )
     result.separability = sep
@@ -689,8 +767,25 @@ def _resolve_highlights(names: Sequence[str], groups: list[Group], models: list[
 
 
 def _groups_table(groups, keys, split, vr, counts, level, highlight) -> pd.DataFrame:
-    cols = ["attribute", "group", "members", "size", "loss", "loss_lo", "loss_hi", "loss_prompts", "baseline",
-            "baseline_lo", "baseline_hi", "baseline_draws", "excess", "excess_lo", "excess_hi", "excess_p", "highlighted"]
+    cols = [
+        "attribute",
+        "group",
+        "members",
+        "size",
+        "loss",
+        "loss_lo",
+        "loss_hi",
+        "loss_prompts",
+        "baseline",
+        "baseline_lo",
+        "baseline_hi",
+        "baseline_draws",
+        "excess",
+        "excess_lo",
+        "excess_hi",
+        "excess_p",
+        "highlighted",
+    ]
     if not groups:
         return pd.DataFrame(columns=cols, index=pd.Index([], name="group_key"))
     hl = {key for _, kind, key in highlight if kind == "group"}
@@ -698,14 +793,27 @@ def _groups_table(groups, keys, split, vr, counts, level, highlight) -> pd.DataF
     for i, g in enumerate(groups):
         loss, base, exc = split["group_loss"][i], split["group_base"][i], split["group_excess"][i]
         paired = paired_bootstrap(vr.group_loss[g.key], vr.group_baseline[g.key], counts=counts, level=level)
-        rows.append({
-            "attribute": g.attribute, "group": g.value, "members": g.members, "size": len(g.members),
-            "loss": loss.value, "loss_lo": loss.lo, "loss_hi": loss.hi, "loss_prompts": loss.prompts,
-            "baseline": base.value, "baseline_lo": base.lo, "baseline_hi": base.hi,
-            "baseline_draws": vr.baseline_draws.get(len(g.members), 0),
-            "excess": exc.value, "excess_lo": exc.lo, "excess_hi": exc.hi, "excess_p": paired.p_value,
-            "highlighted": g.key in hl,
-        })
+        rows.append(
+            {
+                "attribute": g.attribute,
+                "group": g.value,
+                "members": g.members,
+                "size": len(g.members),
+                "loss": loss.value,
+                "loss_lo": loss.lo,
+                "loss_hi": loss.hi,
+                "loss_prompts": loss.prompts,
+                "baseline": base.value,
+                "baseline_lo": base.lo,
+                "baseline_hi": base.hi,
+                "baseline_draws": vr.baseline_draws.get(len(g.members), 0),
+                "excess": exc.value,
+                "excess_lo": exc.lo,
+                "excess_hi": exc.hi,
+                "excess_p": paired.p_value,
+                "highlighted": g.key in hl,
+            }
+        )
     return pd.DataFrame(rows, index=pd.Index(keys, name="group_key"), columns=cols)
 
 
@@ -714,14 +822,30 @@ def _what_if(highlight, groups_df: pd.DataFrame, per_model: pd.DataFrame) -> dic
     for name, kind, key in highlight:
         if kind == "group":
             r = groups_df.loc[key]
-            out[name] = {"kind": "group", "key": key, "members": r["members"], "value": r["loss"],
-                         "ci": [r["loss_lo"], r["loss_hi"]], "prompts": r["loss_prompts"],
-                         "baseline": r["baseline"], "excess": r["excess"], "excess_p": r["excess_p"]}
+            out[name] = {
+                "kind": "group",
+                "key": key,
+                "members": r["members"],
+                "value": r["loss"],
+                "ci": [r["loss_lo"], r["loss_hi"]],
+                "prompts": r["loss_prompts"],
+                "baseline": r["baseline"],
+                "excess": r["excess"],
+                "excess_p": r["excess_p"],
+            }
         else:
             r = per_model.loc[key]
-            out[name] = {"kind": "model", "key": key, "members": [key], "value": r["loo"],
-                         "ci": [r["loo_lo"], r["loo_hi"]], "prompts": r["loo_prompts"],
-                         "baseline": float(np.nanmean(per_model["loo"])), "excess": None, "excess_p": None}
+            out[name] = {
+                "kind": "model",
+                "key": key,
+                "members": [key],
+                "value": r["loo"],
+                "ci": [r["loo_lo"], r["loo_hi"]],
+                "prompts": r["loo_prompts"],
+                "baseline": float(np.nanmean(per_model["loo"])),
+                "excess": None,
+                "excess_p": None,
+            }
     return _clean(out)
 
 
@@ -742,10 +866,17 @@ def _resolve_reference(reference: str, models: list[str], groups: list[Group]) -
 def _reference(ref: _Reference, models, pair, floor_pp, counts, level) -> dict:
     """H among models against the reference's, above the floor (DEVIATIONS.md, item 19)."""
     cmp = reference_comparison(pair, counts, ref.others, ref.members, floor_pp, level)
-    return {"name": ref.name, "kind": ref.kind, "members": [models[i] for i in ref.members],
-            "ratio": cmp["ratio"].to_dict(), "ratio_definition": "(H - F) / (H_ref - F)",
-            "difference": cmp["difference"].to_dict(), "floor": cmp["floor"].to_dict(),
-            "homogeneity_models": cmp["models"].to_dict(), "homogeneity_reference": cmp["reference"].to_dict()}
+    return {
+        "name": ref.name,
+        "kind": ref.kind,
+        "members": [models[i] for i in ref.members],
+        "ratio": cmp["ratio"].to_dict(),
+        "ratio_definition": "(H - F) / (H_ref - F)",
+        "difference": cmp["difference"].to_dict(),
+        "floor": cmp["floor"].to_dict(),
+        "homogeneity_models": cmp["models"].to_dict(),
+        "homogeneity_reference": cmp["reference"].to_dict(),
+    }
 
 
 def _lineage(groups: list[Group], models: list[str], C: np.ndarray, n_perm: int, seed: int) -> pd.DataFrame:
@@ -781,11 +912,20 @@ def _accent(derivatives, models, groups, fam_attr, pair, counts, level, notes) -
             notes.append(f"accent retention of {d}: base {b} has no prompt with k >= 2, so W_b is undefined")
         elif e.unstable:
             notes.append(f"accent retention of {d} withheld: {e.reason}")
-        rows[d] = {"base": b, "value": e.value, "lo": e.lo, "hi": e.hi, "prompts": e.prompts,
-                   "others": int(len([o for o in others if o not in (di, bi)])),
-                   "unstable": e.unstable, "reason": e.reason or "",
-                   "numerator": e.numerator.value, "denominator": e.denominator.value,
-                   "denominator_lo": e.denominator.lo, "denominator_hi": e.denominator.hi}
+        rows[d] = {
+            "base": b,
+            "value": e.value,
+            "lo": e.lo,
+            "hi": e.hi,
+            "prompts": e.prompts,
+            "others": int(len([o for o in others if o not in (di, bi)])),
+            "unstable": e.unstable,
+            "reason": e.reason or "",
+            "numerator": e.numerator.value,
+            "denominator": e.denominator.value,
+            "denominator_lo": e.denominator.lo,
+            "denominator_hi": e.denominator.hi,
+        }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("derivative")
 
 

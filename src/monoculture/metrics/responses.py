@@ -124,8 +124,7 @@ class ResponseSet:
 
 def _codes(labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
     names: dict[str, int] = {}
-    codes = np.fromiter((names.setdefault(str(v), len(names)) for v in labels), dtype=np.int64,
-                        count=len(labels))
+    codes = np.fromiter((names.setdefault(str(v), len(names)) for v in labels), dtype=np.int64, count=len(labels))
     return list(names), codes
 
 
@@ -176,6 +175,7 @@ def prompt_labels(keys: Sequence[str], ids: Sequence[object]) -> list[str]:
     keys share an id (two suites both with a "q1"), each gets the id and the first 8
     characters of its key, so per-prompt tables keep one row per prompt.
     """
+
     def plain(i, k) -> str:
         return str(k) if i is None or (isinstance(i, float) and np.isnan(i)) or i == "" else str(i)
 

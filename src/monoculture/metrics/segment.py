@@ -29,9 +29,25 @@ import unicodedata
 
 # Leading words of the Unicode names of the letters of scripts written without word spaces.
 _UNSPACED_NAMES = (
-    "CJK ", "IDEOGRAPHIC ", "HANGZHOU ", "HIRAGANA ", "KATAKANA ", "KATAKANA-HIRAGANA ",
-    "HALFWIDTH KATAKANA ", "BOPOMOFO ", "THAI ", "LAO ", "KHMER ", "MYANMAR ", "TAI LE ",
-    "NEW TAI LUE ", "TAI THAM ", "TAI VIET ", "JAVANESE ", "BALINESE ", "YI ",
+    "CJK ",
+    "IDEOGRAPHIC ",
+    "HANGZHOU ",
+    "HIRAGANA ",
+    "KATAKANA ",
+    "KATAKANA-HIRAGANA ",
+    "HALFWIDTH KATAKANA ",
+    "BOPOMOFO ",
+    "THAI ",
+    "LAO ",
+    "KHMER ",
+    "MYANMAR ",
+    "TAI LE ",
+    "NEW TAI LUE ",
+    "TAI THAM ",
+    "TAI VIET ",
+    "JAVANESE ",
+    "BALINESE ",
+    "YI ",
 )
 _JOINERS = (0x200C, 0x200D)  # zero-width (non-)joiner: inside Hindi, Persian, Malayalam words
 

@@ -186,8 +186,13 @@ class Ratio:
         return self.estimate.prompts
 
     def to_dict(self) -> dict:
-        return {**self.estimate.to_dict(), "unstable": self.unstable, "reason": self.reason,
-                "numerator": self.numerator.to_dict(), "denominator": self.denominator.to_dict()}
+        return {
+            **self.estimate.to_dict(),
+            "unstable": self.unstable,
+            "reason": self.reason,
+            "numerator": self.numerator.to_dict(),
+            "denominator": self.denominator.to_dict(),
+        }
 
 
 def guarded_ratio(
@@ -201,7 +206,9 @@ def guarded_ratio(
     if not (np.isfinite(den.value) and np.isfinite(den.lo)):
         return Ratio(Estimate(nan, nan, nan, prompts), num, den, True, "the denominator is undefined")
     if den.value <= 0 or den.lo <= 0:
-        reason = f"the denominator's {level:.0%} interval [{den.lo:.3g}, {den.hi:.3g}] reaches 0, so the ratio has no stable value"
+        reason = (
+            f"the denominator's {level:.0%} interval [{den.lo:.3g}, {den.hi:.3g}] reaches 0, so the ratio has no stable value"
+        )
         return Ratio(Estimate(nan, nan, nan, prompts), num, den, True, reason)
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = np.asarray(num_reps, dtype=np.float64) / np.asarray(den_reps, dtype=np.float64)

@@ -90,9 +90,7 @@ def vendi_score(X: np.ndarray, w: np.ndarray | None = None, q: float = 1.0) -> f
     lam = kernel_eigenvalues(X, w)
     trace = lam.sum()
     if abs(trace - 1.0) > 1e-4:
-        raise ValueError(
-            f"rows must be L2-normalised (weighted kernel trace is {trace:.6g}, expected 1)"
-        )
+        raise ValueError(f"rows must be L2-normalised (weighted kernel trace is {trace:.6g}, expected 1)")
     return float(vendi_from_eigenvalues(lam, q))
 
 
@@ -161,7 +159,7 @@ def vendi_pools(
         per_pool = 8 * (n * d + n * n + R * dim * dim * 3)
         step = max(1, int(max_bytes // per_pool))
         for lo in range(0, run.size, step):
-            idx = run[lo: lo + step]
+            idx = run[lo : lo + step]
             r = rows[idx, :n]
             ok = r >= 0
             Xg = X[np.where(ok, r, 0)] * ok[..., None]

@@ -127,12 +127,14 @@ def _scenario_chunks(Xf, rows, valid, pm0, k_slot, include, n_inc, width_r, step
     for u in np.unique(inverse[shared]):
         prompts = np.flatnonzero(inverse == u)
         for lo in range(0, len(prompts), step_p):
-            cols = prompts[lo: lo + step_p]
+            cols = prompts[lo : lo + step_p]
             _uniform_scenarios(_gram_stack(Xf, rows, valid, k_slot, cols), uniq[u], include, n_inc[:, cols], cols, dec)
     rest = np.flatnonzero(~shared)
     for lo in range(0, len(rest), step_p):
-        cols = rest[lo: lo + step_p]
-        _gathered_scenarios(_gram_stack(Xf, rows, valid, k_slot, cols)[None], valid[cols], pm0[cols], include, n_inc, width_r, cols, dec)
+        cols = rest[lo : lo + step_p]
+        _gathered_scenarios(
+            _gram_stack(Xf, rows, valid, k_slot, cols)[None], valid[cols], pm0[cols], include, n_inc, width_r, cols, dec
+        )
 
 
 def _gram_stack(Xf, rows, valid, k_slot, cols) -> np.ndarray:
@@ -152,7 +154,7 @@ def _gathered_scenarios(Gk, ok, pm0, include, n_inc, width_r, cols, dec: _Decomp
         group = np.flatnonzero(width_r == wdt)
         step_r = max(1, int(_WEIGHT_BYTES // max(1, 8 * 3 * c * int(wdt) * width)))
         for rlo in range(0, len(group), step_r):
-            rr = group[rlo: rlo + step_r]
+            rr = group[rlo : rlo + step_r]
             keep = include[rr][:, pm0] & ok[None]  # (r, c, width)
             pos = np.argsort(~keep, axis=2, kind="stable")[:, :, :wdt]
             K = np.take_along_axis(Gk, pos[..., :, None], axis=2)
@@ -173,7 +175,7 @@ def _uniform_scenarios(Gk, layout, include, n_inc, cols, dec: _Decomposer) -> No
         group = np.flatnonzero(widths == wdt)
         step_r = max(1, int(_WEIGHT_BYTES // max(1, 8 * 2 * len(cols) * int(wdt) ** 2)))
         for rlo in range(0, len(group), step_r):
-            rr = group[rlo: rlo + step_r]
+            rr = group[rlo : rlo + step_r]
             K = np.empty((len(rr), Gk.shape[0], int(wdt), int(wdt)))
             for i, r in enumerate(rr):
                 ix = np.flatnonzero(keep[r])
@@ -189,12 +191,12 @@ def _scenario_vendi_padded(X, rows, valid, pm0, k_slot, include, n_inc, q, out) 
     R = include.shape[0]
     step = max(1, int(_WEIGHT_BYTES // max(1, 8 * P * width)))
     for lo in range(0, R, step):
-        inc = include[lo: lo + step]
-        n = n_inc[lo: lo + step]
+        inc = include[lo : lo + step]
+        n = n_inc[lo : lo + step]
         slot_in = inc[:, pm0] & valid[None]  # (r, P, width)
         w = np.where(slot_in, 1.0 / (np.maximum(n, 1)[:, :, None] * k_slot[None]), 0.0)
         v = vendi_pools(X, rows, w, q)
-        out[lo: lo + step] = np.where(n > 0, v, np.nan)
+        out[lo : lo + step] = np.where(n > 0, v, np.nan)
     return out
 
 
@@ -281,9 +283,9 @@ def voices_analysis(
         return np.where(ok, V[None] - v_rest, np.nan)
 
     pos = 1
-    loo = loss(np.eye(M, dtype=bool), v_all[pos: pos + M]).T
+    loo = loss(np.eye(M, dtype=bool), v_all[pos : pos + M]).T
     pos += M
-    g_loss = loss(group_masks, v_all[pos: pos + len(group_names)]) if group_names else np.zeros((0, len(V)))
+    g_loss = loss(group_masks, v_all[pos : pos + len(group_names)]) if group_names else np.zeros((0, len(V)))
     pos += len(group_names)
     base_by_size: dict[int, np.ndarray] = {}
     with warnings.catch_warnings():
@@ -292,7 +294,7 @@ def voices_analysis(
         base_by_size[1] = np.nanmean(loo, axis=1) if M else np.full(len(V), np.nan)
         for s in sizes:
             n = len(draws[s])
-            base_by_size[s] = np.nanmean(loss(draws[s], v_all[pos: pos + n]), axis=0)
+            base_by_size[s] = np.nanmean(loss(draws[s], v_all[pos : pos + n]), axis=0)
             pos += n
     result = VoicesResult(
         voices=V,
@@ -305,4 +307,3 @@ def voices_analysis(
         result.group_loss[name] = g_loss[i]
         result.group_baseline[name] = base_by_size.get(s, np.full(len(V), np.nan))
     return result
-

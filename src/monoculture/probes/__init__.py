@@ -17,7 +17,18 @@ from monoculture.probes.report_section import perspectives_section, standalone_p
 from monoculture.probes.runner import run_probe
 
 __all__ = [
-    "AnswerParser", "CountryData", "Item", "Parse", "PerspectiveResults", "analyse", "load_countries",
-    "load_items", "load_results", "parse_answer", "perspectives_section", "render_messages", "run_probe",
+    "AnswerParser",
+    "CountryData",
+    "Item",
+    "Parse",
+    "PerspectiveResults",
+    "analyse",
+    "load_countries",
+    "load_items",
+    "load_results",
+    "parse_answer",
+    "perspectives_section",
+    "render_messages",
+    "run_probe",
     "standalone_page",
 ]

@@ -120,7 +120,15 @@ class PerspectiveResults:
 # ---------------------------------------------------------------------------------------------
 
 
-def country_scores(dists: Dists, human: Human, ordered: dict[str, bool] | None = None, *, b: int = DEFAULT_B, seed: int = DEFAULT_SEED, min_questions: int = MIN_QUESTIONS) -> tuple[list[CountryScore], list[CountryScore]]:
+def country_scores(
+    dists: Dists,
+    human: Human,
+    ordered: dict[str, bool] | None = None,
+    *,
+    b: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    min_questions: int = MIN_QUESTIONS,
+) -> tuple[list[CountryScore], list[CountryScore]]:
     """Countries ranked by mean similarity over the questions both answered; (ranked, unranked)."""
     ordered = ordered or {}
     groups = sorted(g for g in dists if dists[g])
@@ -159,7 +167,18 @@ def country_scores(dists: Dists, human: Human, ordered: dict[str, bool] | None =
             wins = np.bincount(d.argmax(axis=0), minlength=int(eligible.sum()))
             p_top[eligible] = wins / b
     scores = [
-        CountryScore(c, float(point[i]), float(lo[i]), float(hi[i]), float(p_top[i]), int(n[i]), float(w1[i]), float(w1_lo[i]), float(w1_hi[i]), int(n_ord[i]))
+        CountryScore(
+            c,
+            float(point[i]),
+            float(lo[i]),
+            float(hi[i]),
+            float(p_top[i]),
+            int(n[i]),
+            float(w1[i]),
+            float(w1_lo[i]),
+            float(w1_hi[i]),
+            int(n_ord[i]),
+        )
         for i, c in enumerate(countries)
     ]
     ranked = sorted((s for s, e in zip(scores, eligible) if e), key=lambda s: (-s.similarity, s.country))
@@ -186,7 +205,10 @@ def language_sensitivity(dists: Dists, *, b: int = DEFAULT_B, seed: int = DEFAUL
     groups = sorted(per_q)
     mean, lo, hi = bootstrap_mean([per_q[g] for g in groups], b, seed)
     return Sensitivity(
-        mean, lo, hi, len(groups),
+        mean,
+        lo,
+        hi,
+        len(groups),
         dict(sorted(((lang, float(np.mean(v))) for lang, v in per_lang.items()), key=lambda kv: -kv[1])),
         sorted(per_q.items(), key=lambda kv: -kv[1])[:5],
     )
@@ -216,7 +238,9 @@ def _model_pairs(by_model: list[dict[str, np.ndarray]]) -> float:
     return float((total[iu][have] / count[iu][have]).mean()) if have.any() else float("nan")
 
 
-def homogeneity(model_dists: dict[str, Dists], human: Human, *, b: int = DEFAULT_B, seed: int = DEFAULT_SEED) -> Homogeneity | None:
+def homogeneity(
+    model_dists: dict[str, Dists], human: Human, *, b: int = DEFAULT_B, seed: int = DEFAULT_SEED
+) -> Homogeneity | None:
     """Mean pairwise distance among models next to the same among countries, on the questions
     both sides answered: if models are further apart than nations, they are not a monoculture
     in this sense; if much closer, they are."""
@@ -253,13 +277,26 @@ def homogeneity(model_dists: dict[str, Dists], human: Human, *, b: int = DEFAULT
         ratio = dm_a.mean() / dc_a.mean() if dc_a.mean() > 0 else np.nan
     r_lo, r_hi = percentile_interval(np.where(np.isfinite(ratio_draws), ratio_draws, np.nan))
     return Homogeneity(
-        len(names), n_countries, int(keep.sum()), models, countries,
+        len(names),
+        n_countries,
+        int(keep.sum()),
+        models,
+        countries,
         (float(dm_a.mean() - dc_a.mean()), float(diff_lo), float(diff_hi)),
         (float(ratio), float(r_lo), float(r_hi)),
     )
 
 
-def steerability(base: Dists, steered: Dists, country: str, human: Human, *, b: int = DEFAULT_B, seed: int = DEFAULT_SEED, min_questions: int = MIN_QUESTIONS) -> Steerability | None:
+def steerability(
+    base: Dists,
+    steered: Dists,
+    country: str,
+    human: Human,
+    *,
+    b: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    min_questions: int = MIN_QUESTIONS,
+) -> Steerability | None:
     """How far "answer as a typical person in <country>" moves a model, and whether it moves
     towards that country's actual answers."""
     groups = sorted(set(base) & set(steered))
@@ -303,11 +340,23 @@ def collect_dists(df: pd.DataFrame) -> dict[tuple[str, str, str | None], Dists]:
     return out
 
 
-def analyse(df: pd.DataFrame, human: Human, *, b: int = DEFAULT_B, seed: int = DEFAULT_SEED, min_questions: int = MIN_QUESTIONS, questions: dict[str, str] | None = None) -> PerspectiveResults:
+def analyse(
+    df: pd.DataFrame,
+    human: Human,
+    *,
+    b: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    min_questions: int = MIN_QUESTIONS,
+    questions: dict[str, str] | None = None,
+) -> PerspectiveResults:
     dists = collect_dists(df)
     ordered = {}
     if len(df) and "ordered" in df:
-        ordered = {g: bool(o) for g, o in zip(df["group_id"], df["ordered"]) if o is not None and not (isinstance(o, float) and np.isnan(o))}
+        ordered = {
+            g: bool(o)
+            for g, o in zip(df["group_id"], df["ordered"])
+            if o is not None and not (isinstance(o, float) and np.isnan(o))
+        }
     methods: dict[str, MethodResult] = {}
     for method in [m for m in ("logprobs", "sample") if len(df) and (df["method"] == m).any()]:
         mdf = df[df["method"] == method]
@@ -316,8 +365,11 @@ def analyse(df: pd.DataFrame, human: Human, *, b: int = DEFAULT_B, seed: int = D
             rows = mdf[mdf["model"] == model]
             base = dists.get((model, method, None), {})
             res = ModelResult(
-                model, method, n_items=int(((rows["status"] == "ok") & rows["steer"].isna()).sum()),
-                n_questions=len(base), languages=sorted({x for d in base.values() for x in d}),
+                model,
+                method,
+                n_items=int(((rows["status"] == "ok") & rows["steer"].isna()).sum()),
+                n_questions=len(base),
+                languages=sorted({x for d in base.values() for x in d}),
             )
             res.countries, res.unranked = country_scores(base, human, ordered, b=b, seed=seed, min_questions=min_questions)
             for lang in res.languages:
@@ -342,7 +394,9 @@ def analyse(df: pd.DataFrame, human: Human, *, b: int = DEFAULT_B, seed: int = D
                 res.option_mass = float(okr["option_mass"].mean()) if len(okr) else None
                 res.no_mass = int((rows["status"] == "no_mass").sum())
             models[model] = res
-        hom = homogeneity({m: dists.get((m, method, None), {}) for m in models if dists.get((m, method, None))}, human, b=b, seed=seed)
+        hom = homogeneity(
+            {m: dists.get((m, method, None), {}) for m in models if dists.get((m, method, None))}, human, b=b, seed=seed
+        )
         methods[method] = MethodResult(method, models, hom)
     return PerspectiveResults(
         methods,
@@ -354,7 +408,15 @@ def analyse(df: pd.DataFrame, human: Human, *, b: int = DEFAULT_B, seed: int = D
     )
 
 
-def load_results(store, *, study: str | None = None, models=None, b: int = DEFAULT_B, seed: int = DEFAULT_SEED, min_questions: int = MIN_QUESTIONS) -> PerspectiveResults | None:
+def load_results(
+    store,
+    *,
+    study: str | None = None,
+    models=None,
+    b: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    min_questions: int = MIN_QUESTIONS,
+) -> PerspectiveResults | None:
     """Everything the summary and the report show, from the store (None without probe data)."""
     from monoculture.probes import store as pstore
 

@@ -35,12 +35,28 @@ def _split(values: Optional[list[str]]) -> Optional[list[str]]:
 def probe_command(
     study_file: Annotated[Path, typer.Argument(help="study YAML file: its models are probed")],
     suite: Annotated[str, typer.Option("--suite", help="multiple-choice suite: 'values' or a .jsonl path")] = "values",
-    method: Annotated[str, typer.Option("--method", help="logprobs (first-token probabilities of the option letters) | sample (k parsed answers)")] = "logprobs",
-    countries: Annotated[Optional[Path], typer.Option("--countries", help="human reference distributions: a GlobalOpinionQA CSV, a long-format file, or a directory of them")] = None,
-    steer: Annotated[Optional[list[str]], typer.Option("--steer", help="also ask 'answer as a typical person living in COUNTRY' (repeat for several countries)")] = None,
+    method: Annotated[
+        str,
+        typer.Option("--method", help="logprobs (first-token probabilities of the option letters) | sample (k parsed answers)"),
+    ] = "logprobs",
+    countries: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--countries", help="human reference distributions: a GlobalOpinionQA CSV, a long-format file, or a directory of them"
+        ),
+    ] = None,
+    steer: Annotated[
+        Optional[list[str]],
+        typer.Option("--steer", help="also ask 'answer as a typical person living in COUNTRY' (repeat for several countries)"),
+    ] = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="DuckDB store file (default: the study's)")] = None,
-    languages: Annotated[Optional[list[str]], typer.Option("--languages", help="only these suite languages, e.g. en,zh,ar")] = None,
-    samples: Annotated[Optional[int], typer.Option("--samples", help="k answers per item for --method sample (default: the study's samples if > 1, else 20)")] = None,
+    languages: Annotated[
+        Optional[list[str]], typer.Option("--languages", help="only these suite languages, e.g. en,zh,ar")
+    ] = None,
+    samples: Annotated[
+        Optional[int],
+        typer.Option("--samples", help="k answers per item for --method sample (default: the study's samples if > 1, else 20)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ):
     """Perspective probes: which countries' answers each model's answers resemble, how much the
@@ -70,7 +86,17 @@ def _probe(study_file, suite, method, countries, steer, store, languages, sample
         pstore.ensure_schema(st)
         if human is not None:
             pstore.write_countries(st, human.dists, human.dropped, ",".join(human.sources))
-        stats = run_probe(study, st, suite=suite, method=method, steer=steer_list, languages=langs, samples=samples, console=err, show_progress=not quiet)
+        stats = run_probe(
+            study,
+            st,
+            suite=suite,
+            method=method,
+            steer=steer_list,
+            languages=langs,
+            samples=samples,
+            console=err,
+            show_progress=not quiet,
+        )
         results = load_results(st, study=study.name)
     if human is not None:
         console.print(
@@ -81,7 +107,12 @@ def _probe(study_file, suite, method, countries, steer, store, languages, sample
         )
     print_summary(results, method, stats)
     if stats.errors:
-        err.print(styled("[yellow]{} requests failed[/yellow]; they are stored and retried when you run the same command again", stats.errors))
+        err.print(
+            styled(
+                "[yellow]{} requests failed[/yellow]; they are stored and retried when you run the same command again",
+                stats.errors,
+            )
+        )
         raise typer.Exit(3)
 
 
@@ -119,9 +150,17 @@ def print_summary(results, method: str, stats=None, out: Console | None = None) 
     if h is None:
         out.print("value homogeneity: needs at least two models")
     elif h.countries is None:
-        out.print(f"value homogeneity: models' mean pairwise JS distance {_ci(h.models)} on {h.n_questions} questions (no country data to compare with)")
+        out.print(
+            f"value homogeneity: models' mean pairwise JS distance {_ci(h.models)} on {h.n_questions} questions (no country data to compare with)"
+        )
     else:
-        verdict = "models are more alike than countries" if h.difference[2] < 0 else "models are less alike than countries" if h.difference[1] > 0 else "no clear difference"
+        verdict = (
+            "models are more alike than countries"
+            if h.difference[2] < 0
+            else "models are less alike than countries"
+            if h.difference[1] > 0
+            else "no clear difference"
+        )
         out.print(
             f"value homogeneity: models {_ci(h.models)} vs countries {_ci(h.countries)} mean pairwise JS distance; "
             f"ratio {_ci(h.ratio)} on {h.n_questions} questions: {verdict}",

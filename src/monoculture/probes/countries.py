@@ -104,7 +104,11 @@ def data_files(path: Path) -> tuple[list[Path], Path | None]:
     if not path.exists():
         raise UserError("countries file or directory not found", where=str(path))
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not p.stem.startswith("question_map"))
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not p.stem.startswith("question_map")
+        )
         maps = [p for p in path.iterdir() if p.is_file() and p.stem == "question_map" and p.suffix.lower() in DATA_SUFFIXES]
         if not files:
             raise UserError(f"no data files ({', '.join(DATA_SUFFIXES)}) in the directory", where=str(path))
@@ -171,7 +175,9 @@ def _read_mapping(path: Path | None) -> dict[str, tuple[str, list[int | None] | 
     df = _read_table(path)
     for col in ("question", "item"):
         if col not in df.columns:
-            raise UserError(f"mapping file needs columns question, item (and optionally options); missing {col!r}", where=str(path))
+            raise UserError(
+                f"mapping file needs columns question, item (and optionally options); missing {col!r}", where=str(path)
+            )
     out = {}
     for i, row in enumerate(df.to_dict("records"), start=2):
         opts = row.get("options")
@@ -212,7 +218,9 @@ def load_countries(path: str | Path, items: list[Item]) -> CountryData:
         out.sources.append(str(f))
     if not out.dists:
         detail = f"; skipped: {out.skipped[0]}" if out.skipped else ""
-        raise UserError(f"no question in the countries data matches the suite ({out.unmatched} unmatched){detail}", where=str(path))
+        raise UserError(
+            f"no question in the countries data matches the suite ({out.unmatched} unmatched){detail}", where=str(path)
+        )
     return out
 
 
@@ -241,7 +249,9 @@ def _load_goqa(df: pd.DataFrame, path: Path, suite: _Suite, mapping: dict, out: 
         n = suite.n_options[group]
         if mapped_opts is not None:
             if len(mapped_opts) != len(options):
-                raise UserError(f"mapping for {group!r} lists {len(mapped_opts)} options; the file's question has {len(options)}", where=where)
+                raise UserError(
+                    f"mapping for {group!r} lists {len(mapped_opts)} options; the file's question has {len(options)}", where=where
+                )
             if any(m is not None and m >= n for m in mapped_opts):
                 raise UserError(f"mapping for {group!r} names an option beyond the suite's {n}", where=where)
             target = mapped_opts
@@ -250,11 +260,19 @@ def _load_goqa(df: pd.DataFrame, path: Path, suite: _Suite, mapping: dict, out: 
             missing = sorted(set(range(n)) - {t for t in target if t is not None})
             dup = len([t for t in target if t is not None]) != len({t for t in target if t is not None})
             if missing or dup:
-                why = f"suite options {', '.join(LETTERS[m] for m in missing)} not found among {options!r}" if missing else "two options match the same suite option"
+                why = (
+                    f"suite options {', '.join(LETTERS[m] for m in missing)} not found among {options!r}"
+                    if missing
+                    else "two options match the same suite option"
+                )
                 out.skipped.append(f"{group} ({qtext[:60]}): {why}; add it to a mapping file with an options column")
                 continue
         for country, shares in selections.items():
-            if not isinstance(country, str) or not isinstance(shares, (list, tuple)) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in shares):
+            if (
+                not isinstance(country, str)
+                or not isinstance(shares, (list, tuple))
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in shares)
+            ):
                 raise UserError("selections: expected {country: [numbers]}", where=where)
             if len(shares) != len(options):
                 out.skipped.append(f"{group} / {country}: {len(shares)} shares for {len(options)} options")
@@ -300,7 +318,10 @@ def _load_long(df: pd.DataFrame, path: Path, suite: _Suite, out: CountryData) ->
         raw_opt = _given(row, "option", where)
         opt = suite.option(group, raw_opt)
         if opt is None:
-            raise UserError(f"option {raw_opt!r} is not one of question {group!r}'s options (1-{suite.n_options[group]}, a letter, or the option's text)", where=where)
+            raise UserError(
+                f"option {raw_opt!r} is not one of question {group!r}'s options (1-{suite.n_options[group]}, a letter, or the option's text)",
+                where=where,
+            )
         raw_share = _given(row, share_col, where)
         try:
             share = float(raw_share)
@@ -310,8 +331,11 @@ def _load_long(df: pd.DataFrame, path: Path, suite: _Suite, out: CountryData) ->
             raise UserError(f"{share_col} {raw_share!r} is not a non-negative number", where=where)
         key = (group, country, opt)
         if key in first:
-            raise UserError(f"question {group!r}, country {country!r}, option {LETTERS[opt]} appears again (first on {first[key]}); "
-                            "give each (question, country, option) once", where=where)
+            raise UserError(
+                f"question {group!r}, country {country!r}, option {LETTERS[opt]} appears again (first on {first[key]}); "
+                "give each (question, country, option) once",
+                where=where,
+            )
         first[key] = place
         acc.setdefault((group, country), np.zeros(suite.n_options[group]))[opt] += share
     out.unmatched += len(unmatched)

@@ -64,9 +64,14 @@ def load_items(suite: str = "values", languages: list[str] | None = None) -> lis
     items = []
     for p in prompts:
         if len(p.options) < 2:
-            raise UserError(f"item {p.id!r} has no options: perspective probes need a multiple-choice suite such as 'values'", where=f"suite {suite}")
+            raise UserError(
+                f"item {p.id!r} has no options: perspective probes need a multiple-choice suite such as 'values'",
+                where=f"suite {suite}",
+            )
         if len(p.options) > len(LETTERS):
-            raise UserError(f"item {p.id!r} has {len(p.options)} options; at most {len(LETTERS)} can be lettered", where=f"suite {suite}")
+            raise UserError(
+                f"item {p.id!r} has {len(p.options)} options; at most {len(LETTERS)} can be lettered", where=f"suite {suite}"
+            )
         items.append(
             Item(
                 id=p.id,
@@ -83,7 +88,10 @@ def load_items(suite: str = "values", languages: list[str] | None = None) -> lis
         sizes.setdefault(it.group, set()).add(len(it.options))
     bad = sorted(g for g, s in sizes.items() if len(s) > 1)
     if bad:
-        raise UserError(f"translations of question {bad[0]!r} have different numbers of options; they must list the same options in the same order", where=f"suite {suite}")
+        raise UserError(
+            f"translations of question {bad[0]!r} have different numbers of options; they must list the same options in the same order",
+            where=f"suite {suite}",
+        )
     return items
 
 

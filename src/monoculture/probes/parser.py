@@ -75,12 +75,16 @@ def _strip_punct(s: str) -> str:
 
 
 def _ascii_digits(s: str) -> str:
-    return "".join(str(unicodedata.decimal(c)) if c.isdigit() and not c.isascii() and unicodedata.decimal(c, None) is not None else c for c in s)
+    return "".join(
+        str(unicodedata.decimal(c)) if c.isdigit() and not c.isascii() and unicodedata.decimal(c, None) is not None else c
+        for c in s
+    )
 
 
 @lru_cache(maxsize=1)
 def _language_data() -> tuple[re.Pattern, tuple[str, ...], str]:
     t = templates()
+
     def nfkc(x: str) -> str:
         return unicodedata.normalize("NFKC", x).casefold()
 
@@ -171,7 +175,9 @@ class AnswerParser:
         if not s:
             return None
         # a bare letter or number, maybe bracketed or followed by a full stop
-        m = re.fullmatch(rf"{_OPEN}?({_ANY_CASE_LETTER_RE}|\d{{1,2}}|第?[一二三四五六七八九十](?:项|個|个|个选项|項)?){_CLOSE}?[.:。．]?", s)
+        m = re.fullmatch(
+            rf"{_OPEN}?({_ANY_CASE_LETTER_RE}|\d{{1,2}}|第?[一二三四五六七八九十](?:项|個|个|个选项|項)?){_CLOSE}?[.:。．]?", s
+        )
         if m:
             tok = m.group(1)
             is_number = tok.isdigit() or tok[-1] in "一二三四五六七八九十项個个項"
@@ -187,7 +193,11 @@ class AnswerParser:
             found.discard(None)
             return Parse("ok", found.pop(), "letter") if len(found) == 1 else Parse("ambiguous")
         # a letter or number, a separator, then more text
-        m = re.match(rf"{_OPEN}?({_LETTER_RE}|[a-j](?={_CLOSE})|\d{{1,2}})(?:{_CLOSE}\s*|[.:：。．、](?:\s+|$)|\s*[-—–]\s+|\s*\n)(.*)$", s, flags=re.S)
+        m = re.match(
+            rf"{_OPEN}?({_LETTER_RE}|[a-j](?={_CLOSE})|\d{{1,2}})(?:{_CLOSE}\s*|[.:：。．、](?:\s+|$)|\s*[-—–]\s+|\s*\n)(.*)$",
+            s,
+            flags=re.S,
+        )
         if m:
             tok, rest = m.group(1), m.group(2)
             i = self._number(tok) if tok.isdigit() else self._letter(tok)
@@ -246,7 +256,7 @@ def _fold_prefix_only(s: str) -> str:
 
 
 def _restore_tail(original: str, stripped_folded: str) -> str:
-    return original[len(original) - len(stripped_folded):]
+    return original[len(original) - len(stripped_folded) :]
 
 
 def parse_answer(text: str | None, option_sets: Sequence[Sequence[str]]) -> Parse:

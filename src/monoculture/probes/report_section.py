@@ -149,9 +149,29 @@ def _heatmap(mr: MethodResult, title: str) -> dict | None:
     for m in models:
         got = {c.country: c for c in mr.models[m].countries}
         z.append([got[c].similarity if c in got else None for c in countries])
-        text.append([f"{got[c].similarity:.3f} [{got[c].lo:.3f}, {got[c].hi:.3f}], {got[c].n_questions} q" if c in got else "" for c in countries])
-    fig = go.Figure(go.Heatmap(z=z, x=[_label(c) for c in countries], y=[_label(m) for m in models], text=text, hovertemplate="%{y} ~ %{x}: %{text}<extra></extra>", colorscale="Viridis", colorbar={"title": "1 - JS"}))
-    fig.update_layout(title=title, height=max(260, 60 + 36 * len(models)), margin={"l": 140, "r": 20, "t": 50, "b": 90}, xaxis={"tickangle": -45})
+        text.append(
+            [
+                f"{got[c].similarity:.3f} [{got[c].lo:.3f}, {got[c].hi:.3f}], {got[c].n_questions} q" if c in got else ""
+                for c in countries
+            ]
+        )
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[_label(c) for c in countries],
+            y=[_label(m) for m in models],
+            text=text,
+            hovertemplate="%{y} ~ %{x}: %{text}<extra></extra>",
+            colorscale="Viridis",
+            colorbar={"title": "1 - JS"},
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=max(260, 60 + 36 * len(models)),
+        margin={"l": 140, "r": 20, "t": 50, "b": 90},
+        xaxis={"tickangle": -45},
+    )
     return _plain(fig)
 
 
@@ -167,7 +187,9 @@ def _sensitivity_fig(mr: MethodResult, title: str) -> dict | None:
     if not traces:
         return None
     fig = go.Figure(traces)
-    fig.update_layout(title=title, barmode="group", yaxis={"title": "mean JS distance to the other languages"}, height=340, margin={"t": 50})
+    fig.update_layout(
+        title=title, barmode="group", yaxis={"title": "mean JS distance to the other languages"}, height=340, margin={"t": 50}
+    )
     return _plain(fig)
 
 
@@ -181,11 +203,19 @@ def _homogeneity_fig(mr: MethodResult, title: str) -> dict | None:
     vals = [h.models, h.countries]
     fig = go.Figure(
         go.Bar(
-            x=names, y=[v[0] for v in vals],
-            error_y={"type": "data", "symmetric": False, "array": [v[2] - v[0] for v in vals], "arrayminus": [v[0] - v[1] for v in vals]},
+            x=names,
+            y=[v[0] for v in vals],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [v[2] - v[0] for v in vals],
+                "arrayminus": [v[0] - v[1] for v in vals],
+            },
         )
     )
-    fig.update_layout(title=title, yaxis={"title": "mean pairwise JS distance", "rangemode": "tozero"}, height=320, margin={"t": 50})
+    fig.update_layout(
+        title=title, yaxis={"title": "mean pairwise JS distance", "rangemode": "tozero"}, height=320, margin={"t": 50}
+    )
     return _plain(fig)
 
 
@@ -197,8 +227,10 @@ def _homogeneity_text(mr: MethodResult) -> str:
         return f"Mean pairwise JS distance among the {h.n_models} models: {_ci(h.models)} on {h.n_questions} questions. Load country data to compare with nations."
     d = h.difference
     verdict = (
-        "the models are more alike in these answers than the countries are" if d[2] < 0
-        else "the models differ from each other more than the countries do" if d[1] > 0
+        "the models are more alike in these answers than the countries are"
+        if d[2] < 0
+        else "the models differ from each other more than the countries do"
+        if d[1] > 0
         else "the interval does not separate the models' spread from the countries'"
     )
     return (
@@ -224,30 +256,56 @@ def build_section(results: PerspectiveResults) -> dict:
         rows, by_language, sens, steering, outcomes = [], [], [], [], []
         languages = sorted({lang for r in mr.models.values() for lang in r.by_language})
         for model, r in mr.models.items():
-            rows.append({
-                "model": model, "n_questions": r.n_questions,
-                "top": [
-                    {"country": c.country, "sim": _f(c.similarity), "lo": _f(c.lo), "hi": _f(c.hi), "ptop": f"{c.p_top:.0%}", "n": c.n_questions,
-                     "w1": _f(c.w1) if c.n_ordered else None}
-                    for c in r.countries[:3]
-                ],
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "n_questions": r.n_questions,
+                    "top": [
+                        {
+                            "country": c.country,
+                            "sim": _f(c.similarity),
+                            "lo": _f(c.lo),
+                            "hi": _f(c.hi),
+                            "ptop": f"{c.p_top:.0%}",
+                            "n": c.n_questions,
+                            "w1": _f(c.w1) if c.n_ordered else None,
+                        }
+                        for c in r.countries[:3]
+                    ],
+                }
+            )
             if r.by_language:
-                by_language.append({"model": model, "cells": [f"{r.by_language[x].country} ({_f(r.by_language[x].similarity)})" if x in r.by_language else "–" for x in languages]})
+                by_language.append(
+                    {
+                        "model": model,
+                        "cells": [
+                            f"{r.by_language[x].country} ({_f(r.by_language[x].similarity)})" if x in r.by_language else "–"
+                            for x in languages
+                        ],
+                    }
+                )
             s = r.sensitivity
-            sens.append({
-                "model": model,
-                "value": f"{_ci((s.mean, s.lo, s.hi))} on {s.n_questions} questions" if s else "asked in one language only",
-                "langs": moved_most(s, 3),
-                "questions": [f"{g}: {_clip(results.questions.get(g, ''), 80)} ({_f(v)})" for g, v in s.top_questions[:3]] if s else [],
-            })
+            sens.append(
+                {
+                    "model": model,
+                    "value": f"{_ci((s.mean, s.lo, s.hi))} on {s.n_questions} questions" if s else "asked in one language only",
+                    "langs": moved_most(s, 3),
+                    "questions": [f"{g}: {_clip(results.questions.get(g, ''), 80)} ({_f(v)})" for g, v in s.top_questions[:3]]
+                    if s
+                    else [],
+                }
+            )
             for st in r.steering:
-                steering.append({
-                    "model": model, "country": st.country, "shift": _ci(st.shift),
-                    "sims": f"{_f(st.base)} → {_f(st.steered)}" if st.delta else "no data for this country",
-                    "delta": _ci(st.delta) if st.delta else "–",
-                    "rank": f"{st.rank_before or '–'} → {st.rank_after or '–'} of {st.n_countries}" if st.delta else "–",
-                })
+                steering.append(
+                    {
+                        "model": model,
+                        "country": st.country,
+                        "shift": _ci(st.shift),
+                        "sims": f"{_f(st.base)} → {_f(st.steered)}" if st.delta else "no data for this country",
+                        "delta": _ci(st.delta) if st.delta else "–",
+                        "rank": f"{st.rank_before or '–'} → {st.rank_after or '–'} of {st.n_countries}" if st.delta else "–",
+                    }
+                )
             if r.outcomes:
                 outcomes.append({"model": model, "counts": [r.outcomes.get(o, 0) for o in OUTCOME_NAMES]})
         mass_note = None
@@ -255,21 +313,43 @@ def build_section(results: PerspectiveResults) -> dict:
             masses = [(m, r.option_mass, r.no_mass) for m, r in mr.models.items()]
             parts = [f"{m}: {_f(x)}" + (f" ({n} items with none)" if n else "") for m, x, n in masses if x is not None or n]
             if parts:
-                mass_note = "Probability the models put on the option letters before renormalising (low values mean the distribution rests on little mass): " + "; ".join(parts) + "."
+                mass_note = (
+                    "Probability the models put on the option letters before renormalising (low values mean the distribution rests on little mass): "
+                    + "; ".join(parts)
+                    + "."
+                )
         examples = results.examples.get(method, [])
-        methods.append({
-            "title": title, "rows": rows, "languages": languages, "by_language": by_language if len(languages) > 1 else [],
-            "sensitivity": sens, "homogeneity": _homogeneity_text(mr), "steering": steering, "outcomes": outcomes,
-            "examples": examples, "mass_note": mass_note,
-            "heatmap": add(_heatmap(mr, f"Similarity to countries ({title.lower()})")) if has_countries else None,
-            "sens_fig": add(_sensitivity_fig(mr, "How far each language moves the answers")),
-            "hom_fig": add(_homogeneity_fig(mr, "Are models more alike than countries?")),
-        })
+        methods.append(
+            {
+                "title": title,
+                "rows": rows,
+                "languages": languages,
+                "by_language": by_language if len(languages) > 1 else [],
+                "sensitivity": sens,
+                "homogeneity": _homogeneity_text(mr),
+                "steering": steering,
+                "outcomes": outcomes,
+                "examples": examples,
+                "mass_note": mass_note,
+                "heatmap": add(_heatmap(mr, f"Similarity to countries ({title.lower()})")) if has_countries else None,
+                "sens_fig": add(_sensitivity_fig(mr, "How far each language moves the answers")),
+                "hom_fig": add(_homogeneity_fig(mr, "Are models more alike than countries?")),
+            }
+        )
     html = TEMPLATE.render(
-        methods=methods, has_countries=has_countries, b=results.b, seed=results.seed,
-        outcome_names=OUTCOME_NAMES, min_q=MIN_QUESTIONS,
+        methods=methods,
+        has_countries=has_countries,
+        b=results.b,
+        seed=results.seed,
+        outcome_names=OUTCOME_NAMES,
+        min_q=MIN_QUESTIONS,
     )
-    return {"title": "Perspectives", "html": html, "figures": figures, "figure_ids": [f"perspectives-fig-{i}" for i in range(len(figures))]}
+    return {
+        "title": "Perspectives",
+        "html": html,
+        "figures": figures,
+        "figure_ids": [f"perspectives-fig-{i}" for i in range(len(figures))],
+    }
 
 
 def perspectives_section(store, *, study: str | None = None, b: int = DEFAULT_B, seed: int = DEFAULT_SEED) -> dict | None:
@@ -283,7 +363,11 @@ def perspectives_section(store, *, study: str | None = None, b: int = DEFAULT_B,
     models = sorted({m for mr in results.methods.values() for m in mr.models})
     ex = pstore.unparsed_examples(store, models) if "sample" in results.methods else None
     results.examples = {
-        "sample": [{"model": r.model, "outcome": r.outcome, "item": r.item_id, "text": _clip(r.text)} for r in ex.itertuples(index=False)] if ex is not None else []
+        "sample": [
+            {"model": r.model, "outcome": r.outcome, "item": r.item_id, "text": _clip(r.text)} for r in ex.itertuples(index=False)
+        ]
+        if ex is not None
+        else []
     }
     return build_section(results)
 
@@ -302,21 +386,23 @@ def standalone_page(section: dict, title: str = "Perspectives") -> str:
     plotly_js, plotly_hash = inline_script(get_plotlyjs())
     draw_js, draw_hash = inline_script(_DRAW_JS)
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{escape(content_security_policy([plotly_hash, draw_hash]))}\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{escape(content_security_policy([plotly_hash, draw_hash]))}">'
         f"<title>{escape(title)}</title>"
         "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         ".mc-table{border-collapse:collapse;margin:.5em 0}.mc-table td,.mc-table th{border:1px solid #ccc;padding:.3em .5em;vertical-align:top}"
         ".mc-caveat{background:#fff6e0;padding:.6em}.mc-figure{min-height:200px}</style>"
         f"<script>{plotly_js}</script></head><body>"
         f"<h2>{escape(section['title'])}</h2>{section['html']}"
-        f"<script id=\"perspectives-figures\" type=\"application/json\">{script_json(section['figures'])}</script>"
+        f'<script id="perspectives-figures" type="application/json">{script_json(section["figures"])}</script>'
         f"<script>{draw_js}</script>"
         "</body></html>"
     )
 
 
 # Draws the figures of a standalone page; its hash is what the page's policy allows.
-_DRAW_JS = ("(function(){var figs=JSON.parse(document.getElementById('perspectives-figures').textContent);"
-            "figs.forEach(function(f,i){var el=document.getElementById('perspectives-fig-'+i);"
-            "if(el){Plotly.newPlot(el,f.data,f.layout,{displaylogo:false,responsive:true});}});})();")
+_DRAW_JS = (
+    "(function(){var figs=JSON.parse(document.getElementById('perspectives-figures').textContent);"
+    "figs.forEach(function(f,i){var el=document.getElementById('perspectives-fig-'+i);"
+    "if(el){Plotly.newPlot(el,f.data,f.layout,{displaylogo:false,responsive:true});}});})();"
+)

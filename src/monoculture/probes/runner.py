@@ -88,7 +88,16 @@ def logprob_key(spec: ModelSpec, messages: list[dict], prefix: str, letters: lis
 
 
 def sample_dist_key(spec: ModelSpec, messages: list[dict], sampling: Sampling, k: int) -> str:
-    return digest({"probe": "sample", "model": spec.identity(), "messages": messages, "sampling": sampling.key_params(), "k": k, "parser": PARSER_VERSION})
+    return digest(
+        {
+            "probe": "sample",
+            "model": spec.identity(),
+            "messages": messages,
+            "sampling": sampling.key_params(),
+            "k": k,
+            "parser": PARSER_VERSION,
+        }
+    )
 
 
 def logprobs_to_distribution(lp: dict[str, float], letters: list[str]) -> tuple[np.ndarray | None, float]:
@@ -131,7 +140,9 @@ def run_probe(
     for spec in specs:
         cls = backend_class(spec.backend)
         if method == "logprobs" and not getattr(cls, "supports_logprobs", False):
-            raise UserError(f"model {spec.name!r}: backend {spec.backend!r} cannot expose first-token log-probabilities; use --method sample")
+            raise UserError(
+                f"model {spec.name!r}: backend {spec.backend!r} cannot expose first-token log-probabilities; use --method sample"
+            )
         cls.preflight(spec)
 
     console = console or stderr_console()
@@ -139,7 +150,15 @@ def run_probe(
     with store.transaction():
         store.upsert_models(
             [
-                {"name": m.name, "backend": m.backend, "model_id": m.model, "revision": m.revision, "identity": m.identity(), "attributes": m.attributes.model_dump(exclude_none=True), "source": "run"}
+                {
+                    "name": m.name,
+                    "backend": m.backend,
+                    "model_id": m.model,
+                    "revision": m.revision,
+                    "identity": m.identity(),
+                    "attributes": m.attributes.model_dump(exclude_none=True),
+                    "source": "run",
+                }
                 for m in specs
             ]
         )
@@ -150,8 +169,13 @@ def run_probe(
     parsers = {g: AnswerParser(s) for g, s in sets.items()}
     stats = ProbeRunStats(method=method, samples=k)
     with Progress(
-        description_column("bold"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not show_progress, transient=False,
+        description_column("bold"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=False,
     ) as progress:
         for spec in specs:
             sampling = study.sampling_for(spec)
@@ -166,9 +190,16 @@ def run_probe(
 
 def _dist_row(spec: ModelSpec, task: _Task, key: str, method: str, **kw) -> dict:
     return {
-        "key": key, "model": spec.name, "item_id": task.item.id, "group_id": task.item.group,
-        "language": task.item.language, "method": method, "steer": task.steer,
-        "n_options": len(task.item.options), "identity": digest(spec.identity(), 16), **kw,
+        "key": key,
+        "model": spec.name,
+        "item_id": task.item.id,
+        "group_id": task.item.group,
+        "language": task.item.language,
+        "method": method,
+        "steer": task.steer,
+        "n_options": len(task.item.options),
+        "identity": digest(spec.identity(), 16),
+        **kw,
     }
 
 
@@ -199,7 +230,9 @@ def _run_logprobs(spec: ModelSpec, tasks: list[_Task], store: Store, batch_size:
                 buffer.append(_dist_row(spec, t, key, "logprobs", status="error", error=last_error))
                 ms.errors += 1
                 if ok == 0 and fails >= FAIL_FAST:
-                    raise UserError(f"model {spec.name!r}: the first {fails} log-probability requests all failed (last: {last_error})")
+                    raise UserError(
+                        f"model {spec.name!r}: the first {fails} log-probability requests all failed (last: {last_error})"
+                    )
             else:
                 ok += 1
                 probs, mass = logprobs_to_distribution(lp, letters)
@@ -208,7 +241,11 @@ def _run_logprobs(spec: ModelSpec, tasks: list[_Task], store: Store, batch_size:
                     ms.no_mass += 1
                     buffer.append(_dist_row(spec, t, key, "logprobs", status="no_mass", option_mass=0.0, raw=raw))
                 else:
-                    buffer.append(_dist_row(spec, t, key, "logprobs", status="ok", probs=[float(x) for x in probs], option_mass=mass, raw=raw))
+                    buffer.append(
+                        _dist_row(
+                            spec, t, key, "logprobs", status="ok", probs=[float(x) for x in probs], option_mass=mass, raw=raw
+                        )
+                    )
                 ms.new += 1
             progress.advance(task_id, 1)
             if len(buffer) >= batch_size:
@@ -220,7 +257,17 @@ def _run_logprobs(spec: ModelSpec, tasks: list[_Task], store: Store, batch_size:
         backend.close()
 
 
-def _run_sample(spec: ModelSpec, sampling: Sampling, k: int, tasks: list[_Task], parsers: dict[str, AnswerParser], store: Store, batch_size: int, ms: ModelStats, progress: Progress) -> None:
+def _run_sample(
+    spec: ModelSpec,
+    sampling: Sampling,
+    k: int,
+    tasks: list[_Task],
+    parsers: dict[str, AnswerParser],
+    store: Store,
+    batch_size: int,
+    ms: ModelStats,
+    progress: Progress,
+) -> None:
     keys = {id(t): [generation_key(spec, t.messages, sampling, i) for i in range(k)] for t in tasks}
     all_keys = [x for t in tasks for x in keys[id(t)]]
     done = pstore.done_answer_keys(store, all_keys)
@@ -229,7 +276,9 @@ def _run_sample(spec: ModelSpec, sampling: Sampling, k: int, tasks: list[_Task],
     for t in tasks:
         idx = [(i, key) for i, key in enumerate(keys[id(t)]) if key not in done]
         if idx:
-            jobs.append(Job(messages=t.messages, sample_indices=[i for i, _ in idx], keys=[key for _, key in idx], sampling=sampling))
+            jobs.append(
+                Job(messages=t.messages, sample_indices=[i for i, _ in idx], keys=[key for _, key in idx], sampling=sampling)
+            )
             where.update({key: (t, i) for i, key in idx})
     ms.requested, ms.already = len(all_keys), len(all_keys) - len(where)
     task_id = progress.add_task(f"{spec.name} (sample, k={k})", total=len(all_keys), completed=ms.already)
@@ -253,7 +302,11 @@ def _run_sample(spec: ModelSpec, sampling: Sampling, k: int, tasks: list[_Task],
                     pstore.write_answers(store, buffer)
                     buffer, last_flush = [], time.monotonic()
             for key, (t, i) in where.items():  # a backend that dropped a job
-                buffer.append(_answer_row(spec, t, i, Result(key=key, sample_index=i, error="backend returned no result"), parsers[t.item.group]))
+                buffer.append(
+                    _answer_row(
+                        spec, t, i, Result(key=key, sample_index=i, error="backend returned no result"), parsers[t.item.group]
+                    )
+                )
                 ms.errors += 1
         finally:
             if buffer:
@@ -280,10 +333,15 @@ def _run_sample(spec: ModelSpec, sampling: Sampling, k: int, tasks: list[_Task],
         key = sample_dist_key(spec, t.messages, sampling, k)
         rows.append(
             _dist_row(
-                spec, t, key, "sample",
+                spec,
+                t,
+                key,
+                "sample",
                 status="ok" if n_ok else ("error" if outcomes["error"] == k else "no_answers"),
                 probs=[float(x) for x in counts / n_ok] if n_ok else None,
-                n_answers=n_ok, n_total=k, outcomes=dict(outcomes),
+                n_answers=n_ok,
+                n_total=k,
+                outcomes=dict(outcomes),
                 raw={"counts": [int(x) for x in counts]},
             )
         )
@@ -297,11 +355,21 @@ def _answer_row(spec: ModelSpec, t: _Task, i: int, r: Result, parser: AnswerPars
     else:
         outcome, option, via = "error", None, None
     return {
-        "key": r.key, "model": spec.name, "item_id": t.item.id, "group_id": t.item.group,
-        "language": t.item.language, "steer": t.steer, "sample_index": i,
-        "text": r.text if r.ok else None, "error": None if r.ok else (r.error or "backend returned no text"),
-        "finish_reason": r.finish_reason, "outcome": outcome, "option_index": option, "parse_via": via,
-        "parser_version": PARSER_VERSION, "attempts": 1,
+        "key": r.key,
+        "model": spec.name,
+        "item_id": t.item.id,
+        "group_id": t.item.group,
+        "language": t.item.language,
+        "steer": t.steer,
+        "sample_index": i,
+        "text": r.text if r.ok else None,
+        "error": None if r.ok else (r.error or "backend returned no text"),
+        "finish_reason": r.finish_reason,
+        "outcome": outcome,
+        "option_index": option,
+        "parse_via": via,
+        "parser_version": PARSER_VERSION,
+        "attempts": 1,
     }
 
 
@@ -315,6 +383,7 @@ def _reparse(store: Store, model: str, parsers: dict[str, AnswerParser]) -> None
         if parser is None:
             continue
         p = parser.parse(text)
-        rows.append({"key": key, "outcome": p.outcome, "option_index": p.option, "parse_via": p.via, "parser_version": PARSER_VERSION})
+        rows.append(
+            {"key": key, "outcome": p.outcome, "option_index": p.option, "parse_via": p.via, "parser_version": PARSER_VERSION}
+        )
     pstore.update_parses(store, rows)
-

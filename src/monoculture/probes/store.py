@@ -47,12 +47,42 @@ CREATE TABLE IF NOT EXISTS probe_study_models (study TEXT, model TEXT, PRIMARY K
 """
 
 ANSWER_COLUMNS = [
-    "key", "model", "item_id", "group_id", "language", "steer", "sample_index", "text", "error",
-    "finish_reason", "outcome", "option_index", "parse_via", "parser_version", "attempts", "created_at",
+    "key",
+    "model",
+    "item_id",
+    "group_id",
+    "language",
+    "steer",
+    "sample_index",
+    "text",
+    "error",
+    "finish_reason",
+    "outcome",
+    "option_index",
+    "parse_via",
+    "parser_version",
+    "attempts",
+    "created_at",
 ]
 DIST_COLUMNS = [
-    "key", "model", "item_id", "group_id", "language", "method", "steer", "status", "probs",
-    "n_options", "n_answers", "n_total", "outcomes", "option_mass", "raw", "error", "identity", "created_at",
+    "key",
+    "model",
+    "item_id",
+    "group_id",
+    "language",
+    "method",
+    "steer",
+    "status",
+    "probs",
+    "n_options",
+    "n_answers",
+    "n_total",
+    "outcomes",
+    "option_mass",
+    "raw",
+    "error",
+    "identity",
+    "created_at",
 ]
 
 
@@ -73,7 +103,18 @@ def has_tables(store: Store) -> bool:
 
 def write_items(store: Store, items: Sequence[Item]) -> None:
     df = pd.DataFrame(
-        [{"item_id": i.id, "group_id": i.group, "language": i.language, "suite": i.suite, "question": i.question, "options": _json(list(i.options)), "ordered": i.ordered} for i in items],
+        [
+            {
+                "item_id": i.id,
+                "group_id": i.group,
+                "language": i.language,
+                "suite": i.suite,
+                "question": i.question,
+                "options": _json(list(i.options)),
+                "ordered": i.ordered,
+            }
+            for i in items
+        ],
         columns=["item_id", "group_id", "language", "suite", "question", "options", "ordered"],
     ).drop_duplicates("item_id", keep="last")
     if len(df):
@@ -111,7 +152,13 @@ def write_distributions(store: Store, rows: list[dict]) -> None:
         return
     now = time.time()
     df = pd.DataFrame(
-        [{c: (_json(r.get(c)) if c in ("probs", "outcomes", "raw") else r.get(c, now if c == "created_at" else None)) for c in DIST_COLUMNS} for r in rows],
+        [
+            {
+                c: (_json(r.get(c)) if c in ("probs", "outcomes", "raw") else r.get(c, now if c == "created_at" else None))
+                for c in DIST_COLUMNS
+            }
+            for r in rows
+        ],
         columns=DIST_COLUMNS,
     ).drop_duplicates("key", keep="last")
     with store.transaction():
@@ -163,10 +210,22 @@ def update_parses(store: Store, rows: list[dict]) -> None:
         )
 
 
-def write_countries(store: Store, dists: dict[tuple[str, str], np.ndarray], dropped: dict[tuple[str, str], float], source: str) -> None:
+def write_countries(
+    store: Store, dists: dict[tuple[str, str], np.ndarray], dropped: dict[tuple[str, str], float], source: str
+) -> None:
     now = time.time()
     df = pd.DataFrame(
-        [{"group_id": g, "country": c, "probs": _json([float(x) for x in p]), "dropped_share": float(dropped.get((g, c), 0.0)), "source": source, "created_at": now} for (g, c), p in dists.items()],
+        [
+            {
+                "group_id": g,
+                "country": c,
+                "probs": _json([float(x) for x in p]),
+                "dropped_share": float(dropped.get((g, c), 0.0)),
+                "source": source,
+                "created_at": now,
+            }
+            for (g, c), p in dists.items()
+        ],
         columns=["group_id", "country", "probs", "dropped_share", "source", "created_at"],
     )
     if len(df):
@@ -192,7 +251,7 @@ def read_distributions(store: Store, *, study: str | None = None, models: Sequen
     sql = f"""
         SELECT d.*, i.ordered, i.question
         FROM probe_distributions d LEFT JOIN probe_items i USING (item_id)
-        {'WHERE ' + ' AND '.join(where) if where else ''}
+        {"WHERE " + " AND ".join(where) if where else ""}
         QUALIFY row_number() OVER (
             PARTITION BY d.model, d.item_id, d.language, d.method, coalesce(d.steer, '')
             ORDER BY d.created_at DESC, d.key) = 1

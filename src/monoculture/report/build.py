@@ -76,7 +76,9 @@ def _est(d: dict | None) -> dict | None:
     ci = d.get("ci") or [None, None]
     prompts = d.get("prompts")
     return {
-        "value": F.fmt(d["value"]), "lo": F.fmt(ci[0]), "hi": F.fmt(ci[1]),
+        "value": F.fmt(d["value"]),
+        "lo": F.fmt(ci[0]),
+        "hi": F.fmt(ci[1]),
         "prompts": int(prompts) if prompts is not None else None,
         "few": bool(d.get("few_prompts")) or (prompts is not None and prompts < 10),
     }
@@ -84,7 +86,9 @@ def _est(d: dict | None) -> dict | None:
 
 def _label_of(store, label: str | None) -> tuple[Any, float | None, np.ndarray | None]:
     rows = store.con.execute(
-        "SELECT label, created_at, mu FROM measure_runs" + (" WHERE label = ?" if label else "") + " ORDER BY created_at DESC LIMIT 1",
+        "SELECT label, created_at, mu FROM measure_runs"
+        + (" WHERE label = ?" if label else "")
+        + " ORDER BY created_at DESC LIMIT 1",
         [label] if label else [],
     ).fetchall()
     if not rows:
@@ -115,19 +119,31 @@ def headline(summary: dict, per_model: pd.DataFrame | None, groups: pd.DataFrame
     out: dict[str, Any] = {
         "voices": _est(summary.get("voices")),
         "homogeneity": hom,
-        "floor": {"value": F.fmt(floor.get("value")), "sd": F.fmt(floor.get("sd")), "pairs": floor.get("pairs")} if isinstance(floor, dict) and _num(floor.get("value")) is not None else None,
+        "floor": {"value": F.fmt(floor.get("value")), "sd": F.fmt(floor.get("sd")), "pairs": floor.get("pairs")}
+        if isinstance(floor, dict) and _num(floor.get("value")) is not None
+        else None,
         "n_models": len(summary.get("models") or []),
         "models": [],
         "groups": [],
         "reference": None,
         "what_if": [],
-        "single_sample": bool(per_model is not None and "mean_k" in per_model.columns and np.nanmax(per_model["mean_k"].astype(float)) <= 1),
+        "single_sample": bool(
+            per_model is not None and "mean_k" in per_model.columns and np.nanmax(per_model["mean_k"].astype(float)) <= 1
+        ),
     }
     if per_model is not None and "loo" in per_model.columns:
         pm = per_model[np.isfinite(per_model["loo"].astype(float))].sort_values("loo", ascending=False)
         for m, r in pm.head(3).iterrows():
-            out["models"].append({"name": m, "value": F.fmt(r["loo"]), "lo": F.fmt(r.get("loo_lo")), "hi": F.fmt(r.get("loo_hi")),
-                                  "prompts": int(r.get("loo_prompts", 0) or 0), "few": (r.get("loo_prompts", 0) or 0) < 10})
+            out["models"].append(
+                {
+                    "name": m,
+                    "value": F.fmt(r["loo"]),
+                    "lo": F.fmt(r.get("loo_lo")),
+                    "hi": F.fmt(r.get("loo_hi")),
+                    "prompts": int(r.get("loo_prompts", 0) or 0),
+                    "few": (r.get("loo_prompts", 0) or 0) < 10,
+                }
+            )
     n_boot = (summary.get("settings") or {}).get("n_boot")
     if groups is not None and len(groups) and "excess" in groups.columns:
         # Largest loss beyond as many random models: raw L_G grows with group size, so ranking
@@ -135,21 +151,45 @@ def headline(summary: dict, per_model: pd.DataFrame | None, groups: pd.DataFrame
         g = groups[np.isfinite(groups["excess"].astype(float)) & (groups["size"] > 1)]
         g = g.drop_duplicates(subset=["loss", "baseline", "size"])  # organisation == family often
         for key, r in g.sort_values("excess", ascending=False).head(3).iterrows():
-            out["groups"].append({"attribute": r["attribute"], "name": r["group"], "size": int(r["size"]), "value": F.fmt(r["loss"]),
-                                  "lo": F.fmt(r["loss_lo"]), "hi": F.fmt(r["loss_hi"]), "prompts": int(r["loss_prompts"] or 0),
-                                  "baseline": F.fmt(r["baseline"]), "p": F.pvalue(r.get("excess_p"), n_boot), "few": (r["loss_prompts"] or 0) < 10})
+            out["groups"].append(
+                {
+                    "attribute": r["attribute"],
+                    "name": r["group"],
+                    "size": int(r["size"]),
+                    "value": F.fmt(r["loss"]),
+                    "lo": F.fmt(r["loss_lo"]),
+                    "hi": F.fmt(r["loss_hi"]),
+                    "prompts": int(r["loss_prompts"] or 0),
+                    "baseline": F.fmt(r["baseline"]),
+                    "p": F.pvalue(r.get("excess_p"), n_boot),
+                    "few": (r["loss_prompts"] or 0) < 10,
+                }
+            )
     ref = summary.get("reference")
     if isinstance(ref, dict):
         ratio = ref.get("ratio") if isinstance(ref.get("ratio"), dict) else {}
-        out["reference"] = {"name": ref.get("name"), "ratio": _est(ratio),
-                            "models": _est(ref.get("homogeneity_models")), "reference": _est(ref.get("homogeneity_reference")),
-                            "difference": _est(ref.get("difference")), "floor": _est(ref.get("floor")),
-                            "definition": ref.get("ratio_definition"), "withheld": ratio.get("reason") if ratio.get("unstable") else None}
+        out["reference"] = {
+            "name": ref.get("name"),
+            "ratio": _est(ratio),
+            "models": _est(ref.get("homogeneity_models")),
+            "reference": _est(ref.get("homogeneity_reference")),
+            "difference": _est(ref.get("difference")),
+            "floor": _est(ref.get("floor")),
+            "definition": ref.get("ratio_definition"),
+            "withheld": ratio.get("reason") if ratio.get("unstable") else None,
+        }
     for name, w in (summary.get("what_if_removed") or {}).items():
         e = _est(w)
         if e:
-            out["what_if"].append({"name": name, "kind": w.get("kind"), "members": w.get("members") or [], **e,
-                                   "baseline": F.fmt(w.get("baseline"))})
+            out["what_if"].append(
+                {
+                    "name": name,
+                    "kind": w.get("kind"),
+                    "members": w.get("members") or [],
+                    **e,
+                    "baseline": F.fmt(w.get("baseline")),
+                }
+            )
     return out
 
 
@@ -158,7 +198,13 @@ def _skipped(summary: dict) -> list[dict]:
     for k, v in (summary.get("skipped") or {}).items():
         if isinstance(v, (list, tuple)):
             if v:
-                out.append({"what": SKIP_REASONS.get(k, k.replace("_", " ")), "count": len(v), "detail": ", ".join(map(str, v[:12])) + (" …" if len(v) > 12 else "")})
+                out.append(
+                    {
+                        "what": SKIP_REASONS.get(k, k.replace("_", " ")),
+                        "count": len(v),
+                        "detail": ", ".join(map(str, v[:12])) + (" …" if len(v) > 12 else ""),
+                    }
+                )
         elif isinstance(v, (int, float)) and v:
             out.append({"what": SKIP_REASONS.get(k, k.replace("_", " ")), "count": int(v), "detail": ""})
     return out
@@ -175,14 +221,26 @@ def _studies(store, study: str | None) -> list[dict]:
         except json.JSONDecodeError:
             spec = {}
         sampling = spec.get("sampling") or {}
-        out.append({
-            "name": name, "path": path or "",
-            "samples": spec.get("samples"),
-            "sampling": [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sampling.items()],
-            "suites": [f"{s.get('name')}" + (f" (first {s['limit']})" if s.get("limit") else "") + (f" [{', '.join(s['languages'])}]" if s.get("languages") else "")
-                       for s in spec.get("suites") or [] if isinstance(s, dict)],
-            "overrides": [(m.get("name"), json.dumps(m.get("sampling"))) for m in spec.get("models") or [] if isinstance(m, dict) and m.get("sampling")],
-        })
+        out.append(
+            {
+                "name": name,
+                "path": path or "",
+                "samples": spec.get("samples"),
+                "sampling": [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sampling.items()],
+                "suites": [
+                    f"{s.get('name')}"
+                    + (f" (first {s['limit']})" if s.get("limit") else "")
+                    + (f" [{', '.join(s['languages'])}]" if s.get("languages") else "")
+                    for s in spec.get("suites") or []
+                    if isinstance(s, dict)
+                ],
+                "overrides": [
+                    (m.get("name"), json.dumps(m.get("sampling")))
+                    for m in spec.get("models") or []
+                    if isinstance(m, dict) and m.get("sampling")
+                ],
+            }
+        )
     return out
 
 
@@ -199,21 +257,28 @@ def _methods(store, measured, gen: pd.DataFrame, attrs: dict, per_model: pd.Data
     for m in used:
         r = info.get(m, {})
         pm = per_model.loc[m] if per_model is not None and m in per_model.index else None
-        mrows.append({
-            "name": m, "backend": r.get("backend") or "", "model_id": r.get("model_id") or "", "revision": r.get("revision") or "",
-            "source": r.get("source") or "",
-            "attrs": ["" if attrs.get(m, {}).get(a) is None else str(attrs.get(m, {}).get(a)) for a in keys],
-            "responses": int(pm["responses"]) if pm is not None and "responses" in pm else "",
-            "prompts": int(pm["prompts"]) if pm is not None and "prompts" in pm else "",
-            "k": F.fmt(pm["mean_k"], 2) if pm is not None and "mean_k" in pm else "",
-        })
+        mrows.append(
+            {
+                "name": m,
+                "backend": r.get("backend") or "",
+                "model_id": r.get("model_id") or "",
+                "revision": r.get("revision") or "",
+                "source": r.get("source") or "",
+                "attrs": ["" if attrs.get(m, {}).get(a) is None else str(attrs.get(m, {}).get(a)) for a in keys],
+                "responses": int(pm["responses"]) if pm is not None and "responses" in pm else "",
+                "prompts": int(pm["prompts"]) if pm is not None and "prompts" in pm else "",
+                "k": F.fmt(pm["mean_k"], 2) if pm is not None and "mean_k" in pm else "",
+            }
+        )
     suites = []
     if len(gen):
         g = gen.drop_duplicates("prompt_key")
         for suite, sub in g.groupby(g["suite"].fillna("(none)")):
             langs = sorted({x for x in sub["language"].dropna().unique()})
             cats = sub["category"].dropna().nunique()
-            suites.append({"name": suite, "prompts": len(sub), "languages": ", ".join(langs) or "not recorded", "categories": int(cats)})
+            suites.append(
+                {"name": suite, "prompts": len(sub), "languages": ", ".join(langs) or "not recorded", "categories": int(cats)}
+            )
     sources = sorted({x for x in gen["source"].dropna().unique()}) if "source" in gen.columns and len(gen) else []
     ms = s.get("settings") if isinstance(s.get("settings"), dict) else {}
     # measure() keeps its own settings in the summary; the pipeline's (random draws,
@@ -229,19 +294,39 @@ def _methods(store, measured, gen: pd.DataFrame, attrs: dict, per_model: pd.Data
         perms = int(lin["permutations"].max())
     sep = s.get("separability") if isinstance(s.get("separability"), dict) else None
     return {
-        "models": mrows, "attr_keys": keys, "suites": suites, "studies": _studies(store, study),
-        "imported": [x for x in sources if x], "study": study,
-        "embedder": s.get("embedder") or st.get("embedder"), "calibrated": bool(s.get("calibrated", st.get("calibrated"))),
-        "center_from": st.get("center_from"), "truncated": s.get("truncated_texts"),
-        "n_boot": st.get("n_boot", ms.get("n_boot")), "seed": st.get("seed", ms.get("seed")), "level": ms.get("level", 0.95),
-        "unit": ms.get("resampling_unit"), "clusters": ms.get("clusters"),
-        "q": st.get("q", ms.get("q")), "tau": st.get("tau", ms.get("tau")), "n_random": draws, "n_perm": perms,
-        "floor_pairs": ms.get("floor_pairs", floor.get("pairs")), "equivalence": ms.get("equivalence"),
-        "responses": st.get("responses"), "n_prompts": st.get("prompts", s.get("n_prompts")), "n_models": st.get("models", len(used)),
-        "skipped": _skipped(s), "notes": list(s.get("notes") or []),
+        "models": mrows,
+        "attr_keys": keys,
+        "suites": suites,
+        "studies": _studies(store, study),
+        "imported": [x for x in sources if x],
+        "study": study,
+        "embedder": s.get("embedder") or st.get("embedder"),
+        "calibrated": bool(s.get("calibrated", st.get("calibrated"))),
+        "center_from": st.get("center_from"),
+        "truncated": s.get("truncated_texts"),
+        "n_boot": st.get("n_boot", ms.get("n_boot")),
+        "seed": st.get("seed", ms.get("seed")),
+        "level": ms.get("level", 0.95),
+        "unit": ms.get("resampling_unit"),
+        "clusters": ms.get("clusters"),
+        "q": st.get("q", ms.get("q")),
+        "tau": st.get("tau", ms.get("tau")),
+        "n_random": draws,
+        "n_perm": perms,
+        "floor_pairs": ms.get("floor_pairs", floor.get("pairs")),
+        "equivalence": ms.get("equivalence"),
+        "responses": st.get("responses"),
+        "n_prompts": st.get("prompts", s.get("n_prompts")),
+        "n_models": st.get("models", len(used)),
+        "skipped": _skipped(s),
+        "notes": list(s.get("notes") or []),
         "separability": {"folds": sep.get("folds"), "method": sep.get("pairwise_method")} if sep else None,
-        "measured_with": st.get("monoculture_version"), "version": __version__, "label": measured.label,
-        "measured_at": _dt.datetime.fromtimestamp(created_at, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if created_at else "unknown",
+        "measured_with": st.get("monoculture_version"),
+        "version": __version__,
+        "label": measured.label,
+        "measured_at": _dt.datetime.fromtimestamp(created_at, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        if created_at
+        else "unknown",
         "seconds": st.get("seconds"),
     }
 
@@ -251,16 +336,32 @@ def _lineage(tables: dict, summary: dict) -> dict:
     lin = tables.get("lineage")
     if lin is not None and len(lin):
         for attr, r in lin.iterrows():
-            out["contrast"].append({"attribute": attr, "within": F.fmt(r.get("within")), "between": F.fmt(r.get("between")),
-                                    "difference": F.fmt(r.get("difference")), "p": F.fmt(r.get("p_value"), 3),
-                                    "mantel_r": F.fmt(r.get("mantel_r")), "mantel_p": F.fmt(r.get("mantel_p"), 3),
-                                    "pairs": f"{int(r.get('within_pairs') or 0)} / {int(r.get('between_pairs') or 0)}"})
+            out["contrast"].append(
+                {
+                    "attribute": attr,
+                    "within": F.fmt(r.get("within")),
+                    "between": F.fmt(r.get("between")),
+                    "difference": F.fmt(r.get("difference")),
+                    "p": F.fmt(r.get("p_value"), 3),
+                    "mantel_r": F.fmt(r.get("mantel_r")),
+                    "mantel_p": F.fmt(r.get("mantel_p"), 3),
+                    "pairs": f"{int(r.get('within_pairs') or 0)} / {int(r.get('between_pairs') or 0)}",
+                }
+            )
     acc = tables.get("accent")
     if acc is not None and len(acc):
         for d, r in acc.iterrows():
-            out["accent"].append({"derivative": d, "base": r.get("base"), "value": F.fmt(r.get("value")), "lo": F.fmt(r.get("lo")),
-                                  "hi": F.fmt(r.get("hi")), "prompts": int(r.get("prompts") or 0),
-                                  "withheld": (r.get("reason") or "denominator near 0") if bool(r.get("unstable", False)) else None})
+            out["accent"].append(
+                {
+                    "derivative": d,
+                    "base": r.get("base"),
+                    "value": F.fmt(r.get("value")),
+                    "lo": F.fmt(r.get("lo")),
+                    "hi": F.fmt(r.get("hi")),
+                    "prompts": int(r.get("prompts") or 0),
+                    "withheld": (r.get("reason") or "denominator near 0") if bool(r.get("unstable", False)) else None,
+                }
+            )
     return out
 
 
@@ -283,8 +384,11 @@ def _perspectives(store, study: str | None, notes: list[str]) -> dict | None:
         return None
     figs = list(sec.get("figures") or [])
     ids = list(sec.get("figure_ids") or [f"perspectives-fig-{i}" for i in range(len(figs))])
-    return {"title": sec.get("title") or "Perspectives", "html": sec.get("html") or "",
-            "figures": [{"id": i, "json": script_json(f)} for i, f in zip(ids, figs)]}
+    return {
+        "title": sec.get("title") or "Perspectives",
+        "html": sec.get("html") or "",
+        "figures": [{"id": i, "json": script_json(f)} for i, f in zip(ids, figs)],
+    }
 
 
 def _languages(gen: pd.DataFrame) -> dict[str, str]:
@@ -319,7 +423,9 @@ def make_figures(measured, attrs: dict, gen: pd.DataFrame) -> tuple[list[F.Figur
         F.leave_one_out(per_model, groups, level) if per_model is not None else None,
         F.group_losses(groups, level, (s.get("settings") or {}).get("n_boot")) if groups is not None else None,
         F.diversity(per_model, _frame(t, "lexical"), order) if per_model is not None else None,
-        F.separability(_frame(t, "pairwise_auc"), order, s.get("separability") if isinstance(s.get("separability"), dict) else None),
+        F.separability(
+            _frame(t, "pairwise_auc"), order, s.get("separability") if isinstance(s.get("separability"), dict) else None
+        ),
         F.voices_histogram(per_prompt, s.get("voices"), len(C)),
         F.language_panels(per_prompt, loo_pp, _languages(gen), order) if per_prompt is not None else None,
     ):
@@ -331,8 +437,12 @@ def make_figures(measured, attrs: dict, gen: pd.DataFrame) -> tuple[list[F.Figur
 def _environment():
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2", "html.j2"], default=True),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(["html", "j2", "html.j2"], default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     install_filters(env)
     return env
 
@@ -352,8 +462,16 @@ def render(context: dict) -> str:
     return env.get_template("report.html.j2").render(**ctx)
 
 
-def build_report(store_path: str | Path, out: str | Path = "report.html", *, label: str | None = None, max_prompts: int = 100,
-                 export_figures: str | Path | None = None, study: str | None = None, title: str | None = None) -> ReportInfo:
+def build_report(
+    store_path: str | Path,
+    out: str | Path = "report.html",
+    *,
+    label: str | None = None,
+    max_prompts: int = 100,
+    export_figures: str | Path | None = None,
+    study: str | None = None,
+    title: str | None = None,
+) -> ReportInfo:
     """Write the report for ``store_path``'s measurement ``label`` (default: the latest).
 
     ``max_prompts`` bounds the prompts whose answers the explorer holds (0: none); ``study``
@@ -376,8 +494,10 @@ def build_report(store_path: str | Path, out: str | Path = "report.html", *, lab
         measured = load_results(store, label)
         mstudy = (measured.settings or {}).get("study")
         if study and mstudy != study:
-            raise UserError(f"the measurement {measured.label!r} is of {'study ' + repr(mstudy) if mstudy else 'the whole store'}, not study {study!r}; "
-                            f"run `monoculture measure` on the study first, or pass --label")
+            raise UserError(
+                f"the measurement {measured.label!r} is of {'study ' + repr(mstudy) if mstudy else 'the whole store'}, not study {study!r}; "
+                f"run `monoculture measure` on the study first, or pass --label"
+            )
         lab, created_at, mu = _label_of(store, measured.label)
         gen = store.generations(mstudy)
         gen = gen[~blank_texts(gen["text"].tolist())].reset_index(drop=True)  # the rows measure skipped
@@ -394,7 +514,9 @@ def build_report(store_path: str | Path, out: str | Path = "report.html", *, lab
             raw = load_vectors(store, emb_name, gen_m["text"].tolist())
             if raw is not None:
                 vectors = unit_rows(raw.astype(np.float64), mu if measured.summary.get("calibrated") else None)
-        explorer = build_explorer(gen_m, _frame(measured.tables, "per_prompt"), models_measured, attrs, max_prompts=max_prompts, vectors=vectors)
+        explorer = build_explorer(
+            gen_m, _frame(measured.tables, "per_prompt"), models_measured, attrs, max_prompts=max_prompts, vectors=vectors
+        )
         notes += explorer.notes
         methods = _methods(store, measured, gen_m, attrs, per_model, created_at, mstudy)
         perspectives = _perspectives(store, mstudy, notes)
@@ -410,7 +532,10 @@ def build_report(store_path: str | Path, out: str | Path = "report.html", *, lab
         "headline": headline(measured.summary, per_model, groups),
         "separability": _est(sep) if sep else None,
         "chance": F.fmt(sep.get("chance")) if sep else None,
-        "figures": [{"name": f.name, "title": f.title, "caption": f.caption, "json": script_json(f.to_dict()), "height": f.height} for f in figs],
+        "figures": [
+            {"name": f.name, "title": f.title, "caption": f.caption, "json": script_json(f.to_dict()), "height": f.height}
+            for f in figs
+        ],
         "explorer": explorer.payload,
         "explorer_json": script_json(explorer.payload),
         "methods": methods,
@@ -436,5 +561,13 @@ def build_report(store_path: str | Path, out: str | Path = "report.html", *, lab
         from monoculture.report.export import export_figures as _export
 
         exported = _export(figs, Path(export_figures))
-    return ReportInfo(path=out, bytes=out.stat().st_size, figures=[f.name for f in figs], explorer_prompts=explorer.held,
-                      total_prompts=explorer.total, label=measured.label, exported=exported, notes=notes)
+    return ReportInfo(
+        path=out,
+        bytes=out.stat().st_size,
+        figures=[f.name for f in figs],
+        explorer_prompts=explorer.held,
+        total_prompts=explorer.total,
+        label=measured.label,
+        exported=exported,
+        notes=notes,
+    )

@@ -13,9 +13,15 @@ def report_command(
     target: Optional[str] = Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
     out: Path = Option(Path("report.html"), "-o", "--out", help="the HTML file to write"),
     store: Optional[Path] = Option(None, "--store", help="DuckDB store file (default: the study's, else ./monoculture.duckdb)"),
-    label: Optional[str] = Option(None, "--label", help="which measurement: a label from `monoculture ls`, a unique prefix of it, or of its hash tag (default: the latest)"),
+    label: Optional[str] = Option(
+        None,
+        "--label",
+        help="which measurement: a label from `monoculture ls`, a unique prefix of it, or of its hash tag (default: the latest)",
+    ),
     export_figures: Optional[Path] = Option(None, "--figures", help="folder: also write each figure as PNG and SVG"),
-    max_prompts: int = Option(100, "--max-prompts", help="prompts whose answers the explorer holds (the fewest- and most-voiced; 0: none)"),
+    max_prompts: int = Option(
+        100, "--max-prompts", help="prompts whose answers the explorer holds (the fewest- and most-voiced; 0: none)"
+    ),
 ):
     """Write a self-contained HTML report of the latest measurement: headline, figures, prompt explorer, methods."""
     from monoculture.cli import resolve_store  # lazily: monoculture.cli imports this module
@@ -27,9 +33,16 @@ def report_command(
         path, study = resolve_store(target, store, must_exist=True)
         info = build_report(path, out, label=label, max_prompts=max_prompts, export_figures=export_figures, study=study)
     console = stdout_console()
-    held = (f"answers to all {info.total_prompts} prompts" if info.explorer_prompts == info.total_prompts
-            else f"answers to {info.explorer_prompts} of {info.total_prompts} prompts")
-    console.print(f"wrote {info.path} ({info.bytes / 1e6:.1f} MB; {len(info.figures)} figures; explorer holds {held})", highlight=False, soft_wrap=True)
+    held = (
+        f"answers to all {info.total_prompts} prompts"
+        if info.explorer_prompts == info.total_prompts
+        else f"answers to {info.explorer_prompts} of {info.total_prompts} prompts"
+    )
+    console.print(
+        f"wrote {info.path} ({info.bytes / 1e6:.1f} MB; {len(info.figures)} figures; explorer holds {held})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if info.exported:
         console.print(f"wrote {len(info.exported)} figure files to {export_figures}", highlight=False, soft_wrap=True)
     for n in info.notes:

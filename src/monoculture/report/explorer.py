@@ -119,8 +119,10 @@ def prompt_pairs(gen: pd.DataFrame, X: np.ndarray, models: list[str]) -> dict[st
         sims = S[iu]
         order = np.argsort(sims)
         k = min(PAIRS_SHOWN, len(sims))
+
         def pick(ix):
             return [[int(present[iu[0][j]]), int(present[iu[1][j]]), round(float(sims[j]), 4)] for j in ix]
+
         out[pl] = (pick(order[::-1][:k]), pick(order[:k]) if len(sims) > k else [])
     return out
 
@@ -145,9 +147,17 @@ def select_prompts(labels: list[str], voices: dict[str, float], max_prompts: int
     return (out + rest)[:max_prompts]
 
 
-def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: list[str], attrs: dict[str, dict], *,
-                   max_prompts: int = 100, vectors: np.ndarray | None = None,
-                   budget_bytes: int = ANSWER_BUDGET_BYTES, max_answer_chars: int = MAX_ANSWER_CHARS) -> ExplorerData:
+def build_explorer(
+    gen: pd.DataFrame,
+    per_prompt: pd.DataFrame | None,
+    models: list[str],
+    attrs: dict[str, dict],
+    *,
+    max_prompts: int = 100,
+    vectors: np.ndarray | None = None,
+    budget_bytes: int = ANSWER_BUDGET_BYTES,
+    max_answer_chars: int = MAX_ANSWER_CHARS,
+) -> ExplorerData:
     """``models`` is the display order (the clustering's, so families sit side by side)."""
     notes: list[str] = []
     gen = gen.copy()
@@ -164,7 +174,9 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
     if vectors is not None:
         pairs = prompt_pairs(gen, vectors, models)
     else:
-        notes.append("the most and least similar pairs of each prompt need the measurement's cached embeddings, which were not found")
+        notes.append(
+            "the most and least similar pairs of each prompt need the measurement's cached embeddings, which were not found"
+        )
 
     mindex = {m: i for i, m in enumerate(models)}
     family = [attrs.get(m, {}).get("family") for m in models]
@@ -202,18 +214,20 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
         p = r.plabel
         row = pp.loc[p] if p in pp.index else None
         most, least = pairs.get(p, ([], []))
-        prompts.append({
-            "id": p,
-            "text": r.prompt if isinstance(r.prompt, str) else "",
-            "voices": voices.get(p),
-            "homogeneity": _num(row["homogeneity"]) if row is not None and "homogeneity" in pp.columns else None,
-            "models": int(row["models"]) if row is not None and "models" in pp.columns and pd.notna(row["models"]) else None,
-            "language": r.language if isinstance(r.language, str) else None,
-            "category": r.category if isinstance(r.category, str) else None,
-            "answers": p in answers,
-            "most": most,
-            "least": least,
-        })
+        prompts.append(
+            {
+                "id": p,
+                "text": r.prompt if isinstance(r.prompt, str) else "",
+                "voices": voices.get(p),
+                "homogeneity": _num(row["homogeneity"]) if row is not None and "homogeneity" in pp.columns else None,
+                "models": int(row["models"]) if row is not None and "models" in pp.columns and pd.notna(row["models"]) else None,
+                "language": r.language if isinstance(r.language, str) else None,
+                "category": r.category if isinstance(r.category, str) else None,
+                "answers": p in answers,
+                "most": most,
+                "least": least,
+            }
+        )
     # Thousands of long prompts would crowd out the answers: past a budget, prompts whose
     # answers are not held keep only their beginning (enough to search and recognise them).
     cut_prompts = 0
@@ -231,13 +245,17 @@ def build_explorer(gen: pd.DataFrame, per_prompt: pd.DataFrame | None, models: l
     if held == total:
         desc = f"The explorer holds every answer to all {total} prompts."
     elif held == 0:
-        desc = f"The explorer holds no answers (built with --max-prompts 0); all {total} prompts' texts and voices are searchable."
+        desc = (
+            f"The explorer holds no answers (built with --max-prompts 0); all {total} prompts' texts and voices are searchable."
+        )
     else:
         low = sum(1 for p in list(answers)[0::2])
         high = held - low
-        desc = (f"The explorer holds the answers to {held} of {total} prompts: the {low} with the fewest voices and the {high} with the most"
-                + (f" (cut at a {budget_bytes / 1e6:.0f} MB size budget)" if cut_by_budget else "")
-                + f". Every prompt's text and voices are searchable; build with --max-prompts {total} to include all answers.")
+        desc = (
+            f"The explorer holds the answers to {held} of {total} prompts: the {low} with the fewest voices and the {high} with the most"
+            + (f" (cut at a {budget_bytes / 1e6:.0f} MB size budget)" if cut_by_budget else "")
+            + f". Every prompt's text and voices are searchable; build with --max-prompts {total} to include all answers."
+        )
     if truncated:
         desc += f" {truncated} answers longer than {max_answer_chars:,} characters are cut, saying so."
     if cut_prompts:

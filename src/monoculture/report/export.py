@@ -70,7 +70,11 @@ def _kaleido(jobs, scale: float) -> None:
     import kaleido
 
     specs = [
-        {"fig": static_dict(f), "path": path, "opts": {"format": fmt, "width": f.width, "height": f.height, "scale": scale if fmt == "png" else 1}}
+        {
+            "fig": static_dict(f),
+            "path": path,
+            "opts": {"format": fmt, "width": f.width, "height": f.height, "scale": scale if fmt == "png" else 1},
+        }
         for f, fmt, path in jobs
     ]
     kopts: dict[str, Any] = {"mathjax": False}
@@ -126,15 +130,16 @@ def _data_url_bytes(url: str) -> bytes:
 
 # -- checking a PNG without an imaging library ------------------------------------------------
 
+
 def png_pixels(data: bytes) -> np.ndarray:
     """Decode an 8-bit, non-interlaced PNG (what Chromium writes) to an (h, w, channels) array."""
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG file")
     pos, idat, ihdr = 8, [], None
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             ihdr = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -170,16 +175,16 @@ def png_pixels(data: bytes) -> np.ndarray:
             cur = np.zeros(stride, dtype=np.int32)
             zero = np.zeros(channels, dtype=np.int32)
             for x in range(0, stride, channels):
-                a = cur[x - channels:x] if x else zero
-                b = prev[x:x + channels]
+                a = cur[x - channels : x] if x else zero
+                b = prev[x : x + channels]
                 if f == 3:
                     pred = (a + b) >> 1
                 else:
-                    c = prev[x - channels:x] if x else zero
+                    c = prev[x - channels : x] if x else zero
                     p = a + b - c
                     pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
                     pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-                cur[x:x + channels] = (line[x:x + channels] + pred) & 0xFF
+                cur[x : x + channels] = (line[x : x + channels] + pred) & 0xFF
         else:
             raise ValueError(f"bad PNG filter {f}")
         out[y] = cur

@@ -22,9 +22,26 @@ SIMILARITY_SCALE = "Viridis"
 SEPARABILITY_SCALE = "Blues"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', Arial, sans-serif"
 PALETTE = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
-    "#e6550d", "#31a354", "#756bb1", "#636363",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#3182bd",
+    "#e6550d",
+    "#31a354",
+    "#756bb1",
+    "#636363",
 ]
 ATTRIBUTE_ORDER = ("family", "organisation", "country", "open_weights")
 
@@ -93,6 +110,7 @@ def _base_layout(title: str | None = None, **kw) -> dict:
 
 # -- clustering and the map -------------------------------------------------------------------
 
+
 def distance_matrix(C: np.ndarray) -> np.ndarray:
     """1 - C as a proper distance: zero diagonal (W may be undefined with k = 1), symmetric, and
     pairs that never shared a prompt set to the largest observed distance."""
@@ -148,8 +166,10 @@ def classical_mds(D: np.ndarray, dims: int = 2) -> tuple[np.ndarray, float]:
 
 # -- figures ---------------------------------------------------------------------------------
 
-def similarity_heatmap(C: pd.DataFrame, n_prompts: pd.DataFrame | None, order: list[int], dendro: dict | None,
-                       floor: float | None, calibrated: bool) -> Figure:
+
+def similarity_heatmap(
+    C: pd.DataFrame, n_prompts: pd.DataFrame | None, order: list[int], dendro: dict | None, floor: float | None, calibrated: bool
+) -> Figure:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -158,12 +178,20 @@ def similarity_heatmap(C: pd.DataFrame, n_prompts: pd.DataFrame | None, order: l
     Z = C.to_numpy(dtype=float)[np.ix_(order, order)]
     names = [label(models[i]) for i in order]
     N = n_prompts.to_numpy()[np.ix_(order, order)] if n_prompts is not None else np.full((M, M), np.nan)
-    custom = np.dstack([np.array([[names[j] for j in range(M)] for _ in range(M)]),
-                        np.array([[names[i]] * M for i in range(M)]),
-                        np.where(np.isfinite(N), N, -1).astype(int).astype(str)])
+    custom = np.dstack(
+        [
+            np.array([[names[j] for j in range(M)] for _ in range(M)]),
+            np.array([[names[i]] * M for i in range(M)]),
+            np.where(np.isfinite(N), N, -1).astype(int).astype(str),
+        ]
+    )
     zt = [[None if not np.isfinite(v) else float(v) for v in row] for row in Z]
     heat = go.Heatmap(
-        z=zt, x=list(range(M)), y=list(range(M)), customdata=custom.tolist(), colorscale=SIMILARITY_SCALE,
+        z=zt,
+        x=list(range(M)),
+        y=list(range(M)),
+        customdata=custom.tolist(),
+        colorscale=SIMILARITY_SCALE,
         colorbar={"title": {"text": "C"}, "len": 0.75, "y": 0.4},
         hovertemplate="%{customdata[1]} × %{customdata[0]}<br>C = %{z:.3f} on %{customdata[2]} prompts<extra></extra>",
         hoverongaps=False,
@@ -173,25 +201,48 @@ def similarity_heatmap(C: pd.DataFrame, n_prompts: pd.DataFrame | None, order: l
     if dendro is not None:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.16, 0.84], vertical_spacing=0.005)
         for xs, ys in zip(dendro["icoord"], dendro["dcoord"]):
-            fig.add_trace(go.Scatter(x=[(x - 5) / 10 for x in xs], y=ys, mode="lines", line={"color": "#555", "width": 1},
-                                     hoverinfo="skip", showlegend=False), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=[(x - 5) / 10 for x in xs],
+                    y=ys,
+                    mode="lines",
+                    line={"color": "#555", "width": 1},
+                    hoverinfo="skip",
+                    showlegend=False,
+                ),
+                row=1,
+                col=1,
+            )
         fig.add_trace(heat, row=2, col=1)
-        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title={"text": "1 − C", "font": {"size": 10}}, row=1, col=1)
+        fig.update_yaxes(
+            showticklabels=False, showgrid=False, zeroline=False, title={"text": "1 − C", "font": {"size": 10}}, row=1, col=1
+        )
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=1)
         hx, hy = "xaxis2", "yaxis2"
     else:
         fig = go.Figure(heat)
         hx, hy = "xaxis", "yaxis"
     fig.update_layout(**_base_layout(None, height=size, width=size + 120, margin={"l": lm, "r": 20, "t": 20, "b": lm}))
-    fig.update_layout(**{
-        hx: {"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "tickangle": -60, "showgrid": False, "range": [-0.5, M - 0.5]},
-        hy: {"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "autorange": "reversed", "showgrid": False},
-    })
+    fig.update_layout(
+        **{
+            hx: {
+                "tickmode": "array",
+                "tickvals": list(range(M)),
+                "ticktext": names,
+                "tickangle": -60,
+                "showgrid": False,
+                "range": [-0.5, M - 0.5],
+            },
+            hy: {"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "autorange": "reversed", "showgrid": False},
+        }
+    )
     if dendro is not None:
         fig.update_layout(xaxis={"range": [-0.5, M - 0.5]})
     kind = "calibrated" if calibrated else "raw"
-    cap = (f"Bright blocks are models that answer alike; the tree above groups them. Cells are mean {kind} cosine "
-           f"similarity C of two models' answers to the same prompt")
+    cap = (
+        f"Bright blocks are models that answer alike; the tree above groups them. Cells are mean {kind} cosine "
+        f"similarity C of two models' answers to the same prompt"
+    )
     cap += f", against an off-prompt floor of {fmt(floor)}." if floor is not None else "."
     if not np.isfinite(np.diag(C.to_numpy(dtype=float))).any():
         cap += " The diagonal (W) is blank: each model answered each prompt once."
@@ -207,7 +258,11 @@ def model_map(C: pd.DataFrame, attrs: dict[str, dict], per_model: pd.DataFrame |
     attributes = available_attributes(attrs, models)
     peer = {}
     if per_model is not None and "nearest_peer" in per_model.columns:
-        peer = {m: (per_model.at[m, "nearest_peer"], per_model.at[m, "nearest_peer_similarity"]) for m in models if m in per_model.index}
+        peer = {
+            m: (per_model.at[m, "nearest_peer"], per_model.at[m, "nearest_peer_similarity"])
+            for m in models
+            if m in per_model.index
+        }
 
     def hover(m):
         parts = [f"<b>{label(m)}</b>"]
@@ -233,31 +288,80 @@ def model_map(C: pd.DataFrame, attrs: dict[str, dict], per_model: pd.DataFrame |
                 groups.setdefault("unknown" if v is None else str(v), []).append(m)
         for gi, (g, members) in enumerate(sorted(groups.items(), key=lambda kv: (kv[0] == "unknown", kv[0]))):
             idx = [models.index(m) for m in members]
-            traces.append(go.Scatter(
-                x=X[idx, 0].tolist(), y=X[idx, 1].tolist(), mode="markers+text", name=label(g),
-                text=[label(m) if show_label[m] else "" for m in members], textposition="top center", textfont={"size": 10},
-                marker={"size": 12, "color": "#bbbbbb" if g == "unknown" else PALETTE[gi % len(PALETTE)], "line": {"width": 1, "color": "white"}},
-                hovertext=[hover(m) for m in members], hoverinfo="text", visible=not spans,
-                legendgroup=a or "models",
-            ))
+            traces.append(
+                go.Scatter(
+                    x=X[idx, 0].tolist(),
+                    y=X[idx, 1].tolist(),
+                    mode="markers+text",
+                    name=label(g),
+                    text=[label(m) if show_label[m] else "" for m in members],
+                    textposition="top center",
+                    textfont={"size": 10},
+                    marker={
+                        "size": 12,
+                        "color": "#bbbbbb" if g == "unknown" else PALETTE[gi % len(PALETTE)],
+                        "line": {"width": 1, "color": "white"},
+                    },
+                    hovertext=[hover(m) for m in members],
+                    hoverinfo="text",
+                    visible=not spans,
+                    legendgroup=a or "models",
+                )
+            )
         spans.append((a, start, len(traces)))
     fig = go.Figure(traces)
-    layout = _base_layout(None, height=620, width=900, margin={"l": 40, "r": 20, "t": 60 if len(spans) > 1 else 20, "b": 40},
-                          xaxis={"title": {"text": "MDS 1"}, "zeroline": False, "showticklabels": False, "gridcolor": "#eee", "range": _padded(X[:, 0], 0.15)},
-                          yaxis={"title": {"text": "MDS 2"}, "zeroline": False, "showticklabels": False, "gridcolor": "#eee", "scaleanchor": "x",
-                                 "range": _padded(X[:, 1], 0.12)},
-                          legend={"title": {"text": label(attributes[0]) if attributes else ""}})
+    layout = _base_layout(
+        None,
+        height=620,
+        width=900,
+        margin={"l": 40, "r": 20, "t": 60 if len(spans) > 1 else 20, "b": 40},
+        xaxis={
+            "title": {"text": "MDS 1"},
+            "zeroline": False,
+            "showticklabels": False,
+            "gridcolor": "#eee",
+            "range": _padded(X[:, 0], 0.15),
+        },
+        yaxis={
+            "title": {"text": "MDS 2"},
+            "zeroline": False,
+            "showticklabels": False,
+            "gridcolor": "#eee",
+            "scaleanchor": "x",
+            "range": _padded(X[:, 1], 0.12),
+        },
+        legend={"title": {"text": label(attributes[0]) if attributes else ""}},
+    )
     if len(spans) > 1:
         buttons = []
         for a, s, e in spans:
             vis = [s <= i < e for i in range(len(traces))]
-            buttons.append({"label": f"colour by {label(a)}", "method": "update", "args": [{"visible": vis}, {"legend.title.text": label(a)}]})
-        layout["updatemenus"] = [{"type": "buttons", "direction": "right", "x": 0, "y": 1.1, "xanchor": "left", "yanchor": "bottom",
-                                  "buttons": buttons, "showactive": True, "font": {"size": 11}}]
+            buttons.append(
+                {
+                    "label": f"colour by {label(a)}",
+                    "method": "update",
+                    "args": [{"visible": vis}, {"legend.title.text": label(a)}],
+                }
+            )
+        layout["updatemenus"] = [
+            {
+                "type": "buttons",
+                "direction": "right",
+                "x": 0,
+                "y": 1.1,
+                "xanchor": "left",
+                "yanchor": "bottom",
+                "buttons": buttons,
+                "showactive": True,
+                "font": {"size": 11},
+            }
+        ]
     fig.update_layout(**layout)
     colour = f"coloured by {attributes[0]}" if attributes else "no model attributes set, so one colour"
-    cap = (f"Models close together answer alike (classical MDS of 1 − C; the two axes keep {kept:.0%} of the spread); "
-           f"{colour}; crowded points are named on hover. Look for families that form their own island.")
+    cap = (
+        f"Models close together answer alike (classical MDS of 1 − C; the two axes keep {kept:.0%} of the spread); "
+        f"{colour}; crowded points are named on hover. Look for families that form their own island."
+    )
     return Figure("map", "Map of models", cap, fig, width=900, height=620)
 
 
@@ -322,8 +426,26 @@ def _ci_bars(y, value, lo, hi, color, name, hover_extra, orientation="h", **kw):
         lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
         plus = np.where(np.isfinite(hi - value), hi - value, 0.0)
         minus = np.where(np.isfinite(value - lo), value - lo, 0.0)
-        extra["error_x"] = {"type": "data", "symmetric": False, "array": plus.tolist(), "arrayminus": minus.tolist(), "color": "#333", "thickness": 1.2, "width": 3}
-    return go.Bar(y=y, x=vals, orientation=orientation, name=name, marker={"color": color}, hovertext=hover_extra, hoverinfo="text", **extra, **kw)
+        extra["error_x"] = {
+            "type": "data",
+            "symmetric": False,
+            "array": plus.tolist(),
+            "arrayminus": minus.tolist(),
+            "color": "#333",
+            "thickness": 1.2,
+            "width": 3,
+        }
+    return go.Bar(
+        y=y,
+        x=vals,
+        orientation=orientation,
+        name=name,
+        marker={"color": color},
+        hovertext=hover_extra,
+        hoverinfo="text",
+        **extra,
+        **kw,
+    )
 
 
 def leave_one_out(per_model: pd.DataFrame, groups: pd.DataFrame | None, level: float) -> Figure | None:
@@ -334,8 +456,10 @@ def leave_one_out(per_model: pd.DataFrame, groups: pd.DataFrame | None, level: f
     pm = per_model[_finite(per_model["loo"])].sort_values("loo")
     names = [label(m) for m in pm.index]
     colors = ["#2b8cbe" if v >= 0 else "#e34a33" for v in pm["loo"]]
-    hov = [f"<b>{label(m)}</b><br>L = {fmt(r.loo)} [{fmt(r.loo_lo)}, {fmt(r.loo_hi)}]<br>{int(r.loo_prompts)} prompts"
-           for m, r in pm.iterrows()]
+    hov = [
+        f"<b>{label(m)}</b><br>L = {fmt(r.loo)} [{fmt(r.loo_lo)}, {fmt(r.loo_hi)}]<br>{int(r.loo_prompts)} prompts"
+        for m, r in pm.iterrows()
+    ]
     fig = go.Figure(_ci_bars(names, pm["loo"], pm["loo_lo"], pm["loo_hi"], colors, "L_m", hov, showlegend=False))
     base = None
     if groups is not None and len(groups) and "size" in groups.columns:
@@ -344,14 +468,29 @@ def leave_one_out(per_model: pd.DataFrame, groups: pd.DataFrame | None, level: f
             base = float(ones["baseline"].iloc[0])
     if base is None:
         base = float(np.nanmean(pm["loo"]))
-    fig.add_vline(x=base, line={"dash": "dash", "color": "#666"}, annotation_text=f"a random model: {fmt(base)}",
-                  annotation_position="top", annotation_font={"size": 11})
+    fig.add_vline(
+        x=base,
+        line={"dash": "dash", "color": "#666"},
+        annotation_text=f"a random model: {fmt(base)}",
+        annotation_position="top",
+        annotation_font={"size": 11},
+    )
     fig.add_vline(x=0, line={"color": "#999", "width": 1})
     h = max(320, 22 * len(pm) + 110)
-    fig.update_layout(**_base_layout(None, height=h, width=900, margin={"l": label_margin(names), "r": 30, "t": 40, "b": 50}, bargap=0.25,
-                                     xaxis={"title": {"text": "voices lost per prompt without the model (L_m)"}, "gridcolor": "#eee", "zeroline": False}))
-    cap = (f"How many voices per prompt the field loses if a model goes away, with {level:.0%} intervals; bars right of the dashed "
-           "line (losing a model at random) mark models with a voice of their own, bars left of 0 mark near-copies.")
+    fig.update_layout(
+        **_base_layout(
+            None,
+            height=h,
+            width=900,
+            margin={"l": label_margin(names), "r": 30, "t": 40, "b": 50},
+            bargap=0.25,
+            xaxis={"title": {"text": "voices lost per prompt without the model (L_m)"}, "gridcolor": "#eee", "zeroline": False},
+        )
+    )
+    cap = (
+        f"How many voices per prompt the field loses if a model goes away, with {level:.0%} intervals; bars right of the dashed "
+        "line (losing a model at random) mark models with a voice of their own, bars left of 0 mark near-copies."
+    )
     return Figure("leave_one_out", "What the field loses without each model", cap, fig, width=900, height=h)
 
 
@@ -382,22 +521,49 @@ def group_losses(groups: pd.DataFrame, level: float, n_boot: int | None = None) 
     g["arank"] = [attr_rank.get(a, len(attr_rank)) for a in g["attribute"]]
     g = g.sort_values(["arank", "attribute", "excess"], ascending=[True, True, False])
     names = [f"{label(r.attribute)}: {label(r.group)} ({int(r.size)})" for r in g.itertuples()]
-    hov = [f"<b>{label(r.attribute)} = {label(r.group)}</b> ({int(r.size)} models)<br>L_G = {fmt(r.loss)} [{fmt(r.loss_lo)}, {fmt(r.loss_hi)}]"
-           f"<br>{int(r.size)} random models: {fmt(r.baseline)} [{fmt(r.baseline_lo)}, {fmt(r.baseline_hi)}]"
-           f"<br>beyond random: {fmt(r.excess)} [{fmt(r.excess_lo)}, {fmt(r.excess_hi)}], p {pvalue(r.excess_p, n_boot)}"
-           f"<br>{int(r.loss_prompts)} prompts" for r in g.itertuples()]
-    colors = ["#2b8cbe" if (np.isfinite(r.excess_lo) and r.excess_lo > 0) else "#e34a33" if (np.isfinite(r.excess_hi) and r.excess_hi < 0) else "#9ecae1"
-              for r in g.itertuples()]
+    hov = [
+        f"<b>{label(r.attribute)} = {label(r.group)}</b> ({int(r.size)} models)<br>L_G = {fmt(r.loss)} [{fmt(r.loss_lo)}, {fmt(r.loss_hi)}]"
+        f"<br>{int(r.size)} random models: {fmt(r.baseline)} [{fmt(r.baseline_lo)}, {fmt(r.baseline_hi)}]"
+        f"<br>beyond random: {fmt(r.excess)} [{fmt(r.excess_lo)}, {fmt(r.excess_hi)}], p {pvalue(r.excess_p, n_boot)}"
+        f"<br>{int(r.loss_prompts)} prompts"
+        for r in g.itertuples()
+    ]
+    colors = [
+        "#2b8cbe"
+        if (np.isfinite(r.excess_lo) and r.excess_lo > 0)
+        else "#e34a33"
+        if (np.isfinite(r.excess_hi) and r.excess_hi < 0)
+        else "#9ecae1"
+        for r in g.itertuples()
+    ]
     fig = go.Figure(_ci_bars(names, g["excess"], g["excess_lo"], g["excess_hi"], colors, "beyond random", hov, showlegend=False))
-    fig.add_vline(x=0, line={"dash": "dash", "color": "#666"}, annotation_text="as many random models", annotation_position="top",
-                  annotation_font={"size": 11})
+    fig.add_vline(
+        x=0,
+        line={"dash": "dash", "color": "#666"},
+        annotation_text="as many random models",
+        annotation_position="top",
+        annotation_font={"size": 11},
+    )
     h = max(320, 22 * len(g) + 120)
-    fig.update_layout(**_base_layout(None, height=h, width=900, margin={"l": label_margin(names), "r": 30, "t": 40, "b": 50}, bargap=0.25,
-                                     yaxis={"autorange": "reversed"},
-                                     xaxis={"title": {"text": "voices lost per prompt without the group, minus as many random models (L_G − baseline)"},
-                                            "gridcolor": "#eee", "zeroline": False}))
-    cap = (f"What the field would lose if a whole group went quiet, beyond losing as many models at random (dashed line), with "
-           f"{level:.0%} intervals; dark bars right of the line are groups with a voice nobody else has, pale bars are not told apart from chance.")
+    fig.update_layout(
+        **_base_layout(
+            None,
+            height=h,
+            width=900,
+            margin={"l": label_margin(names), "r": 30, "t": 40, "b": 50},
+            bargap=0.25,
+            yaxis={"autorange": "reversed"},
+            xaxis={
+                "title": {"text": "voices lost per prompt without the group, minus as many random models (L_G − baseline)"},
+                "gridcolor": "#eee",
+                "zeroline": False,
+            },
+        )
+    )
+    cap = (
+        f"What the field would lose if a whole group went quiet, beyond losing as many models at random (dashed line), with "
+        f"{level:.0%} intervals; dark bars right of the line are groups with a voice nobody else has, pale bars are not told apart from chance."
+    )
     return Figure("groups", "What the field loses without each group", cap, fig, width=900, height=h)
 
 
@@ -409,7 +575,16 @@ def diversity(per_model: pd.DataFrame, lexical: pd.DataFrame | None, order: list
 
     def add(title, axis, col):
         if col in per_model.columns and _finite(per_model[col]).any():
-            panels.append((title, axis, per_model[col], per_model.get(f"{col}_lo"), per_model.get(f"{col}_hi"), per_model.get(f"{col}_prompts")))
+            panels.append(
+                (
+                    title,
+                    axis,
+                    per_model[col],
+                    per_model.get(f"{col}_lo"),
+                    per_model.get(f"{col}_hi"),
+                    per_model.get(f"{col}_prompts"),
+                )
+            )
 
     add("Same answer every time? (W)", "within-model similarity W", "W")
     add("Own range (voices among its k answers)", "V_m", "own_range")
@@ -425,20 +600,31 @@ def diversity(per_model: pd.DataFrame, lexical: pd.DataFrame | None, order: list
     length = None
     if lexical is not None and {"tokens", "texts"} <= set(lexical.columns):
         length = lexical["tokens"].astype(float) / lexical["texts"].astype(float).where(lexical["texts"] > 0)
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[label(p[0]) for p in panels], horizontal_spacing=0.03)
+    fig = make_subplots(
+        rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[label(p[0]) for p in panels], horizontal_spacing=0.03
+    )
     for i, (title, axis, v, lo, hi, n) in enumerate(panels, start=1):
         v = v.reindex(models)
         lo = lo.reindex(models) if lo is not None else None
         hi = hi.reindex(models) if hi is not None else None
         nn = n.reindex(models) if n is not None else None
-        hov = [f"<b>{label(m)}</b><br>{label(axis)} = {fmt(v[m])}" + (f" [{fmt(lo[m])}, {fmt(hi[m])}]" if lo is not None and hi is not None else "")
-               + (f"<br>{int(nn[m])} prompts" if nn is not None and np.isfinite(nn[m]) else "")
-               + (f"<br>{fmt(length[m], 0)} tokens per answer" if axis in LEXICAL_AXES and length is not None and m in length.index else "")
-               for m in models]
+        hov = [
+            f"<b>{label(m)}</b><br>{label(axis)} = {fmt(v[m])}"
+            + (f" [{fmt(lo[m])}, {fmt(hi[m])}]" if lo is not None and hi is not None else "")
+            + (f"<br>{int(nn[m])} prompts" if nn is not None and np.isfinite(nn[m]) else "")
+            + (
+                f"<br>{fmt(length[m], 0)} tokens per answer"
+                if axis in LEXICAL_AXES and length is not None and m in length.index
+                else ""
+            )
+            for m in models
+        ]
         fig.add_trace(_ci_bars(names, v, lo, hi, PALETTE[i - 1], label(axis), hov, showlegend=False), row=1, col=i)
     h = max(340, 22 * len(models) + 130)
     w = max(900, 260 * len(panels) + 180)
-    fig.update_layout(**_base_layout(None, height=h, width=w, margin={"l": label_margin(names), "r": 20, "t": 50, "b": 40}, bargap=0.25))
+    fig.update_layout(
+        **_base_layout(None, height=h, width=w, margin={"l": label_margin(names), "r": 20, "t": 50, "b": 40}, bargap=0.25)
+    )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(gridcolor="#eee")
     for a in fig.layout.annotations:
@@ -448,17 +634,25 @@ def diversity(per_model: pd.DataFrame, lexical: pd.DataFrame | None, order: list
     if k1:
         cap = "One answer per model and prompt (k = 1), so W and own range are undefined."
     if lex_kind == "per_prompt":
-        cap += (" Lexical panels are per-prompt means: n-gram diversity and compression ratio of a model's answers to one prompt, "
-                "averaged over prompts with equal weight (whole-model figures fall as answers grow longer, which would make verbose "
-                "models look repetitive); low diversity and high compression mean repetitive wording; tokens per answer on hover.")
+        cap += (
+            " Lexical panels are per-prompt means: n-gram diversity and compression ratio of a model's answers to one prompt, "
+            "averaged over prompts with equal weight (whole-model figures fall as answers grow longer, which would make verbose "
+            "models look repetitive); low diversity and high compression mean repetitive wording; tokens per answer on hover."
+        )
     elif lex_kind == "whole_model":
-        cap += (" Lexical panels are whole-model figures over all of a model's answers (this measurement has no per-prompt means: "
-                "measure again); they fall as answers grow longer, so compare them with the tokens per answer on hover.")
+        cap += (
+            " Lexical panels are whole-model figures over all of a model's answers (this measurement has no per-prompt means: "
+            "measure again); they fall as answers grow longer, so compare them with the tokens per answer on hover."
+        )
     return Figure("diversity", "Within-model diversity and distinct answers", cap, fig, width=w, height=h)
 
 
-LEXICAL_AXES = ("n-gram diversity, mean over prompts", "compression ratio, mean over prompts", "n-gram diversity, whole model",
-                "compression ratio, whole model")
+LEXICAL_AXES = (
+    "n-gram diversity, mean over prompts",
+    "compression ratio, mean over prompts",
+    "n-gram diversity, whole model",
+    "compression ratio, whole model",
+)
 
 
 def _lexical_panels(lexical: pd.DataFrame) -> tuple[str | None, list]:
@@ -467,13 +661,20 @@ def _lexical_panels(lexical: pd.DataFrame) -> tuple[str | None, list]:
     model's answers at once, and falls as the answers grow longer (more words, more repeats),
     so it ranks verbose models as repetitive. Averaged over prompts, each figure rests on one
     prompt's k answers and the models are compared at the length of one answer set."""
-    per_prompt = (("per_prompt_ngram_div_mean", "Lexical diversity (distinct n-grams, per prompt)", LEXICAL_AXES[0]),
-                  ("per_prompt_compression_ratio", "Compression ratio (per prompt; higher: more repetitive)", LEXICAL_AXES[1]))
-    whole = (("ngram_div_mean", "Lexical diversity (distinct n-grams, whole model)", LEXICAL_AXES[2]),
-             ("compression_ratio", "Compression ratio (whole model; higher: more repetitive)", LEXICAL_AXES[3]))
+    per_prompt = (
+        ("per_prompt_ngram_div_mean", "Lexical diversity (distinct n-grams, per prompt)", LEXICAL_AXES[0]),
+        ("per_prompt_compression_ratio", "Compression ratio (per prompt; higher: more repetitive)", LEXICAL_AXES[1]),
+    )
+    whole = (
+        ("ngram_div_mean", "Lexical diversity (distinct n-grams, whole model)", LEXICAL_AXES[2]),
+        ("compression_ratio", "Compression ratio (whole model; higher: more repetitive)", LEXICAL_AXES[3]),
+    )
     for kind, cols in (("per_prompt", per_prompt), ("whole_model", whole)):
-        panels = [(title, axis, lexical[col], None, None, None) for col, title, axis in cols
-                  if col in lexical.columns and _finite(lexical[col]).any()]
+        panels = [
+            (title, axis, lexical[col], None, None, None)
+            for col, title, axis in cols
+            if col in lexical.columns and _finite(lexical[col]).any()
+        ]
         if panels:
             return kind, panels
     return None, []
@@ -489,21 +690,45 @@ def separability(auc: pd.DataFrame | None, order: list[str], sep: dict | None) -
     names = [label(m) for m in models]
     M = len(models)
     custom = np.dstack([np.array([[names[j] for j in range(M)] for _ in range(M)]), np.array([[names[i]] * M for i in range(M)])])
-    fig = go.Figure(go.Heatmap(
-        z=[[None if not np.isfinite(v) else float(v) for v in row] for row in A], x=list(range(M)), y=list(range(M)),
-        customdata=custom.tolist(), zmin=0.5, zmax=1.0, colorscale=SEPARABILITY_SCALE, colorbar={"title": {"text": "AUC"}},
-        hovertemplate="%{customdata[1]} vs %{customdata[0]}<br>AUC = %{z:.3f}<extra></extra>", hoverongaps=False,
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=[[None if not np.isfinite(v) else float(v) for v in row] for row in A],
+            x=list(range(M)),
+            y=list(range(M)),
+            customdata=custom.tolist(),
+            zmin=0.5,
+            zmax=1.0,
+            colorscale=SEPARABILITY_SCALE,
+            colorbar={"title": {"text": "AUC"}},
+            hovertemplate="%{customdata[1]} vs %{customdata[0]}<br>AUC = %{z:.3f}<extra></extra>",
+            hoverongaps=False,
+        )
+    )
     lm = label_margin(names)
     size = max(480, 22 * M + 70 + lm)
-    fig.update_layout(**_base_layout(None, height=size, width=size + 110, margin={"l": lm, "r": 20, "t": 20, "b": lm},
-                                     xaxis={"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "tickangle": -60, "showgrid": False},
-                                     yaxis={"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "autorange": "reversed", "showgrid": False}))
+    fig.update_layout(
+        **_base_layout(
+            None,
+            height=size,
+            width=size + 110,
+            margin={"l": lm, "r": 20, "t": 20, "b": lm},
+            xaxis={"tickmode": "array", "tickvals": list(range(M)), "ticktext": names, "tickangle": -60, "showgrid": False},
+            yaxis={
+                "tickmode": "array",
+                "tickvals": list(range(M)),
+                "ticktext": names,
+                "autorange": "reversed",
+                "showgrid": False,
+            },
+        )
+    )
     cap = "Pale cells (AUC near 0.5) are pairs a classifier cannot tell apart by style; dark cells are easy to tell apart."
     if sep and sep.get("value") is not None:
         ci = sep.get("ci") or [None, None]
-        cap += (f" Telling all {M} apart: balanced accuracy {fmt(sep['value'])} [{fmt(ci[0])}, {fmt(ci[1])}] against chance {fmt(sep.get('chance'))}, "
-                f"folds grouped by prompt.")
+        cap += (
+            f" Telling all {M} apart: balanced accuracy {fmt(sep['value'])} [{fmt(ci[0])}, {fmt(ci[1])}] against chance {fmt(sep.get('chance'))}, "
+            f"folds grouped by prompt."
+        )
     return Figure("separability", "Pairwise separability", cap, fig, width=size + 110, height=size)
 
 
@@ -514,20 +739,45 @@ def voices_histogram(per_prompt: pd.DataFrame, voices: dict | None, n_models: in
         return None
     v = per_prompt["voices"].to_numpy(dtype=float)
     v = v[np.isfinite(v)]
-    fig = go.Figure(go.Histogram(x=v.tolist(), nbinsx=min(60, max(10, len(v) // 10)), marker={"color": "#2b8cbe"},
-                                 hovertemplate="V(p) %{x}: %{y} prompts<extra></extra>"))
+    fig = go.Figure(
+        go.Histogram(
+            x=v.tolist(),
+            nbinsx=min(60, max(10, len(v) // 10)),
+            marker={"color": "#2b8cbe"},
+            hovertemplate="V(p) %{x}: %{y} prompts<extra></extra>",
+        )
+    )
     if voices and voices.get("value") is not None:
-        fig.add_vline(x=voices["value"], line={"dash": "dash", "color": "#333"}, annotation_text=f"mean {fmt(voices['value'], 2)}",
-                      annotation_position="top right")
-    fig.update_layout(**_base_layout(None, height=340, width=900, margin={"l": 60, "r": 30, "t": 30, "b": 50}, bargap=0.05,
-                                     xaxis={"title": {"text": f"voices per prompt V(p) among {n_models} models (1 = they all say one thing)"}, "gridcolor": "#eee"},
-                                     yaxis={"title": {"text": "prompts"}, "gridcolor": "#eee"}))
-    cap = ("How many distinct voices each prompt drew; prompts at the left end are where the models agree most, and the "
-           "prompt explorer below opens on them.")
+        fig.add_vline(
+            x=voices["value"],
+            line={"dash": "dash", "color": "#333"},
+            annotation_text=f"mean {fmt(voices['value'], 2)}",
+            annotation_position="top right",
+        )
+    fig.update_layout(
+        **_base_layout(
+            None,
+            height=340,
+            width=900,
+            margin={"l": 60, "r": 30, "t": 30, "b": 50},
+            bargap=0.05,
+            xaxis={
+                "title": {"text": f"voices per prompt V(p) among {n_models} models (1 = they all say one thing)"},
+                "gridcolor": "#eee",
+            },
+            yaxis={"title": {"text": "prompts"}, "gridcolor": "#eee"},
+        )
+    )
+    cap = (
+        "How many distinct voices each prompt drew; prompts at the left end are where the models agree most, and the "
+        "prompt explorer below opens on them."
+    )
     return Figure("voices", "Voices per prompt", cap, fig, width=900, height=340)
 
 
-def language_panels(per_prompt: pd.DataFrame, loo_per_prompt: pd.DataFrame | None, languages: dict[str, str], order: list[str]) -> Figure | None:
+def language_panels(
+    per_prompt: pd.DataFrame, loo_per_prompt: pd.DataFrame | None, languages: dict[str, str], order: list[str]
+) -> Figure | None:
     """Voices and homogeneity by the prompts' language, and each model's loss by language: a
     model can be a distinct voice in one language and a copy in another."""
     import plotly.graph_objects as go
@@ -542,14 +792,28 @@ def language_panels(per_prompt: pd.DataFrame, loo_per_prompt: pd.DataFrame | Non
     counts = pp["language"].value_counts()
     tick = {lg: f"{label(lg)} ({counts[lg]})" for lg in langs}
     has_loo = loo_per_prompt is not None and len(loo_per_prompt.columns)
-    fig = make_subplots(rows=1, cols=3 if has_loo else 2, column_widths=[0.3, 0.3, 0.4] if has_loo else [0.5, 0.5],
-                        subplot_titles=["Voices per prompt", "Homogeneity per prompt"] + (["Loss without the model (L_m)"] if has_loo else []),
-                        horizontal_spacing=0.12 if has_loo else 0.08)
+    fig = make_subplots(
+        rows=1,
+        cols=3 if has_loo else 2,
+        column_widths=[0.3, 0.3, 0.4] if has_loo else [0.5, 0.5],
+        subplot_titles=["Voices per prompt", "Homogeneity per prompt"] + (["Loss without the model (L_m)"] if has_loo else []),
+        horizontal_spacing=0.12 if has_loo else 0.08,
+    )
     for col, metric, color in ((1, "voices", "#2b8cbe"), (2, "homogeneity", "#f28e2b")):
         for lg in langs:
             vals = pp.loc[pp["language"] == lg, metric].to_numpy(dtype=float)
-            fig.add_trace(go.Box(y=vals[np.isfinite(vals)].tolist(), name=tick[lg], marker={"color": color}, boxmean=True, showlegend=False,
-                                 hovertemplate=f"{tick[lg]}: %{{y:.3f}}<extra>{metric}</extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Box(
+                    y=vals[np.isfinite(vals)].tolist(),
+                    name=tick[lg],
+                    marker={"color": color},
+                    boxmean=True,
+                    showlegend=False,
+                    hovertemplate=f"{tick[lg]}: %{{y:.3f}}<extra>{metric}</extra>",
+                ),
+                row=1,
+                col=col,
+            )
     if has_loo:
         lp = loo_per_prompt.copy()
         lp["language"] = [languages.get(str(p)) for p in lp.index]
@@ -557,15 +821,28 @@ def language_panels(per_prompt: pd.DataFrame, loo_per_prompt: pd.DataFrame | Non
         models = [m for m in order if m in means.columns]
         z = means.reindex(index=langs, columns=models).to_numpy(dtype=float).T
         zmax = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
-        fig.add_trace(go.Heatmap(z=[[None if not np.isfinite(v) else float(v) for v in row] for row in z], x=[tick[lg] for lg in langs],
-                                 y=[label(m) for m in models], colorscale="RdBu", zmid=0, zmin=-zmax, zmax=zmax,
-                                 colorbar={"title": {"text": "L_m"}, "x": 1.02},
-                                 hovertemplate="%{y} in %{x}: L = %{z:.3f}<extra></extra>"), row=1, col=3)
+        fig.add_trace(
+            go.Heatmap(
+                z=[[None if not np.isfinite(v) else float(v) for v in row] for row in z],
+                x=[tick[lg] for lg in langs],
+                y=[label(m) for m in models],
+                colorscale="RdBu",
+                zmid=0,
+                zmin=-zmax,
+                zmax=zmax,
+                colorbar={"title": {"text": "L_m"}, "x": 1.02},
+                hovertemplate="%{y} in %{x}: L = %{z:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=3,
+        )
         fig.update_yaxes(autorange="reversed", row=1, col=3)
     h = max(420, 18 * (len(order) if has_loo else 0) + 160)
     fig.update_layout(**_base_layout(None, height=h, width=1100, margin={"l": 60, "r": 60, "t": 40, "b": 90}))
     for a in fig.layout.annotations:
         a.font = {"size": 11}
-    cap = ("The same measures split by the language of the prompt (prompts per language in brackets): look for languages "
-           "where the models agree more, and models whose own voice shows in one language only.")
+    cap = (
+        "The same measures split by the language of the prompt (prompts per language in brackets): look for languages "
+        "where the models agree more, and models whose own voice shows in one language only."
+    )
     return Figure("languages", "By language", cap, fig, width=1100, height=h)

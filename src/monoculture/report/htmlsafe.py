@@ -51,9 +51,14 @@ def script_json(obj: Any, *, default=None) -> str:
     line separators U+2028, U+2029, which older JavaScript reads as line ends) becomes a
     ``\\u`` escape, which ``JSON.parse`` reads back as the same character. NaN is an error, not
     the invalid JSON ``NaN``."""
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default)
-            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return (
+        json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 def inline_script(js: str) -> tuple[Markup, str]:
@@ -76,8 +81,10 @@ def content_security_policy(script_sources: list[str] | tuple[str, ...]) -> str:
     (plotly.js sets styles on the elements it draws), images from data: and blob: URLs (plotly's
     heatmaps and its SVG download)."""
     scripts = " ".join(script_sources) or "'none'"
-    return (f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src data: blob:; font-src data:; "
-            "connect-src 'none'; base-uri 'none'; form-action 'none'")
+    return (
+        f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src data: blob:; font-src data:; "
+        "connect-src 'none'; base-uri 'none'; form-action 'none'"
+    )
 
 
 def strip_bidi_controls(text: str) -> str:

@@ -113,7 +113,11 @@ def _parse_record(rec: dict, suite: str, where: str) -> Prompt:
             raise UserError("field 'messages' must be a non-empty list", where=where)
         pairs = []
         for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ("system", "user", "assistant"):
+            if (
+                not isinstance(m, dict)
+                or not isinstance(m.get("content"), str)
+                or m.get("role") not in ("system", "user", "assistant")
+            ):
                 raise UserError(f"messages[{i}] needs role (system|user|assistant) and content (string)", where=where)
             pairs.append((m["role"], m["content"]))
         messages = tuple(pairs)
