@@ -44,18 +44,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from monoculture.embed import Embedder, embed_cached, get_embedder
-from monoculture.errors import UserError
-from monoculture.measure import measure
-from monoculture.metrics import (
+from monoculture.embed import Embedder, embed_cached, get_embedder  # noqa: E402
+from monoculture.errors import UserError  # noqa: E402
+from monoculture.measure import measure  # noqa: E402
+from monoculture.metrics import (  # noqa: E402
     calibrate,
     calibrate_tau,
     index_cells,
     partition_responses,
 )
-from monoculture.metrics.partition import labelled_pairs
-from monoculture.metrics.responses import blank_texts, vector_defects
-from monoculture.store import Store
+from monoculture.metrics.partition import labelled_pairs  # noqa: E402
+from monoculture.metrics.responses import blank_texts, vector_defects  # noqa: E402
+from monoculture.store import Store  # noqa: E402
 
 NB_SOURCES = ["gpt-4o", "gpt-4o-in-context", "gpt-4o-paraphrase", "gpt-4o-system-prompt", "humans"]
 MINILM = "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2"
@@ -274,7 +274,7 @@ def alpaca(data: Path, work: Path, embedder: str, n_boot: int, figures: dict, fi
     print("smallest: " + "; ".join(f"{m} {est(loo[m])}" for m in ranked[::-1][:2]))
     lin = (s.get("lineage") or {}).get("family")
     if lin:
-        print(f"family test: mean C within {lin['within']:.3f} ({lin['within_pairs']} pairs) against between "
+        print(f"family test: mean C within {lin['within']:.3f} ({int(lin['within_pairs'])} pairs) against between "
               f"{lin['between']:.3f}; permutation p = {lin['p_value']:.3f}; Mantel r = {lin['mantel_r']:.3f}, p = {lin['mantel_p']:.3f}")
     fams = family_table(s, attrs)
     print("per family, within / with others: " + ", ".join(f"{f} {a:.3f} / {b:.3f}" for f, a, b, _ in fams))
