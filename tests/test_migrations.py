@@ -83,7 +83,7 @@ def test_old_store_reports_and_measures_again(old_store, tmp_path):
     assert r.exit_code == 0, r.output
     with Store(old_store, read_only=True) as st:
         old_labels = list(list_runs(st)["label"])
-    assert f"measurement <code>{old_labels[0]}</code>" in (tmp_path / "old.html").read_text(encoding="utf-8")
+    assert f"measurement <code><bdi>{old_labels[0]}</bdi></code>" in (tmp_path / "old.html").read_text(encoding="utf-8")
     r = run(app, ["measure", str(old_store), "--embedder", "tfidf", "-B", "50", "--tau", "0.7", "--json"])
     assert r.exit_code == 0, r.output
     r = run(app, ["ls", str(old_store)], env={"COLUMNS": "300"})

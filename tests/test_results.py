@@ -192,9 +192,9 @@ def test_cli_two_taus_both_survive_listed_and_rendered(store, tmp_path):
         res = run(app, ["report", path, "-o", str(out), "--label", lab.rsplit("|", 1)[1]])  # the tag alone picks it
         assert res.exit_code == 0, res.output
         html = out.read_text(encoding="utf-8")
-        assert f"measurement <code>{lab}</code>" in html
+        assert f"measurement <code><bdi>{lab}</bdi></code>" in html
     res = run(app, ["report", path, "-o", str(tmp_path / "latest.html")])
-    assert res.exit_code == 0 and f"<code>{runs['label'].iloc[0]}</code>" in (tmp_path / "latest.html").read_text(
+    assert res.exit_code == 0 and f"<code><bdi>{runs['label'].iloc[0]}</bdi></code>" in (tmp_path / "latest.html").read_text(
         encoding="utf-8"
     )
     res = run(app, ["report", path, "-o", str(tmp_path / "x.html"), "--label", "nope"])
