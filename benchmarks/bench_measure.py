@@ -44,6 +44,10 @@ sys.path.insert(0, str(REPO / "src"))
 
 from monoculture.metrics import ResponseSet, measure_all  # noqa: E402
 
+# The word units are the library's (metrics/segment.py: characters where a script writes no
+# spaces); what the baseline checks is the counting.
+from monoculture.metrics.segment import tokenize  # noqa: E402
+
 TARGET = 20.0
 FAMILY_SIZES = [3, 3, 4, 2, 2, 4, 2, 2, 1, 1, 1, 1, 1, 1]
 
@@ -62,7 +66,7 @@ def synthetic(M: int = 28, P: int = 805, d: int = 384, seed: int = 0, with_texts
     names = [f"model-{i:02d}" for i in range(M)]
     words = np.array([f"w{i}" for i in range(3000)])
     texts: list[str] | None = [] if with_texts else None
-    for m in range(M if with_texts else 0):
+    for _ in range(M if with_texts else 0):
         p_word = rng.dirichlet(np.full(3000, 0.05))
         lens = rng.integers(50, 250, P)
         toks = rng.choice(3000, size=lens.sum(), p=p_word)
@@ -211,11 +215,6 @@ def random_draws(M: int, size: int, n_draws: int, seed: int) -> list[set[int]]:
     return [set(row[:size].tolist()) for row in np.argsort(rng.random((n_draws, M)), axis=1)]
 
 
-# The word units are the library's (metrics/segment.py: characters where a script writes no
-# spaces); what the baseline checks is the counting.
-from monoculture.metrics.segment import tokenize
-
-
 def lexical_loop(texts: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     raw = "\n".join(texts).encode()
@@ -330,7 +329,7 @@ def baseline(
         return V[p] - pool_vendi(p, everyone - removed)
 
     group_members = {}
-    for attr, mapping in groups.items():
+    for mapping in groups.values():
         for value in dict.fromkeys(mapping.values()):
             group_members[value] = {names.index(m) for m, v in mapping.items() if v == value}
     g_loss = {g: np.array([removal(p, mem) for p in range(P)]) for g, mem in group_members.items()}
@@ -381,7 +380,7 @@ def baseline(
         models = sorted(lab)
         pairs = [(a, b) for a, b in combinations(models, 2) if np.isfinite(C[a, b])]
 
-        def stat(labels):
+        def stat(labels, pairs=pairs):  # this attribute's pairs, bound now
             w = [C[a, b] for a, b in pairs if labels[a] == labels[b]]
             bt = [C[a, b] for a, b in pairs if labels[a] != labels[b]]
             return (np.mean(w) - np.mean(bt)) if w and bt else -np.inf

@@ -17,7 +17,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fake_openai import FakeOpenAIServer, expected_text  # noqa: E402
-
 from monoculture.backends import create_backend  # noqa: E402
 from monoculture.backends.base import Job  # noqa: E402
 from monoculture.study import ModelSpec, Sampling  # noqa: E402

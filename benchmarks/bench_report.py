@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from browser import open_page  # noqa: E402
-
 from monoculture.report import build_report  # noqa: E402
 
 

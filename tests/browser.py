@@ -101,7 +101,7 @@ class PageReport:
             except Exception:  # noqa: BLE001 - closing a dead browser must not mask the test result
                 pass
 
-    def __enter__(self) -> "PageReport":
+    def __enter__(self) -> PageReport:
         return self
 
     def __exit__(self, *exc) -> None:

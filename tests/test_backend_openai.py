@@ -11,8 +11,8 @@ from collections import Counter
 from email.utils import formatdate
 
 import pytest
-from fake_openai import FakeOpenAIServer, expected_text
 
+from fake_openai import FakeOpenAIServer, expected_text
 from monoculture.backends import create_backend
 from monoculture.backends.base import Job, Result
 from monoculture.backends.openai_compat import OpenAIBackend, match_candidates
@@ -190,7 +190,7 @@ def test_server_with_n_support_is_native(servers, backends):
     assert server.counts["requests"] == 5
     assert all(r["n"] == 4 and r["seed"] == 20 for r in server.requests)
     for job in jobs:
-        for pos, (key, i) in enumerate(zip(job.keys, job.sample_indices)):
+        for pos, key in enumerate(job.keys):
             r = got[key]
             assert r.n_mode == "native"
             assert r.text == expected_text(job.messages, 20, pos)

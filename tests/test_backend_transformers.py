@@ -9,8 +9,6 @@ import pytest
 torch = pytest.importorskip("torch", reason="the transformers extra (torch) is not installed")
 pytest.importorskip("transformers", reason="the transformers extra is not installed")
 
-from tiny_models import cached_tiny_model  # noqa: E402
-
 from monoculture.backends import create_backend  # noqa: E402
 from monoculture.backends.base import Job  # noqa: E402
 from monoculture.backends.hf_transformers import TransformersBackend  # noqa: E402
@@ -24,6 +22,7 @@ from monoculture.backends.local_common import (  # noqa: E402
 )
 from monoculture.errors import UserError  # noqa: E402
 from monoculture.study import ModelSpec, Sampling  # noqa: E402
+from tiny_models import cached_tiny_model  # noqa: E402
 
 KINDS = ["qwen2", "llama"]
 PROMPTS = [

@@ -202,7 +202,7 @@ def test_shipped_files_match_their_sources():
     rows = [line.split("\t") for line in (root / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()[1:] if line]
     assert len(rows) == 20
     listed = set()
-    for name, repo, commit, src_path, sha1, size in rows:
+    for name, _repo, _commit, _src_path, sha1, size in rows:
         node = root
         for piece in name.split("/"):
             node = node / piece

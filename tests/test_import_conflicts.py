@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from clihelp import mc, snapshot
 
+from clihelp import mc, snapshot
 from monoculture.store import Store
 
 

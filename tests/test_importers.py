@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from monoculture.errors import UserError
-from monoculture.importers import FORMATS, import_records, reader
-from monoculture.importers import alpaca_eval, arena_hard, noveltybench, tabular
+from monoculture.importers import FORMATS, alpaca_eval, arena_hard, import_records, noveltybench, reader, tabular
 from monoculture.store import Store
 
 
@@ -244,10 +243,11 @@ def test_tabular_bad_mapping(tmp_path):
 # -- the other formats on small files ------------------------------------------------------------------
 def test_alpaca_eval_small(tmp_path):
     res = tmp_path / "results"
-    write = lambda d, rows: (
-        (res / d).mkdir(parents=True, exist_ok=True),
-        (res / d / "model_outputs.json").write_text(json.dumps(rows, indent=2), encoding="utf-8"),
-    )
+
+    def write(d, rows):
+        (res / d).mkdir(parents=True, exist_ok=True)
+        (res / d / "model_outputs.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+
     write(
         "a",
         [

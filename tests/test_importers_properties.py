@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from clihelp import mc, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clihelp import mc, snapshot
 from monoculture.importers import Imported, import_records
 from monoculture.store import Store
 
@@ -317,7 +317,7 @@ def test_alpaca_eval_property(seed_store, damage, data, how, pos):
             by_model.setdefault(r["model"] if isinstance(r["model"], str) else "m1", []).append(
                 {"instruction": r["prompt"], "output": r["text"], "generator": r["model"], "dataset": "set"}
             )
-        for k, (m, outs) in enumerate(by_model.items()):
+        for k, outs in enumerate(by_model.values()):
             f = root / f"folder{k}" / "model_outputs.json"
             f.parent.mkdir(parents=True)
             f.write_bytes(damage_bytes(json.dumps(outs, indent=1, ensure_ascii=False).encode(), how if k == 0 else None, pos))
@@ -388,7 +388,7 @@ def test_arena_hard_property(seed_store, damage, data, how, pos, v01):
             idx = r.get("sample_index", len([1 for a in by_model.get(m, []) if a["question_id"] == q]))
             turn = {"content": r["text"], "token_len": 1} if v01 else r["text"]
             by_model.setdefault(m, []).append({"question_id": q, "model_id": m, "choices": [{"index": idx, "turns": [turn]}]})
-        for k, (m, answers) in enumerate(by_model.items()):
+        for k, answers in enumerate(by_model.values()):
             f = root / "model_answer" / f"model{k}.jsonl"
             data = "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers).encode()
             f.write_bytes(damage_bytes(data, how if k == 0 else None, pos))

@@ -13,4 +13,3 @@ def test_readme_relative_links_resolve():
     assert targets, "the README links its docs pages"
     missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, f"README links to missing files: {missing}"
-

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from clihelp import mc, snapshot
 
+from clihelp import mc, snapshot
 from monoculture.importers import Imported, import_records
 from monoculture.store import Store
 from monoculture.suites import Prompt, prompt_key

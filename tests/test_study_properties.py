@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from clihelp import mc, snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clihelp import mc, snapshot
 from monoculture.errors import UserError
 from monoculture.importers import Imported, import_records
 from monoculture.store import Store

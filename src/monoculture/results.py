@@ -404,6 +404,7 @@ def migrate_legacy_runs(con) -> int:
             [label, study, embedder, calibrated, created_at, mu, summary, settings, key],
         )
         frames = {name: legacy_frame(name, text) for name, text in json.loads(tables or "{}").items()}
+        assert label is not None  # the loop above runs at least once
         _write_tables(con, label, frames)
     # every row is copied above, in this transaction: only now is the old table dropped
     con.execute("DROP TABLE measure_runs")

@@ -95,6 +95,15 @@ GEN_COLUMNS = [
 ]
 
 
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first value of a query that always yields a row (an aggregate, or a row just written):
+    one place that says so, so that callers need not each handle a missing row."""
+    row = con.execute(sql, list(params)).fetchone()
+    if row is None:
+        raise LookupError(f"query returned no row: {sql}")
+    return row[0]
+
+
 def _json(v: Any) -> str | None:
     return None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=True)
 
@@ -146,7 +155,7 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -223,9 +232,9 @@ class Store:
             self.con.execute("DELETE FROM study_models WHERE study = ?", [name])
             self.con.execute("DELETE FROM study_prompts WHERE study = ?", [name])
             sm = pd.DataFrame({"study": name, "model": models})  # noqa: F841 - read by the SQL
-            sp = pd.DataFrame({"study": name, "prompt_key": prompt_keys, "position": range(len(prompt_keys))}).drop_duplicates(
-                "prompt_key"
-            )
+            sp = pd.DataFrame(  # noqa: F841 - read by the SQL
+                {"study": name, "prompt_key": prompt_keys, "position": range(len(prompt_keys))}
+            ).drop_duplicates("prompt_key")
             self.con.execute("INSERT INTO study_models SELECT * FROM sm")
             self.con.execute("INSERT INTO study_prompts SELECT * FROM sp")
 
@@ -316,7 +325,8 @@ class Store:
         self, study: str | None = None, *, models: Sequence[str] | None = None, include_failed: bool = False
     ) -> pd.DataFrame:
         """One row per generation, joined with its prompt and model; the notebook entry point."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if study is not None:
             if study not in self.study_names():
                 raise UserError(f"no study named {study!r} in {self.path}; studies: {', '.join(self.study_names()) or 'none'}")
@@ -365,9 +375,9 @@ class Store:
                    FROM models m LEFT JOIN generations g ON g.model = m.name
                    GROUP BY ALL ORDER BY m.name"""
             ).df(),
-            "prompts": c.execute("SELECT count(*) FROM prompts").fetchone()[0],
-            "generations": c.execute("SELECT count(*) FROM generations WHERE error IS NULL").fetchone()[0],
-            "failed": c.execute("SELECT count(*) FROM generations WHERE error IS NOT NULL").fetchone()[0],
+            "prompts": scalar(c, "SELECT count(*) FROM prompts"),
+            "generations": scalar(c, "SELECT count(*) FROM generations WHERE error IS NULL"),
+            "failed": scalar(c, "SELECT count(*) FROM generations WHERE error IS NOT NULL"),
         }
 
     def export(self, out: str | Path, fmt: str = "parquet", study: str | None = None) -> Path:

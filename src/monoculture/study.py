@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -175,6 +176,102 @@ class SuiteRef(BaseModel):
     _numbers = field_validator("limit", mode="before")(_no_bool)
 
 
+def _names(v: Any) -> Any:
+    """A list of names, written as a YAML list or as one comma-separated string."""
+    if isinstance(v, str):
+        return [x.strip() for x in v.split(",") if x.strip()]
+    return v
+
+
+class ProbesSection(BaseModel):
+    """``probes:``: the perspective probes ``monoculture study`` runs after collecting, with the
+    options of ``monoculture probe``. ``countries`` is relative to the study file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str = Field("values", min_length=1, description="multiple-choice suite: 'values' or a .jsonl path")
+    method: str = "logprobs"
+    countries: str | None = Field(None, description="human reference distributions (file or folder)")
+    languages: list[str] | None = None
+    samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="k answers per item for method 'sample'")
+    steer: list[str] = Field(default_factory=list, max_length=1000)
+
+    _numbers = field_validator("samples", mode="before")(_no_bool)
+    _lists = field_validator("languages", mode="before")(_names)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        from monoculture.probes.runner import METHODS
+
+        if v not in METHODS:
+            raise ValueError(f"unknown method {v!r}; use {' or '.join(METHODS)}")
+        return v
+
+    @field_validator("steer", mode="before")
+    @classmethod
+    def _steer_list(cls, v: Any) -> Any:
+        # one country per entry, never split on commas: a country's name may hold one
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("steer")
+    @classmethod
+    def _steer_unique(cls, v: list[str]) -> list[str]:
+        v = [s.strip() for s in v if s.strip()]
+        if len(set(v)) != len(v):
+            raise ValueError("a country is given twice")
+        return v
+
+
+class MeasureSection(BaseModel):
+    """``measure:``: the options of ``monoculture measure`` that a study fixes (``B`` is
+    ``n_boot``, the bootstrap resamples, as ``-B`` on the command line)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    embedder: str | None = Field(None, min_length=1)
+    groups: list[str] | None = None
+    tau: float | None = Field(None, gt=0.0, le=1.0)
+    reference: str | None = None
+    what_if_removed: list[str] = Field(default_factory=list)
+    raw: bool = False
+    n_boot: int = Field(1000, ge=1, le=1_000_000, validation_alias=AliasChoices("n_boot", "B", "bootstrap"))
+    seed: int = Field(0, ge=-MAX_SEED, le=MAX_SEED)
+
+    _numbers = field_validator("tau", "n_boot", "seed", mode="before")(_no_bool)
+    _lists = field_validator("groups", "what_if_removed", mode="before")(_names)
+
+    @field_validator("embedder")
+    @classmethod
+    def _known_embedder(cls, v: str | None) -> str | None:
+        if v is not None:
+            from monoculture.embed import check_embedder_name
+
+            try:
+                check_embedder_name(v)  # the name only: loading a model is for the measure phase
+            except UserError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+
+class ReportSection(BaseModel):
+    """``report:``: where ``monoculture study`` writes the report (relative to the study file),
+    and the options of ``monoculture report``. ``report: out.html`` is short for ``path:``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field("report.html", min_length=1)
+    max_prompts: int = Field(100, ge=0, le=1_000_000)
+    figures: str | None = Field(None, min_length=1, description="folder: also write each figure as PNG and SVG")
+
+    _numbers = field_validator("max_prompts", mode="before")(_no_bool)
+
+
+#: Sections a study may name that no version of monoculture runs yet: refused with this reason
+#: rather than ignored, so that nobody believes a phase ran that did not.
+NOT_YET = {"loops": "loops are not available yet in this version of monoculture; remove the section to run the study"}
+
+
 class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -186,9 +283,31 @@ class Study(BaseModel):
     store: str | None = None
     batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="generations written per transaction")
 
+    probes: ProbesSection | None = None
+    measure: MeasureSection | None = None
+    report: ReportSection | None = None
+
     path: Path | None = Field(None, exclude=True)
 
     _numbers = field_validator("samples", "batch_size", mode="before")(_no_bool)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, data: Any) -> Any:
+        """An empty section (``measure:`` alone) asks for the phase with its defaults, so it is
+        kept as ``{}``; a section no version runs yet is refused (:data:`NOT_YET`)."""
+        if not isinstance(data, dict):
+            return data
+        for key, why in NOT_YET.items():
+            if key in data:
+                raise ValueError(f"field '{key}': {why}")
+        data = dict(data)
+        for key in ("probes", "measure", "report"):
+            if key in data and data[key] is None:
+                data[key] = {}
+        if isinstance(data.get("report"), str):
+            data["report"] = {"path": data["report"]}
+        return data
 
     @field_validator("suites", mode="before")
     @classmethod
@@ -256,6 +375,12 @@ class Study(BaseModel):
     def stored_spec(self) -> dict[str, Any]:
         """The spec as it may be written to the store: every URL without its credentials."""
         return redact(self.model_dump(mode="json"))
+
+    def resolve_path(self, value: str | Path) -> Path:
+        """A path written in the study file (``countries:``, ``report:``): relative to the
+        file's folder, as ``store:`` is, so that a study runs the same from any directory."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.path.parent if self.path else Path.cwd()) / p
 
     def store_path(self, override: str | Path | None = None) -> Path:
         if override:

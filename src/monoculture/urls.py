@@ -9,6 +9,7 @@ goes through here first. The backend itself keeps the full URL in memory to conn
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -91,7 +92,7 @@ def url_secrets(url: str) -> list[str]:
     return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
 
 
-def scrub_text(text: str, secrets: list[str] = ()) -> str:
+def scrub_text(text: str, secrets: Sequence[str] = ()) -> str:
     """A text with every URL in it made public and the given secret strings masked."""
     for s in secrets:
         text = text.replace(s, MASK)

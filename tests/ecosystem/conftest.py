@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from eco_hub_fake import hub_model
+
 from monoculture.ecosystem.registry import load_registry
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from eco_hub_fake import hub_model
 
 from conftest import write_snapshot
-from eco_hub_fake import hub_model
 from monoculture.ecosystem import adoption
 from monoculture.ecosystem.importers import import_paths
 from monoculture.ecosystem.registry import load_registry
@@ -158,3 +158,15 @@ licences:
         load_registry(bad)
     with pytest.raises(UserError, match="unknown family"):
         reg.select("nope")
+
+
+@pytest.mark.parametrize("date", ["''", "null"])
+def test_flagship_with_an_empty_date_is_a_user_error(tmp_path, date):
+    # An empty date used to become None and crash sorting the flagships (TypeError) later on.
+    f = tmp_path / "reg.yaml"
+    f.write_text(
+        "families:\n  acme:\n    organisations: [acme-ai]\n    flagships:\n"
+        f"      - {{name: Acme-1, date: 2024-01-01}}\n      - {{name: Acme-2, date: {date}}}\n"
+    )
+    with pytest.raises(UserError, match=r"flagships\[1\].*needs a date"):
+        load_registry(f)

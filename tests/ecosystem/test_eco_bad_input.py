@@ -11,10 +11,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from eco_hub_fake import hub_model
 from typer.testing import CliRunner
 
 from conftest import write_snapshot
-from eco_hub_fake import hub_model
 from monoculture.ecosystem.cli import app
 from monoculture.ecosystem.quality import utcnow
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from eco_hub_fake import FakeHub
 from typer.testing import CliRunner
 
 from conftest import write_snapshot
-from eco_hub_fake import FakeHub
 from monoculture.ecosystem.cli import app
 
 runner = CliRunner()

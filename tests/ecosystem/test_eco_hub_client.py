@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from eco_hub_fake import FakeHub
+
 from monoculture.ecosystem.fetch import fetch_families
 from monoculture.ecosystem.hub_client import HubClient, HubUnavailable, list_params, ratelimit_wait
 from monoculture.ecosystem.lineage import Lineage

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from eco_hub_fake import hub_model
 
 from conftest import write_snapshot
-from eco_hub_fake import hub_model
 from monoculture.ecosystem import adoption
 from monoculture.ecosystem.cadence import build_histories
 from monoculture.ecosystem.importers import import_paths

@@ -112,7 +112,7 @@ def test_epoch_country_shares_rest_on_their_rows(real_store, registry):
         independent = raw[
             raw["open"]
             & raw["lang"]
-            & raw["Country (of organization)"].fillna("").map(lambda v: {c.strip() for c in v.split(",")} == cell)
+            & raw["Country (of organization)"].fillna("").map(lambda v, cell=cell: {c.strip() for c in v.split(",")} == cell)
         ]
         assert sorted(rows) == sorted(independent.index)
     # the figure the README quotes

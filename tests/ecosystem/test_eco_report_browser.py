@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from eco_hub_fake import hub_model
+
 from browser import open_page, require_browser
 from conftest import write_snapshot
-from eco_hub_fake import hub_model
 from monoculture.ecosystem.importers import import_paths
 from monoculture.ecosystem.registry import load_registry
 from monoculture.ecosystem.report import build_report

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from metrics_helpers import synthetic_study
+
 from monoculture.metrics import index_cells
 from monoculture.metrics.lineage import accent_retention, group_contrast, mantel_test
 from monoculture.metrics.similarity import pair_similarity, prompt_means

@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 import pytest
-
 from metrics_helpers import synthetic_study, unit
+
 from monoculture.metrics import MetricsInputError, ResponseSet, measure_all
 
 

@@ -1,6 +1,6 @@
 import numpy as np
-
 from metrics_helpers import synthetic_study
+
 from monoculture.metrics.separability import nearest_peers, style_separability
 from monoculture.metrics.stats import resample_counts
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from metrics_helpers import synthetic_study, unit
+
 from monoculture.metrics import ResponseSet, calibrate, index_cells
 from monoculture.metrics.similarity import (
     homogeneity,

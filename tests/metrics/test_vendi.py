@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from metrics_helpers import unit
+
 from monoculture.metrics.vendi import kernel_eigenvalues, vendi_from_eigenvalues, vendi_pools, vendi_score
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from metrics_helpers import synthetic_study, unit
+
 from monoculture.metrics import ResponseSet, index_cells, vendi_score
 from monoculture.metrics.voices import own_range, random_groups, voices_analysis
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import typer
-from probe_helpers import small_suite, write_study  # noqa: F401 (fixtures)
+from probe_helpers import write_study
 from typer.testing import CliRunner
 
 from monoculture.probes.cli import probe_command

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from probe_helpers import small_suite, tiny_qwen, write_study  # noqa: F401 (fixtures)
+from probe_helpers import write_study
 
 from monoculture.errors import UserError
 from monoculture.probes import store as pstore

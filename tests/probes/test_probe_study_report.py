@@ -4,6 +4,7 @@ figure drawn, including the Perspectives figures)."""
 
 from __future__ import annotations
 
+from probe_helpers import write_study
 
 from browser import open_page, require_browser
 from monoculture.collect import run_study
@@ -11,7 +12,6 @@ from monoculture.measure import measure
 from monoculture.probes.cli import probe_command
 from monoculture.store import Store
 from monoculture.study import load_study
-from probe_helpers import small_suite, write_study  # noqa: F401 - fixtures
 
 COUNTRIES = "question_id,country,option,share\n" + "".join(
     f"{q},{c},{o},{s}\n"
@@ -21,7 +21,7 @@ COUNTRIES = "question_id,country,option,share\n" + "".join(
 )
 
 
-def test_study_report_with_perspectives_renders(tmp_path, fake_server, small_suite):  # noqa: F811
+def test_study_report_with_perspectives_renders(tmp_path, fake_server, small_suite):
     require_browser()
     from monoculture.report.build import build_report
 

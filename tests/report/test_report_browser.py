@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from browser import open_page, require_browser
 from monoculture.report import build_report
 

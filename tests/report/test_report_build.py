@@ -11,10 +11,10 @@ import types
 import pytest
 
 from monoculture.errors import UserError
-from pagecheck import check_csp
 from monoculture.report import build_report
 from monoculture.report.explorer import select_prompts
 from monoculture.store import Store
+from pagecheck import check_csp
 
 JSON_BLOCK = re.compile(r'<script type="application/json"[^>]*id="([^"]+)"[^>]*>(.*?)</script>', re.S)
 

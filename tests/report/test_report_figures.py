@@ -59,8 +59,8 @@ def test_report_uses_the_stored_per_prompt_means(measured_store, tmp_path):
     import json
     import re
 
-    from monoculture.report import build_report
     from monoculture.measure import load_results
+    from monoculture.report import build_report
     from monoculture.store import Store
 
     with Store(measured_store, read_only=True) as st:

@@ -164,7 +164,7 @@ class Backend(ABC):
         sampling. Backends that cannot expose logprobs raise :class:`LogprobsUnavailable`."""
         raise LogprobsUnavailable(f"backend {self.name!r} does not expose first-token log-probabilities")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: backends without resources keep this no-op
         """Release engines, sessions and memory."""
 
     def __enter__(self):

@@ -146,7 +146,7 @@ class TransformersBackend(Backend):
         ) as e:  # missing files, unknown id or architecture, missing tokenizer extra
             raise UserError(f"cannot load model {spec.model!r}: {error_text(e)}", where=where) from None
         if not device_map:
-            model.to(device)
+            model.to(device)  # type: ignore[arg-type]  # transformers types .to() through a decorator that wants the model
         model.eval()
 
         tokenizer.padding_side = "left"  # for anyone who pads with it; generate pads by hand
@@ -167,7 +167,7 @@ class TransformersBackend(Backend):
             bos_token_id=tokenizer.bos_token_id,
         )
         self.tokenizer = tokenizer
-        self.model = model
+        self.model: Any = model  # None once closed
         self.device = next(model.parameters()).device
 
     # -----------------------------------------------------------------------------------------
@@ -293,7 +293,7 @@ class TransformersBackend(Backend):
             if stopper is not None and stopper.stopped_at[b] is not None and stopper.stopped_at[b] < cut:
                 cut, reason = stopper.stopped_at[b], None
             body = [t for t in toks[:cut] if t not in eos]
-            text = self.tokenizer.decode(body, skip_special_tokens=True)
+            text = str(self.tokenizer.decode(body, skip_special_tokens=True))  # one id list decodes to one str
             text, hit = apply_stop(text, list(sampling.stop))
             if hit:
                 reason = "stop"

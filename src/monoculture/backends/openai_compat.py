@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from monoculture.backends.base import Backend, Job, LogprobsUnavailable, Result
@@ -38,6 +38,9 @@ from monoculture.errors import UserError
 from monoculture.retry import Again, Backoff, aretry, backoff_delay, retry_after_seconds  # noqa: F401 - backoff_delay: public here too
 from monoculture.study import ModelSpec, Sampling
 from monoculture.urls import public_url, scrub_text, url_secrets
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ def _http_module():
     try:
         import httpx2 as http
     except ImportError:  # pragma: no cover - depends on the installed openai
-        import httpx as http
+        import httpx as http  # type: ignore[no-redef]  # the same Limits under either name
     return http
 
 
@@ -257,7 +260,7 @@ class OpenAIBackend(Backend):
         self._native_ok: bool | None = {"auto": None, True: True, False: False}[self.n_native]
         self._runner: _LoopThread | None = None
         self._runner_lock = threading.Lock()
-        self._client = None
+        self._client: AsyncOpenAI | None = None
         self._sem: asyncio.Semaphore | None = None
         self._rng = random.Random()
 
@@ -618,8 +621,8 @@ class OpenAIBackend(Backend):
         try:
             while (item := results.get()) is not end:
                 yield item
-            if not future.cancelled() and future.exception() is not None:
-                raise future.exception()
+            if not future.cancelled() and (exc := future.exception()) is not None:
+                raise exc
         finally:
             if not future.done():
                 # The caller stopped early (closed the generator, or was killed): stop requests

@@ -279,7 +279,7 @@ def run_demo(
     from monoculture.measure import measure
     from monoculture.report.build import build_report
     from monoculture.results import load_results
-    from monoculture.store import Store
+    from monoculture.store import Store, scalar
 
     t0 = time.perf_counter()
     console = console or Console(markup=False, highlight=False)
@@ -300,7 +300,9 @@ def run_demo(
                     _import_part(st, p, fp, Path(tmp))
         imported = {p.study for p, _ in todo}
         for p in PARTS:
-            since = _study_state(st, p.study)[1]
+            state = _study_state(st, p.study)
+            assert state is not None, f"study {p.study!r} was imported above or found current"
+            since = state[1]
             hit = _stored_run(st, p, since)
             if hit is None:
                 if show_progress:
@@ -316,7 +318,7 @@ def run_demo(
                     console=err,
                     show_progress=show_progress,
                 )
-                created = st.con.execute("SELECT created_at FROM measure_runs WHERE label = ?", [m.label]).fetchone()[0]
+                created = scalar(st.con, "SELECT created_at FROM measure_runs WHERE label = ?", [m.label])
             else:
                 m = load_results(st, hit[0])
                 created = hit[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from datetime import date
 
 import duckdb
 import numpy as np
@@ -93,7 +94,7 @@ def family_adoption(con: duckdb.DuckDBPyConnection, registry: Registry, lineage:
         mine = models[models["model_id"].isin(own)]
         summ = lineage.summary(own)
         desc = lineage.descendants(own, exclude=own)
-        d_dl = [None if pd.isna(v := downloads.get(m)) else float(v) for m in desc]
+        d_dl = [None if (v := downloads.get(m)) is None or pd.isna(v) else float(v) for m in desc]
         row = {
             "family": fam.key,
             "name": fam.name,
@@ -160,8 +161,8 @@ def shares_over_time(con: duckdb.DuckDBPyConnection, registry: Registry, kinds: 
             ]
         )
     fam = {m: registry.family_of_repo(m) for m in df["model_id"].unique()}
-    df["family"] = df["model_id"].map(lambda m: fam[m].key if fam[m] else None)
-    df["country"] = df["model_id"].map(lambda m: fam[m].country if fam[m] else None)
+    df["family"] = df["model_id"].map(lambda m: f.key if (f := fam[m]) else None)
+    df["country"] = df["model_id"].map(lambda m: f.country if (f := fam[m]) else None)
     df = df.dropna(subset=["family"])
     g = (
         df.groupby(["snapshot_id", "taken_at", "kind", "family", "country"], dropna=False)
@@ -276,12 +277,12 @@ def relative_adoption(history: pd.DataFrame, *, rank: int = 10, params_b: dict[s
             rows.append(row)
             continue
         peers = []
-        for p, pobs in curves.items():
-            if sizes.get(p) != cls:
+        for peer, pobs in curves.items():
+            if sizes.get(peer) != cls:
                 continue
             v = _cum_at(pobs, age)
             if v is not None:
-                peers.append((v, p))
+                peers.append((v, peer))
         peers.sort(key=lambda t: (-t[0], t[1]))
         row["peers"] = len(peers)
         if len(peers) < rank:
@@ -319,8 +320,8 @@ def epoch_shares(
     by: str = "country",
     open_only: bool = True,
     dataset: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    since: str | date | None = None,
+    until: str | date | None = None,
     domain: str | None = "Language",
 ) -> pd.DataFrame:
     """Shares of Epoch releases by country or family, each with the rows it rests on.

@@ -25,6 +25,7 @@ from monoculture.ecosystem import databases, snapshots
 from monoculture.ecosystem.openness import API_ONLY, hub_access, is_open_weight
 from monoculture.ecosystem.quality import Tally
 from monoculture.ecosystem.registry import Family, Registry
+from monoculture.store import scalar
 
 DEFAULT_MERGE_DAYS = 7
 #: Repository names that are packagings of a checkpoint, not new weights.
@@ -215,7 +216,7 @@ def latest_evidence(con: duckdb.DuckDBPyConnection, registry: Registry, today: d
         "SELECT max(published) FROM eco_releases WHERE published <= current_date",
     ):
         try:
-            v = con.execute(sql).fetchone()[0]
+            v = scalar(con, sql)
         except duckdb.Error:
             v = None
         if v is not None:

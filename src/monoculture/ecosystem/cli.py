@@ -10,7 +10,6 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
@@ -34,7 +33,7 @@ StoreOpt = typer.Option("monoculture.duckdb", "--store", "-s", help="DuckDB stor
 RegistryOpt = typer.Option(None, "--registry", help="YAML file that extends or overrides the shipped family registry.")
 
 
-def _date(v: Optional[str], name: str) -> Optional[date]:
+def _date(v: str | None, name: str) -> date | None:
     if v is None:
         return None
     try:
@@ -68,8 +67,8 @@ def fetch(
         ..., "--families", "-f", help="Comma-separated registry keys, e.g. qwen,llama,mistral,deepseek,gemma,phi,jais."
     ),
     store: Path = StoreOpt,
-    registry: Optional[Path] = RegistryOpt,
-    endpoint: Optional[str] = typer.Option(
+    registry: Path | None = RegistryOpt,
+    endpoint: str | None = typer.Option(
         None, "--endpoint", help="Hub endpoint (default: huggingface_hub's, which honours HF_ENDPOINT)."
     ),
     derivatives_top: int = typer.Option(
@@ -78,12 +77,12 @@ def fetch(
     derivative_depth: int = typer.Option(
         1, "--derivative-depth", min=0, help="Follow derivatives of derivatives this many levels down."
     ),
-    max_pages: Optional[int] = typer.Option(
+    max_pages: int | None = typer.Option(
         None, "--max-pages", min=1, help="Stop each query after this many pages (recorded in the snapshot note)."
     ),
     page_size: int = typer.Option(1000, "--page-size", min=1, max=1000, help="Models per page."),
     max_retries: int = typer.Option(6, "--max-retries", min=0, help="Retries per request on 429, 5xx and dropped connections."),
-    save_dir: Optional[Path] = typer.Option(
+    save_dir: Path | None = typer.Option(
         None, "--save-dir", help="Also write the snapshot as JSON here (same shape `import` reads)."
     ),
 ):
@@ -145,13 +144,13 @@ def import_(
         help="Snapshot JSON, lineage CSV, Epoch CSV, llmfit hf_models.json, MOT YAML, organisation tables, or folders of them.",
     ),
     store: Path = StoreOpt,
-    registry: Optional[Path] = RegistryOpt,
+    registry: Path | None = RegistryOpt,
     kind: str = typer.Option(
         "auto",
         "--kind",
         help="Force a format: auto, snapshot, lineage, epoch, hf-models, mot, org-regions, organisations, params, date-corrections.",
     ),
-    taken_at: Optional[str] = typer.Option(
+    taken_at: str | None = typer.Option(
         None, "--taken-at", help="When the snapshot was taken (YYYY-MM-DD), for files that do not say."
     ),
 ):
@@ -197,13 +196,13 @@ def import_(
 def report(
     output: Path = typer.Option(Path("ecosystem.html"), "--output", "-o", help="HTML file to write."),
     store: Path = StoreOpt,
-    registry: Optional[Path] = RegistryOpt,
-    as_of: Optional[str] = typer.Option(
+    registry: Path | None = RegistryOpt,
+    as_of: str | None = typer.Option(
         None, "--as-of", help="Evaluate signals as of this date (default: the newest date in the data)."
     ),
     window_days: int = typer.Option(365, "--window-days", min=30, help="Window of the rate-drop test."),
     merge_days: int = typer.Option(7, "--merge-days", min=0, help="Releases this close together form one release event."),
-    epoch_since: Optional[str] = typer.Option(
+    epoch_since: str | None = typer.Option(
         None, "--epoch-since", help="Count only Epoch rows published on or after this date in the share tables."
     ),
     title: str = typer.Option("Ecosystem watch", "--title"),
@@ -238,9 +237,9 @@ def report(
 @app.command()
 def alerts(
     store: Path = StoreOpt,
-    registry: Optional[Path] = RegistryOpt,
-    families: Optional[str] = typer.Option(None, "--families", "-f", help="Only these registry keys (comma-separated)."),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluate as of this date (default: the newest date in the data)."),
+    registry: Path | None = RegistryOpt,
+    families: str | None = typer.Option(None, "--families", "-f", help="Only these registry keys (comma-separated)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Evaluate as of this date (default: the newest date in the data)."),
     min_strength: str = typer.Option("weak", "--min-strength", help="Lowest strength shown: n/a, none, weak, moderate, strong."),
     window_days: int = typer.Option(365, "--window-days", min=30),
     merge_days: int = typer.Option(7, "--merge-days", min=0),
@@ -268,14 +267,10 @@ def alerts(
             return
         as_of_d = hist[0].as_of if hist else None
         t = Table(title=f"Retreat signals as of {as_of_d} (strength ≥ {min_strength})")
-        for c, kw in (
-            ("family", {}),
-            ("signal", {}),
-            ("strength", {}),
-            ("p", {"justify": "right"}),
-            ("evidence", {"overflow": "fold"}),
-        ):
-            t.add_column(c, **kw)
+        for c in ("family", "signal", "strength"):
+            t.add_column(c)
+        t.add_column("p", justify="right")
+        t.add_column("evidence", overflow="fold")
         colours = {"strong": "bold red", "moderate": "dark_orange", "weak": "yellow"}
         for r in df.itertuples():
             p = "" if r.p_value is None or r.p_value != r.p_value else f"{r.p_value:.3g}"
@@ -286,7 +281,7 @@ def alerts(
 
 
 @app.command("families")
-def families_(registry: Optional[Path] = RegistryOpt):
+def families_(registry: Path | None = RegistryOpt):
     """List the family registry: organisations, country, flagships and their openness."""
     from monoculture.ecosystem.openness import level_name
     from monoculture.ecosystem.registry import load_registry

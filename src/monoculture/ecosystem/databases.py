@@ -303,6 +303,7 @@ def date_corrections(con: duckdb.DuckDBPyConnection) -> dict[str, pd.Timestamp]:
 
 def organisation_countries(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {
-        o.lower(): normalize_country(c)
+        o.lower(): country
         for o, c in con.execute("SELECT organization, country FROM eco_organisations WHERE country IS NOT NULL").fetchall()
+        if (country := normalize_country(c)) is not None
     }

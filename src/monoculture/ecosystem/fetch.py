@@ -23,6 +23,7 @@ import duckdb
 from monoculture.ecosystem import hub_client, snapshots
 from monoculture.ecosystem.quality import Tally, utcnow
 from monoculture.ecosystem.registry import Family
+from monoculture.store import scalar
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS eco_fetches (
@@ -191,7 +192,7 @@ def fetch_families(
         page_size=page_size,
     )
     fid, resumed = _open_fetch(con, plan, client.endpoint, now or utcnow())
-    taken_at = con.execute("SELECT taken_at FROM eco_snapshots WHERE snapshot_id = ?", [fid]).fetchone()[0]
+    taken_at = scalar(con, "SELECT taken_at FROM eco_snapshots WHERE snapshot_id = ?", [fid])
     tally = Tally()
     queries = 0
     for fam in families:
@@ -251,13 +252,13 @@ def fetch_families(
                 con.execute("ROLLBACK")
                 raise
             queries += 1
-    truncated = con.execute("SELECT count(*) FROM eco_fetch_cursors WHERE fetch_id = ? AND truncated", [fid]).fetchone()[0]
+    truncated = scalar(con, "SELECT count(*) FROM eco_fetch_cursors WHERE fetch_id = ? AND truncated", [fid])
     note = "families: " + ",".join(plan.families) + (f"; {truncated} queries stopped at --max-pages" if truncated else "")
     con.execute("UPDATE eco_snapshots SET note = ? WHERE snapshot_id = ?", [note, fid])
     snapshots.finish_snapshot(con, fid, "complete")
     snapshots.record_issues(con, fid, tally)
     con.execute("UPDATE eco_fetches SET status = 'complete', finished_at = ? WHERE fetch_id = ?", [utcnow(), fid])
-    n = con.execute("SELECT count(*) FROM eco_models WHERE snapshot_id = ?", [fid]).fetchone()[0]
+    n = scalar(con, "SELECT count(*) FROM eco_models WHERE snapshot_id = ?", [fid])
     return FetchResult(snapshot_id=fid, resumed=resumed, models=n, queries=queries, stats=dict(client.stats), tally=tally)
 
 

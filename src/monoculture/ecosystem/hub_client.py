@@ -96,13 +96,13 @@ class HubClient:
             headers["authorization"] = f"Bearer {token}"
         self.http = httpx.Client(headers=headers, timeout=timeout, follow_redirects=True, transport=transport)
         self.max_retries, self.base_wait, self.max_wait, self.sleep = max_retries, base_wait, max_wait, sleep
-        self.stats: Counter = Counter()
+        self.stats: dict[str, Any] = Counter()  # missing counts read 0; waited_s sums float seconds
         self.waits: list[tuple[str, float]] = []
 
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "HubClient":
+    def __enter__(self) -> HubClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -160,7 +160,7 @@ class HubClient:
         """Pages of a list endpoint, following ``Link: <...>; rel="next"`` until there is none.
 
         ``start_url`` resumes from a saved cursor (the next link already carries the query)."""
-        url = start_url or f"{self.endpoint}{path}"
+        url: str | None = start_url or f"{self.endpoint}{path}"
         first = start_url is None
         while url:
             r = self.get(url, params=params if first else None)

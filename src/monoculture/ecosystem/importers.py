@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -124,13 +124,13 @@ def _snapshot_from_records(
     kind: str,
     origin: str,
     tally: Tally,
-    extra_links: list[tuple[str, str, str, str]] = (),
+    extra_links: Sequence[tuple[str, str, str, str]] = (),
     note: str = "",
 ) -> int:
     """Write one snapshot inside the caller's transaction (see :func:`import_paths`)."""
-    estimated = taken_at is None
-    if estimated:
-        taken_at = (
+    stamp = taken_at
+    if stamp is None:
+        stamp = (
             _newest(
                 parse_timestamp(r.get(k))
                 for r in records
@@ -142,8 +142,8 @@ def _snapshot_from_records(
         note = (note + "; " if note else "") + "taken_at estimated from the newest date in the file"
     con.execute("DELETE FROM eco_models WHERE snapshot_id = ?", [snapshot_id])
     con.execute("DELETE FROM eco_edges WHERE snapshot_id = ?", [snapshot_id])
-    snapshots.register_snapshot(con, snapshot_id, taken_at, kind, origin, "partial", note)
-    n = snapshots.ingest_records(con, snapshot_id, records, tally, taken_at=None if estimated else taken_at)
+    snapshots.register_snapshot(con, snapshot_id, stamp, kind, origin, "partial", note)
+    n = snapshots.ingest_records(con, snapshot_id, records, tally, taken_at=taken_at)  # None: each record's own dates
     if extra_links:
         snapshots.add_links(con, snapshot_id, list(extra_links))
     snapshots.finish_snapshot(con, snapshot_id, "complete")

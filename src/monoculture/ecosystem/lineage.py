@@ -29,7 +29,7 @@ class Lineage:
     broken: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
-    def from_edges(cls, edges: Iterable[tuple[str, str, str]], tally: Tally | None = None) -> "Lineage":
+    def from_edges(cls, edges: Iterable[tuple[str, str, str]], tally: Tally | None = None) -> Lineage:
         """Build from (child, parent, relation); self-links and cycle-closing links are dropped."""
         g = cls()
         for child, parent, relation in edges:
@@ -145,8 +145,7 @@ def topmost_owned_ancestors(lineage: Lineage, node: str, owner: Callable[[str], 
 
     Walks up from ``node`` and keeps the owners (families) of owned ancestors that have no owned
     ancestor above them; a fine-tune of a Nemotron (itself a Llama fine-tune) rests on Llama."""
-    owned = {a: owner(a) for a in lineage.ancestors(node)}
-    owned = {a: f for a, f in owned.items() if f}
+    owned = {a: f for a in lineage.ancestors(node) if (f := owner(a))}
     top = set()
     for a, fam in owned.items():
         if not any(b in owned for b in lineage.ancestors(a)):

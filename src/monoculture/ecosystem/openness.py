@@ -55,7 +55,7 @@ class Openness:
     meanings: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def default(cls) -> "Openness":
+    def default(cls) -> Openness:
         text = resources.files("monoculture.ecosystem").joinpath("data/licences.yaml").read_text(encoding="utf-8")
         o = cls()
         o.extend(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), where="licences.yaml")

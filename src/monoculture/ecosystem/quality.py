@@ -67,7 +67,7 @@ class Tally:
                 text += f" ({detail})"
             ex.append(text[:300])
 
-    def merge(self, other: "Tally") -> None:
+    def merge(self, other: Tally) -> None:
         for kind, n in other.counts.items():
             self.counts[kind] += n
             ex = self.examples.setdefault(kind, [])

@@ -152,10 +152,13 @@ def _family(key: str, spec: dict, openness: Openness, where: str) -> Family:
             raise UserError(f"unknown access {access!r}; use one of {', '.join(ACCESS_KINDS)}", where=fw)
         licence = fs.get("licence", fs.get("license"))
         params = fs.get("params_b")
+        released = _date(fs["date"], fw)
+        if released is None:  # an empty date would make the flagships unsortable later
+            raise UserError("a flagship needs a date (YYYY-MM-DD)", where=fw)
         flagships.append(
             Flagship(
                 name=str(fs["name"]),
-                date=_date(fs["date"], fw),
+                date=released,
                 licence=None if licence is None else str(licence),
                 access=access,
                 level=openness.level(licence, access),

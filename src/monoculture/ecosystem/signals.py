@@ -133,11 +133,11 @@ def licence_signal(h: History, *, min_events: int = 3) -> Signal:
     ev = [e for e in h.events if e.level is not None]
     if len(ev) < min_events:
         return _sig(h, "licence-tightening", "n/a", None, f"only {len(ev)} release events with a known openness level")
-    levels = [e.level for e in ev]
+    levels = [e.level for e in ev if e.level is not None]  # all of them: ev has known levels only
     steps = [
-        (a.lead.name, level_name(a.level), b.lead.name, level_name(b.level), str(b.start))
-        for a, b in zip(ev, ev[1:])
-        if b.level > a.level
+        (ev[i].lead.name, level_name(levels[i]), ev[i + 1].lead.name, level_name(levels[i + 1]), str(ev[i + 1].start))
+        for i in range(len(ev) - 1)
+        if levels[i + 1] > levels[i]
     ]
     if not steps:
         return _sig(

@@ -157,7 +157,7 @@ def _params(d: dict) -> Any:
 
 
 def _licence(tags: list[str], card: dict) -> str | None:
-    lic = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
+    lic: Any = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)  # the card may hold any JSON
     if lic is None:
         raw = card.get("license")
         lic = raw[0] if isinstance(raw, list) and raw else raw
@@ -370,7 +370,7 @@ def record_issues(con: duckdb.DuckDBPyConnection, source: str, tally: Tally) -> 
     """Replace the issue counts of one source (a snapshot or an imported file)."""
     con.execute("DELETE FROM eco_issues WHERE source = ?", [source])
     if tally.counts:
-        df = pd.DataFrame(
+        df = pd.DataFrame(  # noqa: F841 - read by the SQL (DuckDB replacement scan)
             [(source, k, n, json.dumps(tally.examples.get(k, []), ensure_ascii=False)) for k, n in tally.counts.items()],
             columns=["source", "kind", "count", "examples"],
         )

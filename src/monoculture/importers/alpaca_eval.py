@@ -32,6 +32,13 @@ from monoculture.importers.tabular import (
 _WS = re.compile(r"\s*")
 
 
+def _skip_ws(text: str, i: int) -> int:
+    """The first position at or after ``i`` that is not whitespace (``\\s*`` always matches)."""
+    m = _WS.match(text, i)
+    assert m is not None
+    return m.end()
+
+
 def _line(text: str, pos: int) -> int:
     return text.count("\n", 0, pos) + 1
 
@@ -40,14 +47,14 @@ def json_array(path: Path) -> list[tuple[int, Any]]:
     """(line number, element) for each element of the top-level JSON array in ``path``."""
     text = read_text(path)
     dec = json.JSONDecoder()
-    i = _WS.match(text, 0).end()
+    i = _skip_ws(text, 0)
     if text[i] != "[":
         try:
             top = json.loads(text)
         except json.JSONDecodeError as e:
             raise UserError(json_error(e), where=f"{path}:{e.lineno}") from None
         raise UserError(f"expected a JSON array of outputs, got {json_type(top)}", where=f"{path}:{_line(text, i)}")
-    i = _WS.match(text, i + 1).end()
+    i = _skip_ws(text, i + 1)
     out: list[tuple[int, Any]] = []
     at, line = 0, 1  # lines counted incrementally: counting from 0 each time is quadratic
     if i < len(text) and text[i] == "]":
@@ -61,15 +68,15 @@ def json_array(path: Path) -> list[tuple[int, Any]]:
             line += text.count("\n", at, i)
             at = i
             out.append((line, obj))
-            i = _WS.match(text, j).end()
+            i = _skip_ws(text, j)
             if i < len(text) and text[i] == ",":
-                i = _WS.match(text, i + 1).end()
+                i = _skip_ws(text, i + 1)
                 continue
             if i < len(text) and text[i] == "]":
                 i += 1
                 break
             raise UserError("not valid JSON (expected ',' or ']' after an array element)", where=f"{path}:{_line(text, i)}")
-    rest = _WS.match(text, i).end()
+    rest = _skip_ws(text, i)
     if rest != len(text):
         raise UserError("not valid JSON (extra data after the array)", where=f"{path}:{_line(text, rest)}")
     if not out:

@@ -61,11 +61,12 @@ def _locate(root: Path, questions: str | Path | None) -> tuple[Path, list[Path]]
     if questions is not None:
         q = existing_path(questions)
     else:
-        q = next((c for c in candidates if c.is_file()), None)
-        if q is None:
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
             raise UserError(
                 f"question.jsonl not found (looked at {', '.join(map(str, candidates))}); pass questions=FILE", where=str(root)
             )
+        q = found
     return q, answers
 
 

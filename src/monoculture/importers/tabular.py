@@ -231,7 +231,7 @@ class _Builder:
             si = self._int(si, pre + _label("sample_index", c), where)
             self.gave_index = True
         self.counts[key] = self.counts.get(key, 0) + 1
-        extra = {}
+        extra: dict[str, str | None] = {}
         for f in ("category", "language", "group"):
             v = get(f, False)
             if f == "group" and isinstance(v, float) and v.is_integer():
@@ -250,7 +250,9 @@ class _Builder:
                 text=vals["text"],
                 sample_index=si,
                 where=place,
-                **extra,
+                category=extra["category"],
+                language=extra["language"],
+                group=extra["group"],
             )
         )
 

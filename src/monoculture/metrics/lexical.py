@@ -20,6 +20,7 @@ import gzip
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ def _tokenize_all(texts: Sequence[str | None], has: np.ndarray, chunk: int = 409
         flat: list[str] = []
         for i in range(lo, min(n, lo + chunk)):
             if has[i]:
-                toks = tokenize(texts[i])
+                toks = tokenize(cast(str, texts[i]))  # has[i]: a non-empty string
                 lens[i] = len(toks)
                 flat.extend(toks)
         if flat:
@@ -71,7 +72,8 @@ def _passes(set_ids: list[np.ndarray], use: list[np.ndarray]) -> list[tuple[np.n
     prompt) share one order; a level that does not fit gets its own.
     """
     perm0 = np.lexsort(tuple(reversed(set_ids))) if set_ids else np.zeros(0, dtype=np.int64)
-    shared, alone = [], []
+    shared: list[int] = []
+    alone: list[int] = []
     for L, sid in enumerate(set_ids):
         s = sid[perm0][use[L][perm0]]
         runs = 1 + int(np.count_nonzero(s[1:] != s[:-1])) if s.size else 0
@@ -191,8 +193,8 @@ def _count_ngrams(tok, rank, remaining, V, set_rank, sizes) -> dict[int, dict[st
         first = ex.submit(order_from, lambda pos: tok[pos], 1)
         bigram, second = _number_bigrams(tok, rank, remaining, V)
         D2 = int(bigram.max()) + 1 if bigram.size else 1
-        parts = [first, ex.submit(figures, 2, *second), ex.submit(order_from, lambda pos: bigram[pos] * V + tok[pos + 2], 3)]
-        parts = [p.result() for p in parts] + [order_from(lambda pos: bigram[pos] * D2 + bigram[pos + 2], 4)]
+        futures = [first, ex.submit(figures, 2, *second), ex.submit(order_from, lambda pos: bigram[pos] * V + tok[pos + 2], 3)]
+        parts = [f.result() for f in futures] + [order_from(lambda pos: bigram[pos] * D2 + bigram[pos + 2], 4)]
     merged: dict[int, dict[str, np.ndarray]] = {L: {} for L in set_rank}
     for part in parts:
         for L, figs in part.items():

@@ -91,11 +91,12 @@ def partition_responses(
         raise ValueError("an equivalence function compares texts, so texts are required")
     n = np.asarray(X).shape[0]
     cells = index.cell_rows()
-    labels_cells = (
-        _partition_lazy(np.asarray(X), cells, tau, texts, equivalent, short_words)
-        if equivalent is not None
-        else _partition_cosine(np.asarray(X), cells, float(tau), texts, short_words)
-    )
+    if equivalent is not None:
+        assert texts is not None  # checked above
+        labels_cells = _partition_lazy(np.asarray(X), cells, tau, texts, equivalent, short_words)
+    else:
+        assert tau is not None  # checked above
+        labels_cells = _partition_cosine(np.asarray(X), cells, float(tau), texts, short_words)
     labels = np.full(n, -1, dtype=np.int64)
     ok = cells >= 0
     labels[cells[ok]] = labels_cells[ok]

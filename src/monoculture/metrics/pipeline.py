@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,6 +139,8 @@ class MeasureResult:
         group_loss (group keys).
         """
         vd = self.voices_detail
+        if vd is None or self.pair_per_prompt is None:
+            raise MetricsInputError("compare() needs the per-prompt detail that measure_all() keeps on its result")
         if metric == "group_loss":
             arrays = vd.group_loss
             if a not in arrays or b not in arrays:

@@ -8,8 +8,9 @@ stacks and segment sums instead of looping over prompts in Python.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -78,7 +79,7 @@ class ResponseSet:
         texts: Sequence[str] | None = None,
         sample: Sequence[int] | None = None,
         clusters: Sequence[str] | None = None,
-    ) -> "ResponseSet":
+    ) -> ResponseSet:
         """Build from per-row string labels; names keep their order of first appearance.
 
         ``clusters`` is per row here (the prompt's group); a prompt with two is an error.
@@ -105,7 +106,7 @@ class ResponseSet:
             clusters=per_prompt,
         )
 
-    def subset(self, rows: np.ndarray) -> "ResponseSet":
+    def subset(self, rows: np.ndarray) -> ResponseSet:
         """The same study restricted to ``rows`` (a boolean mask or indices); names are kept."""
         rows = np.asarray(rows)
         if rows.dtype == bool:
@@ -209,7 +210,7 @@ def calibrate(raw_X: np.ndarray, mu: np.ndarray | None = None, *, rtol: float = 
     raw = np.asarray(raw_X, dtype=np.float64)
     if raw.ndim != 2:
         raise MetricsInputError(f"raw_X must be 2-D, got shape {raw.shape}")
-    finite = np.isfinite(raw).all(axis=1)
+    finite = np.asarray(np.isfinite(raw).all(axis=1))  # asarray: numpy types all(axis=) as bool | array
     if mu is None:
         if not finite.any():
             raise MetricsInputError("no finite embedding to take the mean of")

@@ -189,6 +189,8 @@ def style_separability(
     np.add.at(correct, (g[scored], y[scored]), (pred_all[scored] == y[scored]).astype(float))
 
     point = _balanced_from_counts(correct.sum(axis=0)[None], total.sum(axis=0)[None])[0]
+    lo: np.ndarray | float
+    hi: np.ndarray | float
     if counts is not None and counts.shape[1] == P:
         reps = _balanced_from_counts(counts @ correct, counts @ total)
         lo, hi = percentile_ci(reps, level)

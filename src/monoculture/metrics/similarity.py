@@ -108,7 +108,7 @@ def mean_of_pair_means(values: np.ndarray, counts: np.ndarray) -> tuple[float, n
         reps = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
     if reps.ndim == 2:
         with np.errstate(invalid="ignore"):
-            ok = np.isfinite(reps).any(axis=1)
+            ok = np.asarray(np.isfinite(reps).any(axis=1))  # asarray: numpy types any(axis=) as bool | array
             reps = np.where(ok, np.nanmean(np.where(ok[:, None], reps, 0.0), axis=1), np.nan)
     return point, reps
 

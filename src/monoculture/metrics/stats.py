@@ -12,8 +12,8 @@ where the figure is defined, exactly as the point estimate does over all of them
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -8,7 +8,7 @@ by the next run, and make the exit status 3, like ``monoculture run``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,7 +25,7 @@ console = stdout_console()
 err = stderr_console()
 
 
-def _split(values: Optional[list[str]]) -> Optional[list[str]]:
+def _split(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     out = [v.strip() for x in values for v in x.split(",") if v.strip()]
@@ -40,21 +40,19 @@ def probe_command(
         typer.Option("--method", help="logprobs (first-token probabilities of the option letters) | sample (k parsed answers)"),
     ] = "logprobs",
     countries: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--countries", help="human reference distributions: a GlobalOpinionQA CSV, a long-format file, or a directory of them"
         ),
     ] = None,
     steer: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--steer", help="also ask 'answer as a typical person living in COUNTRY' (repeat for several countries)"),
     ] = None,
-    store: Annotated[Optional[Path], typer.Option("--store", help="DuckDB store file (default: the study's)")] = None,
-    languages: Annotated[
-        Optional[list[str]], typer.Option("--languages", help="only these suite languages, e.g. en,zh,ar")
-    ] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="DuckDB store file (default: the study's)")] = None,
+    languages: Annotated[list[str] | None, typer.Option("--languages", help="only these suite languages, e.g. en,zh,ar")] = None,
     samples: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--samples", help="k answers per item for --method sample (default: the study's samples if > 1, else 20)"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
@@ -66,11 +64,11 @@ def probe_command(
 
 @user_errors
 def _probe(study_file, suite, method, countries, steer, store, languages, samples, quiet):
+    from monoculture.probes import store as pstore
     from monoculture.probes.analysis import load_results
     from monoculture.probes.countries import load_countries
     from monoculture.probes.items import load_items
     from monoculture.probes.runner import METHODS, run_probe
-    from monoculture.probes import store as pstore
     from monoculture.store import Store
     from monoculture.study import load_study
 

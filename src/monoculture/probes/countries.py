@@ -121,7 +121,7 @@ def data_files(path: Path) -> tuple[list[Path], Path | None]:
 def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     # text is decoded like every other import: a BOM dropped, a bad byte an error naming the line
-    text = read_utf8(path) if suffix in (".csv", ".tsv", ".jsonl", ".json") else None
+    text = read_utf8(path) if suffix in (".csv", ".tsv", ".jsonl", ".json") else ""  # parquet: pandas reads the file itself
     try:
         if suffix in (".csv", ".tsv"):
             df = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
@@ -181,7 +181,7 @@ def _read_mapping(path: Path | None) -> dict[str, tuple[str, list[int | None] | 
     out = {}
     for i, row in enumerate(df.to_dict("records"), start=2):
         opts = row.get("options")
-        mapped = None
+        mapped: list[int | None] | None = None
         if opts is not None and str(opts).strip():
             mapped = []
             for tok in str(opts).split(","):

@@ -123,7 +123,7 @@ class AnswerParser:
         self.n = len(option_sets[0])
         if any(len(o) != self.n for o in option_sets):
             raise ValueError("translations of a question must have the same number of options")
-        folded = {}
+        folded: dict[str, set[int]] = {}
         for opts in option_sets:
             for i, o in enumerate(opts):
                 f = _strip_punct(_fold(o))

@@ -223,7 +223,7 @@ def _homogeneity_text(mr: MethodResult) -> str:
     h = mr.homogeneity
     if h is None:
         return "Needs at least two models that answered the same questions."
-    if h.countries is None:
+    if h.countries is None or h.difference is None:
         return f"Mean pairwise JS distance among the {h.n_models} models: {_ci(h.models)} on {h.n_questions} questions. Load country data to compare with nations."
     d = h.difference
     verdict = (

@@ -184,6 +184,7 @@ def run_probe(
             if method == "logprobs":
                 _run_logprobs(spec, tasks, store, study.batch_size, ms, progress)
             else:
+                assert k is not None  # resolved above for method "sample"
                 _run_sample(spec, sample_sampling(sampling), k, tasks, parsers, store, study.batch_size, ms, progress)
     return stats
 
@@ -232,7 +233,7 @@ def _run_logprobs(spec: ModelSpec, tasks: list[_Task], store: Store, batch_size:
                 if ok == 0 and fails >= FAIL_FAST:
                     raise UserError(
                         f"model {spec.name!r}: the first {fails} log-probability requests all failed (last: {last_error})"
-                    )
+                    ) from e
             else:
                 ok += 1
                 probs, mass = logprobs_to_distribution(lp, letters)

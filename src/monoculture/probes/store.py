@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from monoculture.probes.items import Item
-from monoculture.store import Store
+from monoculture.store import Store, scalar
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS probe_items (
@@ -95,9 +95,10 @@ def ensure_schema(store: Store) -> None:
 
 
 def has_tables(store: Store) -> bool:
-    n = store.con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('probe_distributions', 'probe_countries')"
-    ).fetchone()[0]
+    n = scalar(
+        store.con,
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('probe_distributions', 'probe_countries')",
+    )
     return n == 2
 
 
@@ -132,7 +133,7 @@ def register_models(store: Store, study: str, models: Iterable[str]) -> None:
 def _keys_where(store: Store, table: str, keys: Sequence[str], condition: str) -> set[str]:
     if not keys:
         return set()
-    kdf = pd.DataFrame({"key": list(keys)})
+    kdf = pd.DataFrame({"key": list(keys)})  # noqa: F841 - read by the SQL (DuckDB replacement scan)
     rows = store.con.execute(f"SELECT t.key FROM {table} t JOIN kdf USING (key) WHERE {condition}").fetchall()
     return {k for (k,) in rows}
 
@@ -151,7 +152,7 @@ def write_distributions(store: Store, rows: list[dict]) -> None:
     if not rows:
         return
     now = time.time()
-    df = pd.DataFrame(
+    df = pd.DataFrame(  # noqa: F841 - read by the SQL (DuckDB replacement scan)
         [
             {
                 c: (_json(r.get(c)) if c in ("probs", "outcomes", "raw") else r.get(c, now if c == "created_at" else None))
@@ -186,7 +187,7 @@ def write_answers(store: Store, rows: list[dict]) -> None:
 
 
 def answers_for(store: Store, keys: Sequence[str]) -> pd.DataFrame:
-    kdf = pd.DataFrame({"key": list(keys)})
+    kdf = pd.DataFrame({"key": list(keys)})  # noqa: F841 - read by the SQL (DuckDB replacement scan)
     return store.con.execute("SELECT a.* FROM probe_answers a JOIN kdf USING (key)").df()
 
 
@@ -238,7 +239,8 @@ def write_countries(
 
 def read_distributions(store: Store, *, study: str | None = None, models: Sequence[str] | None = None) -> pd.DataFrame:
     """The newest row per (model, item, language, method, steer), with its item's details."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     if study is not None:
         where.append(
             "(d.model IN (SELECT model FROM probe_study_models WHERE study = ?)"

@@ -150,7 +150,7 @@ def headline(summary: dict, per_model: pd.DataFrame | None, groups: pd.DataFrame
         # by it would always put the biggest group first.
         g = groups[np.isfinite(groups["excess"].astype(float)) & (groups["size"] > 1)]
         g = g.drop_duplicates(subset=["loss", "baseline", "size"])  # organisation == family often
-        for key, r in g.sort_values("excess", ascending=False).head(3).iterrows():
+        for _, r in g.sort_values("excess", ascending=False).head(3).iterrows():
             out["groups"].append(
                 {
                     "attribute": r["attribute"],
@@ -167,7 +167,7 @@ def headline(summary: dict, per_model: pd.DataFrame | None, groups: pd.DataFrame
             )
     ref = summary.get("reference")
     if isinstance(ref, dict):
-        ratio = ref.get("ratio") if isinstance(ref.get("ratio"), dict) else {}
+        ratio = r if isinstance(r := ref.get("ratio"), dict) else {}
         out["reference"] = {
             "name": ref.get("name"),
             "ratio": _est(ratio),

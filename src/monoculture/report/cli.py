@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from typer import Argument, Option
 
 
 def report_command(
-    target: Optional[str] = Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
+    target: str | None = Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
     out: Path = Option(Path("report.html"), "-o", "--out", help="the HTML file to write"),
-    store: Optional[Path] = Option(None, "--store", help="DuckDB store file (default: the study's, else ./monoculture.duckdb)"),
-    label: Optional[str] = Option(
+    store: Path | None = Option(None, "--store", help="DuckDB store file (default: the study's, else ./monoculture.duckdb)"),
+    label: str | None = Option(
         None,
         "--label",
         help="which measurement: a label from `monoculture ls`, a unique prefix of it, or of its hash tag (default: the latest)",
     ),
-    export_figures: Optional[Path] = Option(None, "--figures", help="folder: also write each figure as PNG and SVG"),
+    export_figures: Path | None = Option(None, "--figures", help="folder: also write each figure as PNG and SVG"),
     max_prompts: int = Option(
         100, "--max-prompts", help="prompts whose answers the explorer holds (the fewest- and most-voiced; 0: none)"
     ),

@@ -120,14 +120,14 @@ def prompt_pairs(gen: pd.DataFrame, X: np.ndarray, models: list[str]) -> dict[st
         order = np.argsort(sims)
         k = min(PAIRS_SHOWN, len(sims))
 
-        def pick(ix):
+        def pick(ix, present=present, iu=iu, sims=sims):  # this prompt's arrays, bound now
             return [[int(present[iu[0][j]]), int(present[iu[1][j]]), round(float(sims[j]), 4)] for j in ix]
 
         out[pl] = (pick(order[::-1][:k]), pick(order[:k]) if len(sims) > k else [])
     return out
 
 
-def select_prompts(labels: list[str], voices: dict[str, float], max_prompts: int) -> list[str]:
+def select_prompts(labels: list[str], voices: dict[str, float | None], max_prompts: int) -> list[str]:
     """Alternately the prompt with the fewest and the one with the most voices, so any cut
     (a count or a size budget) keeps both ends in balance."""
     if max_prompts <= 0:
@@ -209,7 +209,7 @@ def build_explorer(
         items.sort(key=lambda it: (it[0], it[1]))
         answers[p] = items
 
-    prompts = []
+    prompts: list[dict[str, Any]] = []
     for r in first.itertuples(index=False):
         p = r.plabel
         row = pp.loc[p] if p in pp.index else None
@@ -231,10 +231,10 @@ def build_explorer(
     # Thousands of long prompts would crowd out the answers: past a budget, prompts whose
     # answers are not held keep only their beginning (enough to search and recognise them).
     cut_prompts = 0
-    if sum(len(p["text"]) for p in prompts) > PROMPT_TEXT_BUDGET:
-        for p in prompts:
-            if not p["answers"] and len(p["text"]) > PROMPT_CUT:
-                p["text"] = p["text"][:PROMPT_CUT] + "…"
+    if sum(len(pr["text"]) for pr in prompts) > PROMPT_TEXT_BUDGET:
+        for pr in prompts:
+            if not pr["answers"] and len(pr["text"]) > PROMPT_CUT:
+                pr["text"] = pr["text"][:PROMPT_CUT] + "…"
                 cut_prompts += 1
     counts = gen.groupby("plabel")["model"].nunique().to_dict()
     for pr in prompts:

@@ -92,8 +92,8 @@ _PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><script>{js}</script
 
 
 def _playwright(jobs, scale: float) -> None:
-    from plotly.offline import get_plotlyjs
     from playwright.sync_api import sync_playwright
+    from plotly.offline import get_plotlyjs
 
     browser_path = chromium_path()
     with sync_playwright() as pw:

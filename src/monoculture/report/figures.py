@@ -276,9 +276,12 @@ def model_map(C: pd.DataFrame, attrs: dict[str, dict], per_model: pd.DataFrame |
 
     show_label = _label_placement(X, models)
 
-    traces, spans = [], []
-    for a in attributes or [None]:
+    traces: list[go.Scatter] = []
+    spans: list[tuple[str | None, int, int]] = []
+    choices: list[str | None] = [*attributes] if attributes else [None]
+    for a in choices:
         start = len(traces)
+        groups: dict[str, list[str]]
         if a is None:
             groups = {"models": models}
         else:
@@ -568,7 +571,6 @@ def group_losses(groups: pd.DataFrame, level: float, n_boot: int | None = None) 
 
 
 def diversity(per_model: pd.DataFrame, lexical: pd.DataFrame | None, order: list[str]) -> Figure | None:
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     panels: list[tuple[str, str, pd.Series, pd.Series | None, pd.Series | None, pd.Series | None]] = []
@@ -603,7 +605,7 @@ def diversity(per_model: pd.DataFrame, lexical: pd.DataFrame | None, order: list
     fig = make_subplots(
         rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[label(p[0]) for p in panels], horizontal_spacing=0.03
     )
-    for i, (title, axis, v, lo, hi, n) in enumerate(panels, start=1):
+    for i, (_title, axis, v, lo, hi, n) in enumerate(panels, start=1):
         v = v.reindex(models)
         lo = lo.reindex(models) if lo is not None else None
         hi = hi.reindex(models) if hi is not None else None
@@ -814,7 +816,7 @@ def language_panels(
                 row=1,
                 col=col,
             )
-    if has_loo:
+    if has_loo and loo_per_prompt is not None:
         lp = loo_per_prompt.copy()
         lp["language"] = [languages.get(str(p)) for p in lp.index]
         means = lp.groupby("language").mean(numeric_only=True)
