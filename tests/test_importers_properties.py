@@ -373,7 +373,11 @@ def test_arena_hard_property(seed_store, damage, data, how, pos, v01):
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "bench"
         (root / "model_answer").mkdir(parents=True)
-        prompts = list(dict.fromkeys(r["prompt"].strip() if isinstance(r["prompt"], str) else r["prompt"] for r in rows))
+        prompts: list = []  # in order of first use; a damaged prompt may be a list, so no dict.fromkeys
+        for r in rows:
+            p = r["prompt"].strip() if isinstance(r["prompt"], str) else r["prompt"]
+            if p not in prompts:
+                prompts.append(p)
         qf = root / "question.jsonl"
         qlines = []
         for k, p in enumerate(prompts):
