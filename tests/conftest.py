@@ -12,7 +12,12 @@ try:  # property-based tests: the same examples on every run and machine, no wal
     from hypothesis import HealthCheck, settings
 
     settings.register_profile(
-        "monoculture", derandomize=True, database=None, deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow]
+        "monoculture",
+        derandomize=True,
+        database=None,
+        deadline=None,
+        max_examples=50,
+        suppress_health_check=[HealthCheck.too_slow],
     )
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "monoculture"))
 except ImportError:  # pragma: no cover - hypothesis is in the dev extra
