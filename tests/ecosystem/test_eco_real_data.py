@@ -115,7 +115,7 @@ def test_epoch_country_shares_rest_on_their_rows(real_store, registry):
             & raw["Country (of organization)"].fillna("").map(lambda v, cell=cell: {c.strip() for c in v.split(",")} == cell)
         ]
         assert sorted(rows) == sorted(independent.index)
-    # the figure the README quotes
+    # the figure docs/ecosystem.md quotes
     assert shares.loc["China", "rows"] == 100 and shares.loc["United States", "rows"] == 63
 
 

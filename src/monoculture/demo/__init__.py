@@ -17,9 +17,9 @@ arena, ``DIR/noveltybench.html``). The demo goes through the same public steps a
 (importers, ``attributes``, ``measure``, ``report``), so it also checks that they fit together.
 
 The embedder is ``tfidf``: no model to download. Its vectors are fitted to each study's corpus,
-which is fine for a first look (the README's validation figures compare it with neural
+which is fine for a first look (the validation figures in docs/validation.md compare it with neural
 embedders). ``TAU`` is the threshold for "the same answer", calibrated for tfidf on
-NoveltyBench's own judged partitions (README, "Distinct answers and tau"): an in-sample figure,
+NoveltyBench's own judged partitions (docs/measure.md, "Distinct answers and tau"): an in-sample figure,
 stated as such in the output.
 
 A rerun reuses what the store holds: nothing is imported, measured or rendered again unless the
@@ -45,7 +45,7 @@ from monoculture.errors import UserError
 DEFAULT_DIR = Path("monoculture-demo")
 STORE_NAME = "store.duckdb"
 EMBEDDER = "tfidf"
-TAU = 0.70  # tfidf's calibrated tau on NoveltyBench's labelled pairs (README); in-sample
+TAU = 0.70  # tfidf's calibrated tau on NoveltyBench's labelled pairs (docs/measure.md); in-sample
 N_BOOT = 1000
 SEED = 0
 # Bump when what the demo stores changes meaning (a new part, other attributes semantics), so
