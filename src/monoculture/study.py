@@ -123,6 +123,18 @@ class ModelSpec(BaseModel):
         url = self.params.get("base_url")
         return server_identity(str(url)) if url else None
 
+    def store_row(self) -> dict[str, Any]:
+        """The model as the store's ``models`` table holds it (written by ``run`` and ``probe``)."""
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "model_id": self.model,
+            "revision": self.revision,
+            "identity": self.identity(),
+            "attributes": self.attributes.model_dump(exclude_none=True),
+            "source": "run",
+        }
+
     def identity(self) -> dict[str, Any]:
         """What about the model determines its outputs (enters every generation key).
 
