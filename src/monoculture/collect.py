@@ -191,20 +191,7 @@ def run_study(
     specs, prompts = prepared.specs, prepared.prompts
 
     with store.transaction():
-        store.upsert_models(
-            [
-                {
-                    "name": m.name,
-                    "backend": m.backend,
-                    "model_id": m.model,
-                    "revision": m.revision,
-                    "identity": m.identity(),
-                    "attributes": m.attributes.model_dump(exclude_none=True),
-                    "source": "run",
-                }
-                for m in study.models
-            ]
-        )
+        store.upsert_models([m.store_row() for m in study.models])
         store.upsert_prompts(prompts)
     store.register_study(
         study.name,

@@ -148,20 +148,7 @@ def run_probe(
     console = console or stderr_console()
     pstore.ensure_schema(store)
     with store.transaction():
-        store.upsert_models(
-            [
-                {
-                    "name": m.name,
-                    "backend": m.backend,
-                    "model_id": m.model,
-                    "revision": m.revision,
-                    "identity": m.identity(),
-                    "attributes": m.attributes.model_dump(exclude_none=True),
-                    "source": "run",
-                }
-                for m in specs
-            ]
-        )
+        store.upsert_models([m.store_row() for m in specs])
     pstore.write_items(store, items)
     pstore.register_models(store, study.name, [m.name for m in specs])
 
