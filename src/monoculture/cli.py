@@ -387,31 +387,6 @@ def study(
         raise typer.Exit(3)
 
 
-@app.command()
-@user_errors
-def study(
-    study_file: Path = typer.Argument(..., help="study YAML file"),
-    only: list[str] = typer.Option([], "--only", help="run only this phase: run, probe, measure or report (repeatable)"),
-    skip: list[str] = typer.Option([], "--skip", help="skip this phase (repeatable)"),
-    check: bool = typer.Option(
-        False, "--check", help="load and validate the study and everything it names; run nothing, create no store"
-    ),
-    store: Path | None = StoreOpt,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
-):
-    """Run every phase the study file names, in order: run, probe (probes:), measure (measure:),
-    report (report:). Each is resumable; a second invocation redoes nothing the store holds."""
-    from monoculture.phases import plan_study, print_check, run_plan
-
-    plan = plan_study(study_file, only=only, skip=skip, store=store, check=check)  # every check before the store is opened
-    if check:
-        print_check(plan, console)
-        return
-    outcome = run_plan(plan, console=console, err=err, show_progress=not quiet)
-    if outcome.failed:
-        raise typer.Exit(3)
-
-
 def _mount_optional_commands() -> None:
     """Commands that live with their feature: probes, report, ecosystem."""
     from monoculture.ecosystem.cli import app as ecosystem_app

