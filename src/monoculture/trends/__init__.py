@@ -1,0 +1,1 @@
+"""Homogenisation over time: release dates, cohorts and the trend of similarity across releases."""
