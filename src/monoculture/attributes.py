@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from monoculture.errors import UserError
-from monoculture.study import ModelAttributes
+from monoculture.study import ModelAttributes, _format_validation
 
 _BOOL = {"true": True, "false": False, "yes": True, "no": False}
 
@@ -37,6 +38,8 @@ def read_attributes_file(path: Path) -> dict[str, dict]:
     for model, attrs in data.items():
         try:
             out[str(model)] = ModelAttributes(**attrs).model_dump(exclude_none=True)
+        except ValidationError as e:
+            raise UserError(f"model {model!r}: {_format_validation(e)}", where=str(path)) from None
         except Exception as e:
             raise UserError(f"model {model!r}: {str(e).splitlines()[0]}", where=str(path)) from None
     return out
@@ -48,12 +51,19 @@ def apply_attributes(store, *, file: Path | None = None, assignments: Sequence[s
     updates: dict[str, dict] = {}
     if file:
         updates = read_attributes_file(file)
+    set_models: list[str] = []
     for a in assignments:
         m = re.fullmatch(r"(.+?):([A-Za-z_]+)=(.*)", a)
         if not m:
             raise UserError(f"--set {a!r}: expected MODEL:KEY=VALUE")
         model, key, value = m.groups()
         updates.setdefault(model, {})[key] = _BOOL.get(value.lower(), value)
+        set_models.append(model)
+    for model in dict.fromkeys(set_models):
+        try:  # the same checks as a study file's attributes (released: a date or a month)
+            updates[model] = ModelAttributes(**updates[model]).model_dump(exclude_unset=True)
+        except ValidationError as e:
+            raise UserError(f"--set {model}: {_format_validation(e)}") from None
     unknown = sorted(set(updates) - set(current))
     if unknown:
         raise UserError(f"no model named {', '.join(unknown)} in the store; models: {', '.join(sorted(current))}")

@@ -264,15 +264,15 @@ def attributes(
         "-f",
         help="YAML mapping model -> {family: ..., organisation: ..., country: ..., open_weights: ..., base_model: ...}",
     ),
-    set_: list[str] = typer.Option([], "--set", help="MODEL:KEY=VALUE (repeatable)"),
+    set_: list[str] = typer.Option([], "--set", help="MODEL:KEY=VALUE (repeatable), e.g. gpt-4o:released=2024-05-13"),
     family_from_name: bool = typer.Option(
         False,
         "--family-from-name",
         help="set family to the leading letters of each model's name where unset (vicuna-7b -> vicuna)",
     ),
 ):
-    """Set model attributes (family, organisation, country, open_weights, base_model) used for
-    groups and lineage, e.g. for imported outputs that came without a study file."""
+    """Set model attributes (family, organisation, country, open_weights, base_model, released) used
+    for groups, lineage and trends, e.g. for imported outputs that came without a study file."""
     from monoculture.attributes import apply_attributes
     from monoculture.store import Store
 

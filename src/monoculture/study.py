@@ -76,6 +76,20 @@ class ModelAttributes(BaseModel):
     country: str | None = None
     open_weights: bool | None = None
     base_model: str | None = None
+    released: str | None = Field(None, description="release date, YYYY-MM-DD or YYYY-MM (read as the 15th)")
+
+    @field_validator("released", mode="before")
+    @classmethod
+    def _release_date(cls, v: Any) -> str | None:
+        """Kept at the precision given (a month stays a month); trends read it with parse_release."""
+        if v is None:
+            return None
+        from monoculture.trends.dates import normalise_release
+
+        try:
+            return normalise_release(v)
+        except UserError as e:
+            raise ValueError(str(e)) from None
 
 
 class ModelSpec(BaseModel):
