@@ -14,6 +14,7 @@ already names another prompt text is refused (``monoculture rm --prompt`` remove
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,9 @@ class Imported:
     language: str | None = None
     where: str | None = None
     group: str | None = None
+    #: a dated corpus: the text's date (canonical YYYY-MM-DD, YYYY-MM or YYYY), stored as its
+    #: model's ``date`` attribute, so the trend analysis reads sources as it reads released models
+    date: str | None = None
 
 
 # The store's sample_index is a 32-bit integer; a larger index is a mistake in the file (no
@@ -155,6 +159,7 @@ def import_records(
     keys = _Keys()
     prompts = _check_records(records, suite, keys)
     ensure_unique(records, keys=keys)
+    dates = _model_dates(records)
     rows = []
     models: dict[str, dict] = {}
     for r in records:
@@ -167,6 +172,7 @@ def import_records(
                 "model_id": r.model,
                 "source": source,
                 "identity": {"import": source, "model": r.model},
+                "attributes": {"date": dates[r.model]} if r.model in dates else {},
             },
         )
         rows.append(
@@ -184,6 +190,7 @@ def import_records(
         )
     with store.transaction():
         _check_against_store(store, records, prompts, keys, replace=replace)
+        _check_dates_against_store(store, records, dates)
         stored = store.generation_texts([row["key"] for row in rows])
         fresh, changed = [], []
         for r, row in zip(records, rows):
@@ -213,6 +220,34 @@ def import_records(
         "models": len(models),
         "prompts": len(prompts),
     }
+
+
+def _model_dates(records: list[Imported]) -> dict[str, str]:
+    """model -> the date its texts share (a dated corpus). A model is one point in time: texts of
+    one model with two dates, or with and without a date, are refused, naming both places (the
+    tabular readers have already split a source with several dates into SOURCE@DATE)."""
+    first: dict[str, Imported] = {}
+    for r in records:
+        f = first.setdefault(r.model, r)
+        if f.date != r.date:
+            raise UserError(
+                f"{_at(r)}model {r.model!r} has the date {r.date or 'none'} here but {f.date or 'none'} at "
+                f"{f.where or 'an earlier record'}; a model (or source) has one date"
+            )
+    return {m: r.date for m, r in first.items() if r.date is not None}
+
+
+def _check_dates_against_store(store, records: list[Imported], dates: dict[str, str]) -> None:
+    """A stored model keeps its date: another date for it is refused, a first one is recorded."""
+    stored = store.model_attributes()
+    for m, d in dates.items():
+        if m in stored and stored[m].get("date") not in (None, d):
+            r = next(x for x in records if x.model == m)
+            raise UserError(f"{_at(r)}model {m!r} is stored with the date {stored[m]['date']}, here {d}; nothing was imported")
+    for m, d in dates.items():
+        if m in stored and "date" not in stored[m]:
+            merged = {**stored[m], "date": d}
+            store.con.execute("UPDATE models SET attributes = ? WHERE name = ?", [json.dumps(merged, sort_keys=True), m])
 
 
 def _check_against_store(store, records: list[Imported], prompts: dict[str, Prompt], keys: _Keys, *, replace: bool) -> None:

@@ -2,7 +2,10 @@
 
 Columns (our names): ``prompt``, ``model``, ``text`` (required); ``prompt_id``, ``sample_index``,
 ``category``, ``language``, ``group`` (optional; prompts that share a group, such as translations
-or paraphrases of one question, are one unit when measured: stored as the prompt's group_id). ``mapping`` renames: ``{"text": "output", "model":
+or paraphrases of one question, are one unit when measured: stored as the prompt's group_id);
+``date`` and ``source`` for a dated corpus (web pages by year): ``source`` names the "model" where
+there is no model column, ``date`` (YYYY-MM-DD, YYYY-MM or YYYY) becomes the model's ``date``
+attribute, and a source with texts of several dates becomes one model per date, SOURCE@DATE. ``mapping`` renames: ``{"text": "output", "model":
 "generator"}`` reads our ``text`` from their column ``output`` (the CLI's ``--map text=output``).
 Without ``sample_index`` a row gets the running count of rows seen so far for its (model, prompt),
 so a file with one answer per prompt gets 0 everywhere. Without ``prompt_id`` the id is derived
@@ -27,8 +30,9 @@ from monoculture.errors import UserError
 from monoculture.files import read_utf8 as read_text
 from monoculture.hashing import digest
 from monoculture.importers import Imported, ensure_unique
+from monoculture.trends.dates import normalise_corpus_date
 
-FIELDS = ("prompt_id", "prompt", "model", "sample_index", "text", "category", "language", "group")
+FIELDS = ("prompt_id", "prompt", "model", "sample_index", "text", "category", "language", "group", "date", "source")
 REQUIRED = ("prompt", "model", "text")
 
 
@@ -177,7 +181,7 @@ class _Builder:
 
     def check_header(self, header: list[str], where: str) -> None:
         for f in REQUIRED:
-            if f == "model" and self.model is not None and self.cols["model"] not in header:
+            if f == "model" and (self.model is not None or self.cols["source"] in header) and self.cols["model"] not in header:
                 continue
             if self.cols[f] not in header:
                 raise UserError(
@@ -194,6 +198,8 @@ class _Builder:
             if col not in row:
                 if field == "model" and self.model is not None:
                     return self.model
+                if field == "model" and c["source"] in row:  # a dated corpus: its sources stand for models
+                    return get("source", True)
                 if required:
                     unit = "column" if rowname else "field"
                     raise UserError(
@@ -241,6 +247,14 @@ class _Builder:
             if v is not None and not isinstance(v, str):
                 raise UserError(f"{pre}{_label(f, c)} must be a string, got {json_type(v)}", where=where)
             extra[f] = v if v and v.strip() else None
+        day = get("date", False)
+        if isinstance(day, float) and day.is_integer():
+            day = int(day)
+        if day is not None:
+            try:
+                day = normalise_corpus_date(day)
+            except UserError as e:
+                raise UserError(f"{pre}{_label('date', c)}: {e}", where=where) from None
         place = f"{where}" + (f" {rowname}" if rowname else "")
         self.records.append(
             Imported(
@@ -253,8 +267,28 @@ class _Builder:
                 category=extra["category"],
                 language=extra["language"],
                 group=extra["group"],
+                date=day,
             )
         )
+
+    def _split_by_date(self) -> None:
+        """A source whose texts have several dates (a site's pages year by year) becomes one
+        model per date, SOURCE@DATE: the trend analysis gives each model one date. Without a
+        sample_index column the samples are counted again within each new model."""
+        dates: dict[str, set] = {}
+        for r in self.records:
+            dates.setdefault(r.model, set()).add(r.date)
+        split = {m for m, ds in dates.items() if len(ds) > 1 and None not in ds}  # with and without: refused later
+        if not split:
+            return
+        counts: dict[tuple[str, str], int] = {}
+        for r in self.records:
+            if r.model in split:
+                r.model = f"{r.model}@{r.date}"
+                if not self.gave_index:
+                    key = (r.model, r.prompt.strip())
+                    r.sample_index = counts.get(key, 0)
+                    counts[key] = r.sample_index + 1
 
     @staticmethod
     def _int(v: Any, label: str, where: str) -> int:
@@ -275,6 +309,7 @@ class _Builder:
     def finish(self, files: list[Path]) -> list[Imported]:
         if not self.records:
             raise UserError("no rows found", where=", ".join(map(str, files)))
+        self._split_by_date()
         ensure_unique(
             self.records,
             "the file gives both the same sample_index" if self.gave_index else "add a sample_index column to tell them apart",

@@ -4,7 +4,8 @@ A trend over time is only as good as its dates, so every date carries its source
 without one is left out (and counted by the caller), never guessed. The sources, first match wins:
 
 1. the model's ``released`` attribute (a study file's ``attributes:``, ``monoculture attributes
-   --set M:released=2024-05`` or ``--file``): the user's own statement about their model;
+   --set M:released=2024-05`` or ``--file``): the user's own statement about their model; or,
+   for a dated corpus, its ``date`` attribute (``monoculture import jsonl`` with a date column);
 2. a ``--dates FILE`` (CSV: model, released, source): the user's correction of anything shipped;
 3. the ecosystem registry, where a flagship's ``hub_id`` is the model's Hub id (the store's
    ``model_id``, or a ``hub_id`` attribute); an exact, case-insensitive match, so a fine-tune of a
@@ -60,6 +61,9 @@ def _parse(value: Any, *, allow_year: bool, earliest: date | None, where: str | 
             elif allow_year and (m := _YEAR.fullmatch(s)):
                 first, day = date(int(m[1]), 1, 1), date(int(m[1]), 7, 1)
                 text = m[1]
+            elif _FULL.match(s) and len(s) > 10:  # a timestamp (2024-05-13T10:22:00Z): its day
+                first = day = datetime.fromisoformat(s.replace("Z", "+00:00")).date()
+                text = day.isoformat()
         except ValueError:  # 2024-13, 2024-02-30
             first = None
         if first is None:
@@ -166,6 +170,8 @@ def release_dates(
         found: tuple[date, str] | None = None
         if a.get("released") not in (None, ""):
             found = (parse_release(a["released"], where=f"model {m!r}: attribute released"), "attribute released")
+        elif a.get("date") not in (None, ""):  # a dated corpus's source, from import's date column
+            found = (parse_corpus_date(a["date"], where=f"model {m!r}: attribute date"), "attribute date (imported)")
         elif m in user:
             found = (user[m][0], f"{dates_file}: {user[m][1]}" if user[m][1] else str(dates_file))
         else:
