@@ -408,6 +408,11 @@ def _mount_optional_commands() -> None:
     app.command("demo", help="Measure real models' outputs shipped in the package, offline: import, measure, report, headline.")(
         demo_command
     )
+    from monoculture.trends.cli import trend_command
+
+    app.command("trend", help="Is the field narrowing? Similarity and voices over release dates, with slopes and tests.")(
+        trend_command
+    )
 
 
 _mount_optional_commands()
