@@ -188,9 +188,9 @@ def analyse(
     point = model_stack(C, G, E, None)
     reps: dict[str, list[np.ndarray]] = {k: [] for k in MODEL_SERIES}
     for lo in range(0, B, chunk):
-        ub = model_means(st.X, st.index, counts[lo : lo + chunk])
-        Gb = np.einsum("bmd,bnd->bmn", np.nan_to_num(ub), np.nan_to_num(ub))
-        for k, v in model_stack(C_b[lo : lo + chunk], Gb, E, w[lo : lo + chunk]).items():
+        # The centre's replicates draw models only: means over resampled prompts keep more of
+        # what prompts share and shrink every distance (DEVIATIONS.md, "Over time").
+        for k, v in model_stack(C_b[lo : lo + chunk], G, E, w[lo : lo + chunk]).items():
             reps[k].append(v)
     rep = {k: np.concatenate(v) for k, v in reps.items()}
 
