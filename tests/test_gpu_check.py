@@ -39,6 +39,22 @@ def test_real_shapes_have_the_published_parameter_counts():
     assert "model.layers.0.self_attn.q_proj.bias" not in g.tensor_shapes(llama)
 
 
+def test_real_shapes_are_the_weights_transformers_builds():
+    """The checkpoint's names and shapes at real size, against the model transformers builds
+    from the same config (on the meta device: no memory, no weights)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    g = load("gpu_check_models")
+    for name in g.ARCHS:
+        cfg = g.config_for(name, "real")
+        config = AutoConfig.for_model(cfg["model_type"], **{k: v for k, v in cfg.items() if k != "model_type"})
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == g.tensor_shapes(cfg), name
+
+
 @pytest.mark.slow
 def test_tiny_models_load_and_chat_in_transformers(tmp_path):
     pytest.importorskip("torch")
