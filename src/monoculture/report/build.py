@@ -391,6 +391,20 @@ def _perspectives(store, study: str | None, notes: list[str]) -> dict | None:
     }
 
 
+def _over_time(store, measured, notes: list[str]) -> tuple[dict | None, list[F.Figure]]:
+    """The "Over time" section (present when three or more measured models are dated), with the
+    measurement's bootstrap size and seed, so its intervals are as precise as the rest."""
+    from monoculture.report.over_time import over_time_section
+
+    settings = (measured.summary or {}).get("settings") or {}
+    options = {k: settings[k] for k in ("n_boot", "seed") if isinstance(settings.get(k), int)}
+    return over_time_section(store, measured.label, notes, **options)
+
+
+def _figure_context(f: F.Figure) -> dict:
+    return {"name": f.name, "title": f.title, "caption": f.caption, "json": script_json(f.to_dict()), "height": f.height}
+
+
 def _languages(gen: pd.DataFrame) -> dict[str, str]:
     g = gen.drop_duplicates("prompt_key")
     labels = prompt_labels(g["prompt_key"].tolist(), g["prompt_id"].tolist())  # as measure labels them
@@ -520,6 +534,7 @@ def build_report(
         notes += explorer.notes
         methods = _methods(store, measured, gen_m, attrs, per_model, created_at, mstudy)
         perspectives = _perspectives(store, mstudy, notes)
+        over_time, time_figs = _over_time(store, measured, notes)
         lineage = _lineage(measured.tables, measured.summary)
 
     sep = measured.summary.get("separability") if isinstance(measured.summary.get("separability"), dict) else None
@@ -532,15 +547,13 @@ def build_report(
         "headline": headline(measured.summary, per_model, groups),
         "separability": _est(sep) if sep else None,
         "chance": F.fmt(sep.get("chance")) if sep else None,
-        "figures": [
-            {"name": f.name, "title": f.title, "caption": f.caption, "json": script_json(f.to_dict()), "height": f.height}
-            for f in figs
-        ],
+        "figures": [_figure_context(f) for f in figs],
         "explorer": explorer.payload,
         "explorer_json": script_json(explorer.payload),
         "methods": methods,
         "lineage": lineage,
         "perspectives": perspectives,
+        "over_time": over_time and {**over_time, "figures": [_figure_context(f) for f in time_figs]},
         "notes": notes,
     }
     html = render(context)
@@ -560,11 +573,11 @@ def build_report(
     if export_figures is not None:
         from monoculture.report.export import export_figures as _export
 
-        exported = _export(figs, Path(export_figures))
+        exported = _export(figs + time_figs, Path(export_figures))
     return ReportInfo(
         path=out,
         bytes=out.stat().st_size,
-        figures=[f.name for f in figs],
+        figures=[f.name for f in figs + time_figs],
         explorer_prompts=explorer.held,
         total_prompts=explorer.total,
         label=measured.label,
