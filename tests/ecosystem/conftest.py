@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -95,11 +94,3 @@ def real_store(tmp_path_factory):
     with Store(path) as st:
         results = import_paths(st.con, [d / "ecosystem"], load_registry())
     return path, d / "ecosystem", results
-
-
-def write_snapshot(path: Path, models: list, taken_at: str = "2025-01-01T00:00:00Z", snapshot_id: str | None = None) -> Path:
-    doc = {"format": "monoculture-ecosystem-snapshot", "version": 1, "taken_at": taken_at, "models": models}
-    if snapshot_id:
-        doc["snapshot_id"] = snapshot_id
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    return path

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from eco_hub_fake import hub_model
+from eco_snapshots import write_snapshot
 
-from conftest import write_snapshot
 from monoculture.ecosystem import adoption
 from monoculture.ecosystem.importers import import_paths
 from monoculture.ecosystem.registry import load_registry

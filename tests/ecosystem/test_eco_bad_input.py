@@ -12,9 +12,9 @@ from pathlib import Path
 import duckdb
 import pytest
 from eco_hub_fake import hub_model
+from eco_snapshots import write_snapshot
 from typer.testing import CliRunner
 
-from conftest import write_snapshot
 from monoculture.ecosystem.cli import app
 from monoculture.ecosystem.quality import utcnow
 

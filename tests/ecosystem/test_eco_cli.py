@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from eco_hub_fake import FakeHub
+from eco_snapshots import write_snapshot
 from typer.testing import CliRunner
 
-from conftest import write_snapshot
 from monoculture.ecosystem.cli import app
 
 runner = CliRunner()

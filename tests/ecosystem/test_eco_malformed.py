@@ -6,8 +6,8 @@ import json
 
 import pytest
 from eco_hub_fake import hub_model
+from eco_snapshots import write_snapshot
 
-from conftest import write_snapshot
 from monoculture.ecosystem import adoption
 from monoculture.ecosystem.cadence import build_histories
 from monoculture.ecosystem.importers import import_paths

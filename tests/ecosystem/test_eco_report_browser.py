@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from eco_hub_fake import hub_model
+from eco_snapshots import write_snapshot
 
 from browser import open_page, require_browser
-from conftest import write_snapshot
 from monoculture.ecosystem.importers import import_paths
 from monoculture.ecosystem.registry import load_registry
 from monoculture.ecosystem.report import build_report
