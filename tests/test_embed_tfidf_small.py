@@ -26,7 +26,7 @@ def test_measure_with_tfidf_on_short_numeric_answers(tmp_path):
     assert mc("import", "jsonl", src, "--store", store)[0] == 0
     code, out = mc("measure", store, "--embedder", "tfidf", "-B", "20")
     assert code == 0, out
-    assert "tfidf: 12 SVD components instead of 256, all this corpus allows (20 distinct texts, 12 character trigrams" in out, out
+    assert "tfidf: 12 SVD components instead of 256, all this corpus allows" in out, out
     code, out = mc("measure", store, "--embedder", "tfidf", "-B", "20", "--json")  # vectors from the store now
     assert code == 0, out
     summary = json.loads(out[out.index("{") :])

@@ -145,7 +145,6 @@ class TfidfEmbedder(Embedder):
         self._corpus: list[str] = []
         self._pipe: Pipeline | None = None  # vectoriser + SVD, fitted on first embed()
         self._fitted: dict[str, np.ndarray] = {}
-        self._cap: tuple[int, str] | None = None  # (components, why) when fewer than dim
 
     def fit(self, texts):
         self._corpus = sorted(set(texts))
@@ -178,9 +177,6 @@ class TfidfEmbedder(Embedder):
         # At most one component per distinct text but one, and per trigram kept: a corpus of 20
         # short numbers has 7 trigrams, and asking for more was a crash (issue 16, item 13).
         k = min(self.dim, n - 1, F.shape[1])
-        self._cap = (
-            None if k == self.dim else (k, f"{n} distinct texts, {F.shape[1]} character trigrams that occur in two of them")
-        )
         svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized", n_iter=4)
         Y = svd.fit_transform(F)
         self._pipe = make_pipeline(vec, svd)  # both fitted: transform() embeds texts outside the corpus
@@ -189,9 +185,10 @@ class TfidfEmbedder(Embedder):
     def vector_notes(self, dim: int) -> list[str]:
         if dim >= self.dim:
             return []
-        # Without _cap the vectors came from the store, fitted by an earlier run on this corpus.
-        why = f" ({self._cap[1]})" if self._cap is not None and self._cap[0] == dim else ""
-        return [f"tfidf: {dim} SVD components instead of {self.dim}, all this corpus allows{why}"]
+        # The same words whether the vectors were fitted now or read from the store (where the
+        # corpus counts behind the cap are not known without a full trigram pass): a resumed
+        # measurement must store exactly what an uninterrupted one does.
+        return [f"tfidf: {dim} SVD components instead of {self.dim}, all this corpus allows"]
 
     def embed(self, texts):
         if not self._corpus:
