@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from monoculture.embed import embed_cached, get_embedder
 from monoculture.errors import UserError
 from monoculture.results import dumps, load_results, run_label, save_results  # noqa: F401 - the results' home, re-exported
 from monoculture.store import Store
+
+if TYPE_CHECKING:
+    from monoculture.metrics.responses import ResponseSet
 
 GROUP_ATTRIBUTES = ("family", "organisation", "country", "open_weights")
 
@@ -104,6 +107,31 @@ def _cluster_of(prompt_key: str, group, suite) -> str:
     return f"group\x1f{suite if isinstance(suite, str) else ''}\x1f{group}"
 
 
+def response_set(df: pd.DataFrame, X: np.ndarray) -> ResponseSet:
+    """The ResponseSet of the store's generations ``df`` (one row each, as ``Store.generations``
+    returns them) and their vectors ``X``: models and prompts coded in a stable order, prompts
+    keyed by ``prompt_key`` (ids are only labels), clusters from the prompts' groups. ``measure``
+    and ``trend`` both build it here, so both see the same units."""
+    from monoculture.metrics.responses import ResponseSet, prompt_labels
+
+    model_names = sorted(df["model"].unique())
+    prompt_keys = list(dict.fromkeys(df["prompt_key"]))
+    mcode = {m: i for i, m in enumerate(model_names)}
+    pcode = {p: i for i, p in enumerate(prompt_keys)}
+    first = df.drop_duplicates("prompt_key").set_index("prompt_key")
+    labels = dict(zip(first.index, prompt_labels(first.index.tolist(), first["prompt_id"].tolist())))
+    return ResponseSet(
+        X=X,
+        model=df["model"].map(mcode).to_numpy(),
+        prompt=df["prompt_key"].map(pcode).to_numpy(),
+        model_names=model_names,
+        prompt_ids=[labels[p] for p in prompt_keys],
+        texts=df["text"].tolist(),
+        sample=df["sample_index"].to_numpy(),
+        clusters=[_cluster_of(p, first.at[p, "group_id"], first.at[p, "suite"]) for p in prompt_keys],
+    )
+
+
 def _has_runs(st: Store) -> bool:
     return bool(st.con.execute("SELECT 1 FROM information_schema.tables WHERE table_name='measure_runs'").fetchone())
 
@@ -127,7 +155,7 @@ def measure(
     show_progress: bool = True,
 ) -> Measured:
     from monoculture.metrics.pipeline import measure_all
-    from monoculture.metrics.responses import ResponseSet, blank_texts, prompt_labels
+    from monoculture.metrics.responses import blank_texts
 
     console = console or Console(stderr=True)
     emb = get_embedder(embedder)
@@ -165,22 +193,9 @@ def measure(
     truncated = np.zeros(len(df), dtype=bool)
     truncated[~blank] = trunc_e
 
-    model_names = sorted(df["model"].unique())
-    prompt_keys = list(dict.fromkeys(df["prompt_key"]))
+    rs = response_set(df, X)
+    model_names, prompt_keys = rs.model_names, list(dict.fromkeys(df["prompt_key"]))
     mcode = {m: i for i, m in enumerate(model_names)}
-    pcode = {p: i for i, p in enumerate(prompt_keys)}
-    first = df.drop_duplicates("prompt_key").set_index("prompt_key")
-    labels = dict(zip(first.index, prompt_labels(first.index.tolist(), first["prompt_id"].tolist())))
-    rs = ResponseSet(
-        X=X,
-        model=df["model"].map(mcode).to_numpy(),
-        prompt=df["prompt_key"].map(pcode).to_numpy(),
-        model_names=model_names,
-        prompt_ids=[labels[p] for p in prompt_keys],
-        texts=texts,
-        sample=df["sample_index"].to_numpy(),
-        clusters=[_cluster_of(p, first.at[p, "group_id"], first.at[p, "suite"]) for p in prompt_keys],
-    )
     attrs = store.model_attributes()
     group_map = _group_map(attrs, model_names, groups)
     derivatives = {m: a["base_model"] for m, a in attrs.items() if m in mcode and a.get("base_model") in mcode}

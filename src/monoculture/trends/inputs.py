@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 
 from monoculture.errors import UserError
-from monoculture.metrics.responses import ResponseSet, blank_texts, prompt_labels
+from monoculture.metrics.responses import ResponseSet, blank_texts
 
 
 def measured_responses(store, label: str | None = None) -> tuple[ResponseSet, np.ndarray | None, dict[str, Any]]:
     """(raw responses of the measurement's study, its calibration mean or None if raw, and what
     was measured: label, embedder, calibrated, study). Refuses a measurement whose vectors are
     no longer in the store rather than embedding again with another model."""
-    from monoculture.measure import _cluster_of
+    from monoculture.measure import response_set
     from monoculture.report.explorer import load_vectors
     from monoculture.results import resolve_label
 
@@ -40,22 +40,7 @@ def measured_responses(store, label: str | None = None) -> tuple[ResponseSet, np
     missing = ~np.isfinite(X).all(axis=1)
     if missing.all():
         raise UserError(f"{store.path}: none of the answers has an embedding from {embedder}; run `monoculture measure` again")
-    model_names = sorted(df["model"].unique())
-    prompt_keys = list(dict.fromkeys(df["prompt_key"]))
-    mcode = {m: i for i, m in enumerate(model_names)}
-    pcode = {p: i for i, p in enumerate(prompt_keys)}
-    first = df.drop_duplicates("prompt_key").set_index("prompt_key")
-    labels = dict(zip(first.index, prompt_labels(first.index.tolist(), first["prompt_id"].tolist())))
-    rs = ResponseSet(
-        X=np.asarray(X, dtype=np.float64),
-        model=df["model"].map(mcode).to_numpy(),
-        prompt=df["prompt_key"].map(pcode).to_numpy(),
-        model_names=model_names,
-        prompt_ids=[labels[p] for p in prompt_keys],
-        texts=texts,
-        sample=df["sample_index"].to_numpy(),
-        clusters=[_cluster_of(p, first.at[p, "group_id"], first.at[p, "suite"]) for p in prompt_keys],
-    )
+    rs = response_set(df, np.asarray(X, dtype=np.float64))
     info = {
         "label": lab,
         "embedder": embedder,
