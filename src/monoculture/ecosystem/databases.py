@@ -142,12 +142,15 @@ def import_epoch(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, dataset: str,
     return len(out)
 
 
-def _coerced(values: pd.Series, converted: pd.Series, tally: Tally, source: str, column: str, kind: str) -> pd.Series:
-    """Count each cell that was given but could not be read (it becomes null), so a dropped
-    number or date shows in the import's issues instead of vanishing."""
+def _read_column(df: pd.DataFrame, column: str, tally: Tally, source: str, *, dates: bool = False) -> pd.Series:
+    """``df[column]`` read as numbers (or dates); each cell that was given but could not be read
+    becomes null and is counted, so a dropped number or date shows in the import's issues
+    instead of vanishing."""
+    values = df[column]
+    converted = pd.to_datetime(values, errors="coerce") if dates else pd.to_numeric(values, errors="coerce")
     given = values.map(lambda v: not is_missing(v))
     for i in values.index[given & converted.isna()]:
-        tally.add(kind, f"{source} row {i + 1}", f"{column}={values[i]!r}")
+        tally.add("bad_date" if dates else "bad_number", f"{source} row {i + 1}", f"{column}={values[i]!r}")
     return converted
 
 
@@ -179,23 +182,9 @@ def import_table(
         out = pd.DataFrame(
             {
                 "model_id": df["model_id"].astype(str).str.strip(),
-                "total_params_b": _coerced(
-                    df["total_params_b"],
-                    pd.to_numeric(df["total_params_b"], errors="coerce"),
-                    tally,
-                    source,
-                    "total_params_b",
-                    "bad_number",
-                ),
+                "total_params_b": _read_column(df, "total_params_b", tally, source),
                 "active_params_b": (
-                    _coerced(
-                        df["active_params_b"],
-                        pd.to_numeric(df["active_params_b"], errors="coerce"),
-                        tally,
-                        source,
-                        "active_params_b",
-                        "bad_number",
-                    )
+                    _read_column(df, "active_params_b", tally, source)
                     if "active_params_b" in df
                     else pd.Series([None] * len(df), dtype=float)
                 ),
@@ -210,22 +199,8 @@ def import_table(
             pd.DataFrame(
                 {
                     "model_id": df["model_id"].astype(str).str.strip(),
-                    "hf_created_at": _coerced(
-                        df["hf_created_at"],
-                        pd.to_datetime(df["hf_created_at"], errors="coerce"),
-                        tally,
-                        source,
-                        "hf_created_at",
-                        "bad_date",
-                    ),
-                    "actual_release_date": _coerced(
-                        df["actual_release_date"],
-                        pd.to_datetime(df["actual_release_date"], errors="coerce"),
-                        tally,
-                        source,
-                        "actual_release_date",
-                        "bad_date",
-                    ),
+                    "hf_created_at": _read_column(df, "hf_created_at", tally, source, dates=True),
+                    "actual_release_date": _read_column(df, "actual_release_date", tally, source, dates=True),
                     "notes": df.get("notes", pd.Series([None] * len(df))).astype(object),
                 }
             )
