@@ -55,6 +55,37 @@ CREATE TABLE IF NOT EXISTS prompts (
 );
 CREATE TABLE IF NOT EXISTS study_models (study TEXT, model TEXT, PRIMARY KEY (study, model));
 CREATE TABLE IF NOT EXISTS study_prompts (study TEXT, prompt_key TEXT, position INTEGER, PRIMARY KEY (study, prompt_key));
+CREATE TABLE IF NOT EXISTS loop_chains (
+    chain_id TEXT PRIMARY KEY,
+    kind TEXT,
+    task TEXT,
+    instruction TEXT,
+    seed_id TEXT,
+    seed_text TEXT,
+    models JSON,
+    label TEXT,
+    order_kind TEXT,
+    replicate INTEGER,
+    steps INTEGER,
+    identity JSON,
+    source TEXT,
+    created_at DOUBLE
+);
+CREATE TABLE IF NOT EXISTS study_loop_chains (study TEXT, chain_id TEXT, PRIMARY KEY (study, chain_id));
+CREATE TABLE IF NOT EXISTS loop_steps (
+    key TEXT PRIMARY KEY,
+    chain_id TEXT,
+    step INTEGER,
+    model TEXT,
+    input_key TEXT,
+    text TEXT,
+    image BLOB,
+    finish_reason TEXT,
+    error TEXT,
+    latency_s DOUBLE,
+    attempts INTEGER,
+    created_at DOUBLE
+);
 CREATE TABLE IF NOT EXISTS generations (
     key TEXT PRIMARY KEY,
     model TEXT,
