@@ -413,6 +413,9 @@ def _mount_optional_commands() -> None:
     app.command("trend", help="Is the field narrowing? Similarity and voices over release dates, with slopes and tests.")(
         trend_command
     )
+    from monoculture.loops.cli import app as loop_app
+
+    app.add_typer(loop_app, name="loop")
 
 
 _mount_optional_commands()
