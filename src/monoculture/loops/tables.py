@@ -20,6 +20,7 @@ the failure is retried).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -122,9 +123,16 @@ def step_key(chain_id: str, step: int, input_text: str) -> str:
     return digest({"chain": chain_id, "step": int(step), "input": input_text})
 
 
-def register_chains(store: Store, study: str | None, chains: Iterable[Chain]) -> list[str]:
+def _transaction(store: Store, atomic: bool):
+    """The store's transaction, or none where the caller already holds one (``atomic=False``:
+    an importer that writes chains and steps all or nothing; DuckDB has no nested transactions)."""
+    return store.transaction() if atomic else contextlib.nullcontext(store.con)
+
+
+def register_chains(store: Store, study: str | None, chains: Iterable[Chain], *, atomic: bool = True) -> list[str]:
     """Insert chains that are new (an existing chain keeps its row; ``steps`` is raised to the
-    larger planned length) and record that ``study`` uses them. One transaction; returns ids."""
+    larger planned length) and record that ``study`` uses them. One transaction (unless
+    ``atomic=False``: then inside the caller's); returns ids."""
     rows = []
     now = time.time()
     for c in chains:
@@ -149,7 +157,7 @@ def register_chains(store: Store, study: str | None, chains: Iterable[Chain]) ->
     if not rows:
         return []
     df = pd.DataFrame(rows, columns=CHAIN_COLUMNS).drop_duplicates("chain_id", keep="last")  # noqa: F841 - read by the SQL
-    with store.transaction():
+    with _transaction(store, atomic):
         store.con.execute(
             """
             UPDATE loop_chains SET steps = greatest(loop_chains.steps, df.steps)
@@ -165,16 +173,17 @@ def register_chains(store: Store, study: str | None, chains: Iterable[Chain]) ->
     return list(dict.fromkeys(r["chain_id"] for r in rows))
 
 
-def write_steps(store: Store, rows: list[dict]) -> None:
-    """Write one batch of steps in one transaction. A key seen before is replaced (a failed
-    attempt by its retry) and its attempt count carried on, as for generations."""
+def write_steps(store: Store, rows: list[dict], *, atomic: bool = True) -> None:
+    """Write one batch of steps in one transaction (unless ``atomic=False``: then inside the
+    caller's). A key seen before is replaced (a failed attempt by its retry) and its attempt
+    count carried on, as for generations."""
     if not rows:
         return
     df = pd.DataFrame([{c: r.get(c) for c in STEP_COLUMNS} for r in rows], columns=STEP_COLUMNS)
     df["created_at"] = df["created_at"].fillna(time.time())
     df["attempts"] = df["attempts"].fillna(1).astype("int64")
     df = df.drop_duplicates("key", keep="last")
-    with store.transaction():
+    with _transaction(store, atomic):
         store.con.execute(
             """
             INSERT OR REPLACE INTO loop_steps
