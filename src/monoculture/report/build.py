@@ -401,6 +401,22 @@ def _over_time(store, measured, notes: list[str]) -> tuple[dict | None, list[F.F
     return over_time_section(store, measured.label, notes, **options)
 
 
+def _loops(store, study: str | None, notes: list[str]) -> tuple[dict | None, list[F.Figure]]:
+    """The "Loops" section (present when the study has loop chains), computed as `monoculture
+    loop summary` computes it for the study, so the page and the command agree."""
+    from monoculture.report.loops import loops_section
+
+    return loops_section(store, study, notes)
+
+
+def _loops_only(store, study: str | None) -> bool:
+    """A store (or study) with loop chains and no measurement is reported by its loops alone."""
+    from monoculture.report.loops import has_chains
+    from monoculture.results import list_runs
+
+    return list_runs(store, study).empty and has_chains(store, study)
+
+
 def _figure_context(f: F.Figure) -> dict:
     return {"name": f.name, "title": f.title, "caption": f.caption, "json": script_json(f.to_dict()), "height": f.height}
 
@@ -461,7 +477,7 @@ def _environment():
     return env
 
 
-def render(context: dict) -> str:
+def render(context: dict, template: str = "report.html.j2") -> str:
     from markupsafe import Markup
     from plotly.offline import get_plotlyjs
 
@@ -473,7 +489,7 @@ def render(context: dict) -> str:
     ctx["app_js"], app_hash = inline_script((TEMPLATES / "report.js").read_text(encoding="utf-8"))
     ctx["csp"] = content_security_policy([plotly_hash, app_hash])
     ctx["css"] = Markup((TEMPLATES / "report.css").read_text(encoding="utf-8"))
-    return env.get_template("report.html.j2").render(**ctx)
+    return env.get_template(template).render(**ctx)
 
 
 def build_report(
@@ -489,7 +505,8 @@ def build_report(
     """Write the report for ``store_path``'s measurement ``label`` (default: the latest).
 
     ``max_prompts`` bounds the prompts whose answers the explorer holds (0: none); ``study``
-    only checks that the measurement is that study's. ``export_figures``: a folder to write
+    only checks that the measurement is that study's. A store (or study) with loop chains and
+    no measurement gets a report of its loops alone. ``export_figures``: a folder to write
     each figure to as PNG and SVG as well.
     """
     from monoculture.results import load_results
@@ -503,6 +520,8 @@ def build_report(
         raise UserError("is a folder; give a file name such as report.html", where=str(out))
     notes: list[str] = []
     with Store(store_path, read_only=True) as store:
+        if not label and _loops_only(store, study):
+            return _loops_report(store, store_path, out, study=study, title=title, export_figures=export_figures)
         if study and not label:
             label = _latest_label_of_study(store, study)
         measured = load_results(store, label)
@@ -535,6 +554,7 @@ def build_report(
         methods = _methods(store, measured, gen_m, attrs, per_model, created_at, mstudy)
         perspectives = _perspectives(store, mstudy, notes)
         over_time, time_figs = _over_time(store, measured, notes)
+        loops, loop_figs = _loops(store, mstudy, notes)
         lineage = _lineage(measured.tables, measured.summary)
 
     sep = measured.summary.get("separability") if isinstance(measured.summary.get("separability"), dict) else None
@@ -554,9 +574,30 @@ def build_report(
         "lineage": lineage,
         "perspectives": perspectives,
         "over_time": over_time and {**over_time, "figures": [_figure_context(f) for f in time_figs]},
+        "loops": loops and {**loops, "figures": [_figure_context(f) for f in loop_figs]},
         "notes": notes,
     }
     html = render(context)
+    _write_html(out, html)
+    exported: list[Path] = []
+    if export_figures is not None:
+        from monoculture.report.export import export_figures as _export
+
+        exported = _export(figs + time_figs + loop_figs, Path(export_figures))
+    return ReportInfo(
+        path=out,
+        bytes=out.stat().st_size,
+        figures=[f.name for f in figs + time_figs + loop_figs],
+        explorer_prompts=explorer.held,
+        total_prompts=explorer.total,
+        label=measured.label,
+        exported=exported,
+        notes=notes,
+    )
+
+
+def _write_html(out: Path, html: str) -> None:
+    """Write the page atomically (a reader never sees half a report), readable by others."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=str(out.parent))
     try:
@@ -569,18 +610,52 @@ def build_report(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def loops_page(
+    loops: dict, figs: list[F.Figure], *, store: Path, study: str | None, notes: list[str], title: str | None = None
+) -> str:
+    """The HTML of a loops-only report from the section's data and figures (report/loops.py)."""
+    from monoculture import __version__
+
+    context = {
+        "title": title or f"monoculture report: {study or store.stem}",
+        "store": store.name,
+        "study": study,
+        "version": __version__,
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "loops": {**loops, "figures": [_figure_context(f) for f in figs]},
+        "notes": notes,
+    }
+    return render(context, "loops_report.html.j2")
+
+
+def _loops_report(
+    store, store_path: Path, out: Path, *, study: str | None, title: str | None, export_figures: str | Path | None
+) -> ReportInfo:
+    """The page of a store (or study) that ran loops and measured nothing: the Loops section alone."""
+    notes: list[str] = []
+    loops, figs = _loops(store, study, notes)
+    if loops is None:
+        raise UserError(
+            f"nothing measured yet, and the loop chains could not be summarised ({'; '.join(notes) or 'no chains'}); "
+            "run `monoculture measure` or `monoculture loop summary` to see why",
+            where=str(store_path),
+        )
+    _write_html(out, loops_page(loops, figs, store=store_path, study=study, notes=notes, title=title))
     exported: list[Path] = []
     if export_figures is not None:
         from monoculture.report.export import export_figures as _export
 
-        exported = _export(figs + time_figs, Path(export_figures))
+        exported = _export(figs, Path(export_figures))
     return ReportInfo(
         path=out,
         bytes=out.stat().st_size,
-        figures=[f.name for f in figs + time_figs],
-        explorer_prompts=explorer.held,
-        total_prompts=explorer.total,
-        label=measured.label,
+        figures=[f.name for f in figs],
+        explorer_prompts=0,
+        total_prompts=0,
+        label="",
         exported=exported,
-        notes=notes,
+        notes=notes
+        + ["no measurement in the store: the report holds its loop chains only (`monoculture measure` adds the rest)"],
     )
