@@ -1,0 +1,373 @@
+"""The loop summary: every figure of a store's loops in one JSON-safe dict.
+
+:func:`loop_summary` reads the chains (:func:`monoculture.loops.tables.read_steps`), scores every
+text once per scorer, and puts together: attractors at the final step and at step 10
+(:mod:`monoculture.loops.attractors`), the paired test between models, the trajectory of each
+property (mean and bootstrap band over chains, step by step), the embedding measures of
+:mod:`monoculture.loops.dynamics` and the motifs of :mod:`monoculture.loops.motifs`, and the image
+loop's own summary (:mod:`monoculture.loops.images`). ``monoculture loop summary`` prints it and
+the report's Loops section draws it.
+
+Nothing is written to the store but the embeddings cache (and not even that when the store is
+open read-only); scores are not stored: every text is scored once per call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monoculture.errors import UserError
+from monoculture.loops.attractors import X_FROM, _rng, attractor_table, paired_table
+from monoculture.loops.scorers import DEFAULT_SCORERS, Scorer, get_scorers, score_frame
+from monoculture.loops.tables import read_steps
+from monoculture.store import Store
+
+#: The second step attractors are reported at (METRICS.md: "the same at t = 10").
+EARLY_STEP = 10
+
+
+def _json(v: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
+    if isinstance(v, dict):
+        return {str(k): _json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return [_json(x) for x in v.tolist()]
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(float(v)) else None
+    return v
+
+
+def _records(df: pd.DataFrame | None) -> list[dict]:
+    """Row dicts of a dynamics frame, each ``<x>ci_low``/``<x>ci_high`` pair as ``<x>ci``."""
+    if df is None or len(df) == 0:
+        return []
+    from monoculture.loops.dynamics import frame_records
+
+    return _json(frame_records(df))
+
+
+def trajectories(scored: pd.DataFrame, properties: Sequence[str], *, bootstrap: int = 1000, seed: int = 0) -> list[dict]:
+    """Per (model, task, property, step): the mean over chains that reached the step and a
+    percentile band from resampling chains (one weight matrix per group, all steps at once)."""
+    rows: list[dict] = []
+    for (label, task), g in scored.groupby(["label", "task"], sort=True):
+        for prop in properties:
+            wide = g.pivot_table(index="chain_id", columns="step", values=prop, aggfunc="first", dropna=False)
+            Y = wide.to_numpy(dtype=float)  # (chains, steps), NaN where a chain has no score
+            M = np.isfinite(Y)
+            Y0 = np.where(M, Y, 0.0)
+            n = Y.shape[0]
+            count = M.sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = Y0.sum(axis=0) / count
+            lo = hi = np.full(Y.shape[1], np.nan)
+            if bootstrap > 0 and n >= 2:
+                rng = _rng(seed, "trajectory", label, task, prop)
+                W = rng.multinomial(n, np.full(n, 1.0 / n), size=bootstrap).astype(float)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    R = (W @ Y0) / (W @ M)  # (B, steps): NaN where a replicate drew no chain there
+                with np.errstate(all="ignore"):
+                    lo, hi = np.nanquantile(R, [0.025, 0.975], axis=0) if np.isfinite(R).any() else (lo, hi)
+            for j, step in enumerate(wide.columns):
+                rows.append(
+                    {
+                        "model": label,
+                        "task": task,
+                        "property": prop,
+                        "step": int(step),
+                        "mean": mean[j],
+                        "ci": [lo[j], hi[j]] if count[j] >= 2 else [None, None],
+                        "chains": int(count[j]),
+                    }
+                )
+    return _json(rows)
+
+
+def _read_only(store: Store) -> bool:
+    try:
+        row = store.con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+        return bool(row and row[0])
+    except Exception:
+        return False
+
+
+def embed_frame(store: Store, embedder: Any, texts: Sequence[str]) -> tuple[np.ndarray, str, list[str]]:
+    """Unit-norm vectors of ``texts`` (row-aligned), the embedder's name, and notes. Vectors go
+    through the store's embeddings cache (:func:`monoculture.embed.embed_cached`); a store
+    opened read-only is only read, and the vectors it lacks are computed and not kept."""
+    from monoculture.embed import _load, embed_cached, get_embedder
+    from monoculture.hashing import text_hash
+
+    emb = get_embedder(embedder)
+    notes: list[str] = []
+    if not _read_only(store):
+        X, _, _ = embed_cached(store, emb, list(texts))
+    else:
+        hashes = [text_hash(t) for t in texts]
+        uniq = dict(zip(hashes, texts))
+        emb.fit(list(uniq.values()))
+        try:
+            have = {h: v for h, (v, _) in _load(store, emb.name, list(uniq)).items()}
+        except Exception:  # a store without an embeddings table yet
+            have = {}
+        todo = [h for h in uniq if h not in have]
+        if todo:
+            vecs = emb.embed([uniq[h] for h in todo])
+            have.update(zip(todo, np.asarray(vecs, dtype=np.float32)))
+            notes.append(f"store open read-only: {len(todo)} texts embedded with {emb.name} and not cached")
+        X = np.stack([have[h] for h in hashes]) if hashes else np.zeros((0, 1), np.float32)
+    X = np.asarray(X, dtype=np.float64)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        X = np.where(norms > 0, X / np.where(norms > 0, norms, 1.0), 0.0)
+    return X, emb.name, notes
+
+
+def _methods(x_from: str, scorers: Sequence[Scorer], embedder: str | None, bootstrap: int, permutations: int) -> str:
+    x = (
+        "f(x_0), the seed text"
+        if x_from == "seed"
+        else "f(x_1), the first generation (the variant of Perez et al.'s published length figures)"
+    )
+    props = "; ".join(f"{s.name}: {s.version}" for s in scorers)
+    parts = [
+        f"Attractors (Perez et al. 2024): for each model and task, the least-squares line f(x_T) = a + b x over its chains, "
+        f"with x = {x}, at the final step T (the longest chain's last step; shorter chains left out and counted) and at "
+        f"step {EARLY_STEP}. If -1 < b < 1, strength = 1 - |b| and position = a / (1 - b) clipped to the property's range; "
+        "otherwise both are 0. p: the p-value of |b| < 1 from two one-sided t tests (the larger of the two). "
+        f"Intervals: 95% percentile intervals from {bootstrap} resamples of the chains of each model and task (the "
+        "position's over the resamples whose line has a fixed point). Strength at step T is 1 - |b|^T for chains "
+        "x_{t+1} = a + b x_t + noise, so it grows with the chain's length: compare strengths at the same step.",
+        f"Paired test: the difference of two models' strengths on the same task and property; seeds resampled in both "
+        f"when the models ran the same seeds (else each model's chains on their own), and p from {permutations} "
+        "shuffles of the model labels among each seed's chains.",
+        "Trajectories: the mean of each property over the chains that reached each step, with a 95% band from resampling chains.",
+        f"Properties: {props}. The built-in scorers remove #hashtags first, as the paper's code does.",
+    ]
+    if embedder:
+        parts.append(f"Embedding measures (drift, convergence, diversity, motifs): {embedder}, unit-normalised vectors.")
+    return " ".join(parts)
+
+
+def loop_summary(
+    store: Store,
+    study: str | None = None,
+    *,
+    embedder: Any = "tfidf",
+    scorers: Sequence[str | Scorer] = DEFAULT_SCORERS,
+    x_from: str = "seed",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    permutations: int = 999,
+) -> dict:
+    """Every loop figure of ``study`` (all studies when None) in ``store``; keys as
+    docs/loops.md lists them (chains, labels, scorers, x_from, attractors, paired, trajectories,
+    drift, convergence, diversity, lexical, motifs, images, notes, methods). ``embedder=None``
+    leaves the embedding measures out."""
+    if x_from not in X_FROM:
+        raise UserError(f"--x-from must be one of {', '.join(X_FROM)} (got {x_from!r})")
+    if bootstrap < 0 or permutations < 0:
+        raise UserError("bootstrap and permutations must be 0 or more")
+    scorer_objs = get_scorers(list(scorers))
+    notes: list[str] = []
+    frame = read_steps(store, study, kind="text")
+    if study is None:  # a chain two studies use appears once per study: measure it once
+        frame = frame.drop_duplicates(["chain_id", "step"], keep="first").reset_index(drop=True)
+    frame = frame[frame["text"].map(lambda t: isinstance(t, str))].reset_index(drop=True)
+    out: dict[str, Any] = {
+        "attractors": [],
+        "chains": int(frame["chain_id"].nunique()) if len(frame) else 0,
+        "labels": [],
+        "scorers": [s.describe() for s in scorer_objs],
+        "x_from": x_from,
+        "paired": [],
+        "trajectories": [],
+        "drift": [],
+        "convergence": [],
+        "diversity": [],
+        "lexical": [],
+        "motifs": None,
+        "images": None,
+        "embedder": None,
+    }
+    for s in scorer_objs:
+        if s.note:
+            notes.append(f"{s.name}: {s.note}")
+    if len(frame):
+        last = frame.groupby("chain_id")["step"].max()
+        per = frame.drop_duplicates("chain_id")[["chain_id", "label", "task"]].assign(last=lambda d: d["chain_id"].map(last))
+        for (label, task), g in per.groupby(["label", "task"], sort=True):
+            out["labels"].append(
+                {
+                    "label": label,
+                    "task": task,
+                    "chains": len(g),
+                    "steps_min": int(g["last"].min()),
+                    "steps_max": int(g["last"].max()),
+                }
+            )
+        unstarted = int((last == 0).sum())
+        if unstarted:
+            notes.append(f"{unstarted} chain(s) have no step yet (only their seed) and are left out of every measure")
+
+        cache: dict[tuple[str, str], float] = {}
+        scored = score_frame(frame, scorer_objs, cache=cache)
+        props = {s.name: s.bounds for s in scorer_objs}
+        rows, att_notes = attractor_table(
+            scored, props, x_from=x_from, steps=("final", EARLY_STEP), bootstrap=bootstrap, seed=seed
+        )
+        out["attractors"] = _json(rows)
+        notes.extend(att_notes)
+        out["paired"] = _json(
+            paired_table(scored, list(props), x_from=x_from, bootstrap=bootstrap, permutations=permutations, seed=seed)
+        )
+        out["trajectories"] = trajectories(scored, list(props), bootstrap=bootstrap, seed=seed)
+        if embedder is not None:
+            _embedding_measures(store, frame, embedder, out, notes, bootstrap=bootstrap, seed=seed, permutations=permutations)
+    else:
+        notes.append("no text chains in the store" + (f" for study {study!r}" if study else ""))
+    out["images"] = _images(store, study, seed, notes)
+    out["notes"] = list(dict.fromkeys(notes))
+    out["methods"] = _methods(x_from, scorer_objs, out["embedder"], bootstrap, permutations)
+    return _json(out)
+
+
+def _embedding_measures(
+    store: Store, frame: pd.DataFrame, embedder: Any, out: dict, notes: list[str], *, bootstrap: int, seed: int, permutations: int
+) -> None:
+    """Drift, convergence, diversity, lexical and motifs into ``out``; a measure that cannot be
+    computed is left empty with a note saying why (the attractors still stand)."""
+    try:
+        X, name, emb_notes = embed_frame(store, embedder, frame["text"].tolist())
+    except UserError as e:
+        notes.append(f"embedding measures left out: {e}")
+        return
+    out["embedder"] = name
+    notes.extend(emb_notes)
+    try:
+        from monoculture.loops import dynamics
+    except ImportError as e:
+        notes.append(f"drift, convergence and diversity not available here ({e})")
+        return
+    for key, call in (
+        ("drift", lambda: dynamics.drift(frame, X, bootstrap=bootstrap, seed=seed)),
+        ("convergence", lambda: dynamics.convergence(frame, X, bootstrap=bootstrap, seed=seed)),
+        ("diversity", lambda: dynamics.diversity_loss(frame, X, bootstrap=bootstrap, seed=seed)),
+        ("lexical", lambda: dynamics.lexical_by_step(frame)),
+    ):
+        try:
+            out[key] = _records(call())
+        except (UserError, ValueError) as e:
+            notes.append(f"{key} left out: {e}")
+    try:
+        from monoculture.loops.motifs import find_motifs
+    except ImportError as e:
+        notes.append(f"motifs not available here ({e})")
+        return
+    final = dynamics.final_rows(frame.assign(_row=np.arange(len(frame))))
+    if final["chain_id"].nunique() < 3:
+        notes.append("motifs left out: fewer than 3 chains with a final text")
+        return
+    try:
+        res = find_motifs(final.drop(columns="_row"), X[final["_row"].to_numpy()], seed=seed, permutations=permutations)
+        out["motifs"] = _json(res.to_dict())
+    except (UserError, ValueError) as e:
+        notes.append(f"motifs left out: {e}")
+
+
+def _images(store: Store, study: str | None, seed: int, notes: list[str]) -> dict | None:
+    """The image loop's summary (None when there are no image chains, or where this install
+    has no image summary)."""
+    try:
+        from monoculture.loops import images
+    except ImportError:
+        return None
+    fn = getattr(images, "image_summary", None)
+    if fn is None:
+        return None
+    try:
+        return _json(fn(store, study, seed=seed))
+    except (UserError, ValueError) as e:
+        notes.append(f"image loops left out: {e}")
+        return None
+
+
+# -- terminal ---------------------------------------------------------------------------------
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
+    return f"{v:.{digits}f}"
+
+
+def _ci(ci: Any, digits: int = 3) -> str:
+    if not ci or ci[0] is None:
+        return "-"
+    return f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
+
+
+def print_summary(summary: dict) -> None:
+    """The attractor table (and the paired tests and notes) on the terminal, through the safe
+    console: model and task names are other people's text."""
+    from rich.table import Table
+
+    from monoculture.terminal import stdout_console, styled
+
+    console = stdout_console(highlight=False, soft_wrap=True)
+    console.print(
+        styled(
+            "[bold]loops[/bold]: {} chains; x = {}; properties {}",
+            summary["chains"],
+            "f(x_0) (the seed)" if summary["x_from"] == "seed" else "f(x_1) (the first generation)",
+            ", ".join(s["name"] for s in summary["scorers"]),
+        )
+    )
+    t = Table(
+        title="attractors (strength 1 - |slope|, position a / (1 - slope); 95% intervals over chains)", title_justify="left"
+    )
+    for col in ("model", "task", "property", "step", "strength", "95% CI", "position", "95% CI ", "p (|b|<1)", "chains"):
+        t.add_column(col, overflow="fold")
+    for r in summary["attractors"]:
+        t.add_row(
+            str(r["model"]),
+            str(r["task"]),
+            r["property"],
+            str(r["step"]),
+            _fmt(r["strength"]),
+            _ci(r["ci"]),
+            _fmt(r["position"]),
+            _ci(r["position_ci"]),
+            "-" if r["p"] is None else f"{r['p']:.3g}",
+            str(r["chains"]),
+        )
+    console.print(t)
+    if summary["paired"]:
+        pt = Table(title="paired: strength of A minus strength of B (final step)", title_justify="left")
+        for col in ("task", "property", "model A", "model B", "difference", "95% CI", "p", "by seed"):
+            pt.add_column(col, overflow="fold")
+        for r in summary["paired"]:
+            pt.add_row(
+                str(r["task"]),
+                r["property"],
+                str(r["model_a"]),
+                str(r["model_b"]),
+                _fmt(r["difference"]),
+                _ci(r["ci"]),
+                "-" if r["p"] is None else f"{r['p']:.3g}",
+                "yes" if r.get("paired") else "no",
+            )
+        console.print(pt)
+    for note in summary["notes"]:
+        console.print(f"note: {note}", style="dim")
