@@ -14,9 +14,22 @@ and the caption chain measured as text. The models themselves are pluggable stag
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from monoculture.hashing import digest
+from monoculture.loops.tables import Chain, chain_progress, read_steps, register_chains, step_key, write_steps
+from monoculture.store import Store
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 #: Upper bounds that turn a typo into an error naming the field rather than a run that never ends.
 MAX_ROUNDS = 10_000
@@ -61,7 +74,7 @@ class _Stage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    name: str | None = Field(None, min_length=1, description="label for chains and reports; default: the model's last path part")
+    name: str = Field("", description="label for chains and reports; default: the model's last path part")
     model: str = Field(min_length=1, description="local folder or hub id")
     revision: str | None = None
     kind: str = Field("", description="implementation: a built-in name or module:Class")
@@ -76,7 +89,7 @@ class _Stage(BaseModel):
 
     @model_validator(mode="after")
     def _default_name(self):
-        if not self.name:
+        if not self.name.strip():
             self.name = self.model.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1] or self.model
         return self
 
@@ -196,11 +209,11 @@ class ImageLoopSpec(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self):
-        for field, stages in (("text_to_image", self.text_to_image), ("captioner", self.captioner)):
+        for section, stages in (("text_to_image", self.text_to_image), ("captioner", self.captioner)):
             names = [s.name for s in stages]
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
-                raise ValueError(f"{field}: name {dup[0]!r} is used twice; give each stage its own name")
+                raise ValueError(f"{section}: name {dup[0]!r} is used twice; give each stage its own name")
         ids = [s.id for s in self.seeds]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
@@ -210,3 +223,279 @@ class ImageLoopSpec(BaseModel):
     def pairs(self) -> list[tuple[TextToImageSpec, CaptionerSpec]]:
         """Every (text-to-image, captioner) pair, in spec order."""
         return [(t, c) for t in self.text_to_image for c in self.captioner]
+
+
+# ---------------------------------------------------------------------------------------------
+# Chains and the runner
+
+#: The task name image chains are stored under (text chains have rephrase, inspiration, ...).
+IMAGE_TASK = "image-caption"
+
+
+def pair_label(t2i: TextToImageSpec, cap: CaptionerSpec) -> str:
+    """The name an image chain is measured under: both stages, drawing model first."""
+    return f"{t2i.name}+{cap.name}"
+
+
+def plan_image_chains(spec: ImageLoopSpec) -> list[Chain]:
+    """Every chain the spec asks for: per (text-to-image, captioner) pair, seed prompt and
+    replicate. The identity holds both stages' identities and parameters and the base seed, not
+    the number of rounds, so raising ``rounds`` continues the chains."""
+    chains = []
+    for t2i, cap in spec.pairs():
+        for s in spec.seeds:
+            for r in range(spec.chains):
+                chains.append(
+                    Chain(
+                        kind="image",
+                        task=IMAGE_TASK,
+                        instruction=cap.params.prompt or "",
+                        seed_id=s.id,
+                        seed_text=s.text,
+                        models=[t2i.name, cap.name],
+                        identities=[t2i.identity(), cap.identity()],
+                        order_kind="fixed",
+                        replicate=r,
+                        sampling={"seed": spec.seed},
+                        steps=spec.rounds,
+                        source="run",
+                        label=pair_label(t2i, cap),
+                    )
+                )
+    return chains
+
+
+def round_seed(chain_id: str, step: int, stage: str) -> int:
+    """The noise (or sampling) seed of one stage at one round of one chain: a function of the
+    chain and the round only, so a resumed chain draws what an uninterrupted one would."""
+    return int(digest({"chain": chain_id, "round": int(step), "stage": stage}, length=15), 16)
+
+
+@dataclass
+class ImageLoopOutcome:
+    """What a run of the image section did. ``failed`` counts failed rounds (each stopped its
+    chain for this run; they are stored and retried by the next run)."""
+
+    chains: int = 0
+    planned: int = 0  # rounds all chains have when finished
+    generated: int = 0
+    skipped: int = 0  # rounds already in the store
+    failed: int = 0
+    empty: int = 0  # rounds whose caption is empty
+    finished: int = 0  # chains at their planned length after this run
+    embedded: int = 0  # images and captions newly embedded with CLIP
+    errors: list[str] = field(default_factory=list)  # the first few failure messages
+
+    def describe(self) -> str:
+        parts = [f"{self.chains} image chains", f"{self.generated} rounds drawn and captioned", f"{self.skipped} already stored"]
+        if self.failed:
+            parts.append(f"{self.failed} failed (retried next run)")
+        if self.empty:
+            parts.append(f"{self.empty} empty captions")
+        parts.append(f"{self.finished}/{self.chains} chains finished")
+        return ", ".join(parts)
+
+
+@dataclass
+class _ChainState:
+    chain: Chain
+    done: int
+    text: str  # the caption the next round draws (the seed prompt before round 1)
+    key: str  # the key of the last stored round ("" before round 1)
+    failed: bool = False
+
+
+def run_image_loops(
+    store: Store,
+    study: str | None,
+    spec: ImageLoopSpec,
+    *,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> ImageLoopOutcome:
+    """Advance every image chain of ``spec`` to ``spec.rounds`` rounds, resumably.
+
+    Per (text-to-image, captioner) pair, the chains still short of their length advance
+    together, ``batch_size`` at a time: draw each chain's last caption, caption the images,
+    write the round's rows in one transaction (a kill loses at most that batch). A batch that
+    raises is stored as failed rows (the error, no text) for its chains, which stop for this
+    run and are retried by the next. Finally every stored image and caption of these chains is
+    embedded with CLIP into the store's embedding cache, so that :func:`image_summary` needs
+    no model."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from monoculture.loops.image_stages import make_captioner, make_text_to_image, resolve_device
+    from monoculture.terminal import description_column, stderr_console
+
+    console = console or stderr_console()
+    device = resolve_device(spec.device)
+    chains = plan_image_chains(spec)
+    ids = register_chains(store, study, chains)
+    progress_rows = chain_progress(store, ids)
+    out = ImageLoopOutcome(chains=len(chains), planned=len(chains) * spec.rounds)
+    states: dict[str, list[_ChainState]] = {}
+    for c in chains:
+        prefix = progress_rows.get(c.chain_id, [])[: spec.rounds]
+        last = prefix[-1] if prefix else None
+        s = _ChainState(c, len(prefix), last["text"] if last else c.seed_text, last["key"] if last else "")
+        out.skipped += s.done
+        states.setdefault(c.label, []).append(s)
+
+    with Progress(
+        description_column(),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("image rounds", total=out.planned, completed=out.skipped)
+        loaded_t2i: dict[str, Any] = {}
+        for t2i_spec, cap_spec in spec.pairs():
+            group = [s for s in states.get(pair_label(t2i_spec, cap_spec), []) if s.done < spec.rounds]
+            if not group:
+                continue
+            for name in [n for n in loaded_t2i if n != t2i_spec.name]:  # one drawing model in memory at a time
+                loaded_t2i.pop(name).close()
+            if t2i_spec.name not in loaded_t2i:
+                loaded_t2i[t2i_spec.name] = make_text_to_image(t2i_spec, device)
+            captioner = make_captioner(cap_spec, device)
+            try:
+                _advance(group, loaded_t2i[t2i_spec.name], captioner, spec, store, out, progress, task)
+            finally:
+                captioner.close()
+        for stage in loaded_t2i.values():
+            stage.close()
+
+    out.finished = sum(s.done >= spec.rounds for group in states.values() for s in group)
+    out.embedded = embed_image_steps(store, ids, spec.embedder, device=device)
+    return out
+
+
+def _advance(group: list[_ChainState], t2i: Any, captioner: Any, spec: ImageLoopSpec, store: Store, out, progress, task) -> None:
+    from monoculture.loops.image_stages import png_bytes
+
+    while True:
+        active = [s for s in group if not s.failed and s.done < spec.rounds]
+        if not active:
+            return
+        for i in range(0, len(active), spec.batch_size):
+            batch = active[i : i + spec.batch_size]
+            steps = [s.done + 1 for s in batch]
+            prompts = [s.text for s in batch]
+            t0 = time.perf_counter()
+            try:
+                images = t2i.draw(prompts, [round_seed(s.chain.chain_id, t, "draw") for s, t in zip(batch, steps)])
+                if len(images) != len(batch):
+                    raise RuntimeError(f"text-to-image returned {len(images)} images for {len(batch)} prompts")
+                captions = captioner.caption(images, [round_seed(s.chain.chain_id, t, "caption") for s, t in zip(batch, steps)])
+                if len(captions) != len(batch):
+                    raise RuntimeError(f"captioner returned {len(captions)} captions for {len(batch)} images")
+                pngs: list[bytes | None] = [png_bytes(img) for img in images]
+                error = None
+            except Exception as e:  # a failed round is a row, retried next run; Ctrl-C is not caught
+                error = f"{type(e).__name__}: {e}".strip()[:2000]
+                captions, pngs = [None] * len(batch), [None] * len(batch)
+            latency = (time.perf_counter() - t0) / len(batch)
+            rows = []
+            for s, t, caption, png in zip(batch, steps, captions, pngs):
+                rows.append(
+                    {
+                        "key": step_key(s.chain.chain_id, t, s.text),
+                        "chain_id": s.chain.chain_id,
+                        "step": t,
+                        "model": s.chain.label,
+                        "input_key": s.key,
+                        "text": None if error else " ".join(str(caption).split()),
+                        "image": png,
+                        "finish_reason": None if error else "stop",
+                        "error": error,
+                        "latency_s": latency,
+                        "attempts": 1,
+                    }
+                )
+            write_steps(store, rows)
+            for s, row in zip(batch, rows):
+                if error is not None:
+                    s.failed = True
+                    out.failed += 1
+                else:
+                    s.done += 1
+                    s.text = str(row["text"])
+                    s.key = str(row["key"])
+                    out.generated += 1
+                    out.empty += not row["text"]
+                    progress.advance(task, 1)
+            if error:
+                if len(out.errors) < 5:
+                    out.errors.append(error)
+                progress.update(task, description=f"image rounds ({out.failed} failed, retried next run)")
+
+
+# ---------------------------------------------------------------------------------------------
+# CLIP vectors, cached in the store
+
+
+def image_hash(png: bytes) -> str:
+    """The cache key of an image's vector (the embeddings table's ``text_hash`` column; the
+    prefix keeps it apart from any text's hash)."""
+    return "png:" + hashlib.sha256(png).hexdigest()[:28]
+
+
+def _image_rows(store: Store, chain_ids: Sequence[str]) -> list[tuple[str, bytes]]:
+    """(image hash, PNG) of every successful round of these chains."""
+    if not chain_ids:
+        return []
+    ids = pd.DataFrame({"chain_id": list(chain_ids)})  # noqa: F841 - read by the SQL
+    rows = store.con.execute(
+        "SELECT image FROM loop_steps WHERE chain_id IN (SELECT chain_id FROM ids) AND error IS NULL AND image IS NOT NULL"
+    ).fetchall()
+    return [(image_hash(bytes(r[0])), bytes(r[0])) for r in rows]
+
+
+def embed_image_steps(store: Store, chain_ids: Sequence[str], embedder: ImageEmbedderSpec, *, device: str | None = None) -> int:
+    """Embed, with CLIP, every stored image and caption (and seed prompt) of these chains that
+    the store's embedding cache lacks; returns how many vectors were made. Loads CLIP only
+    when something is missing."""
+    from monoculture.embed import EMBED_SCHEMA, _load, _save
+    from monoculture.hashing import text_hash
+    from monoculture.loops.image_stages import ClipEmbedder, png_image, resolve_device
+
+    store.con.execute(EMBED_SCHEMA)
+    clip = ClipEmbedder(embedder, resolve_device(device) if device is None else device)
+    images = dict(_image_rows(store, chain_ids))
+    frame = read_steps_for(store, chain_ids)
+    texts = {text_hash(t): t for t in frame["text"].astype(str)}
+    made = 0
+    todo_img = [h for h in images if h not in _load(store, clip.image_name, list(images))]
+    todo_txt = [h for h in texts if h not in _load(store, clip.text_name, list(texts))]
+    step = max(4 * embedder.batch_size, 64)
+    for start in range(0, len(todo_img), step):
+        chunk = todo_img[start : start + step]
+        X = clip.embed_images([png_image(images[h]) for h in chunk])
+        _save(store, clip.image_name, chunk, X, np.zeros(len(chunk), dtype=bool))
+        made += len(chunk)
+    for start in range(0, len(todo_txt), step):
+        chunk = todo_txt[start : start + step]
+        X = clip.embed_texts([texts[h] for h in chunk])
+        _save(store, clip.text_name, chunk, X, np.zeros(len(chunk), dtype=bool))
+        made += len(chunk)
+    clip.close()
+    return made
+
+
+def read_steps_for(store: Store, chain_ids: Sequence[str]) -> pd.DataFrame:
+    """The long frame (seed rows included) of these chains only."""
+    frame = read_steps(store, None, kind="image")
+    return frame[frame["chain_id"].isin(set(chain_ids))].drop_duplicates(["chain_id", "step"])
+
+
+def image_summary(store: Store, study: str | None = None, *, seed: int = 0, **kw: Any) -> dict[str, Any] | None:
+    """The image chains measured (CLIP drift, convergence, diversity, prompt match and motifs;
+    the captions as text; thumbnails), or None when the store has none: see
+    :func:`monoculture.loops.image_measures.image_summary` for the keys and options."""
+    from monoculture.loops.image_measures import image_summary as summarise
+
+    return summarise(store, study, seed=seed, **kw)

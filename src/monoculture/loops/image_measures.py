@@ -1,0 +1,298 @@
+"""What an image loop did, measured: CLIP drift, convergence, diversity and motifs of the images,
+the caption chain measured as text, and thumbnails for the report.
+
+Every figure comes from D's functions (:mod:`monoculture.loops.dynamics`,
+:mod:`monoculture.loops.motifs`) on the unit CLIP vectors the runner cached in the store's
+``embeddings`` table, so summarising loads no model. Two readings are particular to images
+(``DEVIATIONS.md``, "Image loops"):
+
+- An image chain's step 0 is a text (the seed prompt), not an image. Image drift and
+  convergence therefore take the chain's **first image** as its origin: drift at round t is
+  cos(image_t, image_1), and convergence's ``seeds_value`` is the same mean over the first
+  images. Both are reported with ``step`` = the round (the first image's row is round 1).
+  ``prompt_match`` adds the cross-modal view: cos(CLIP image_t, CLIP text of the seed prompt)
+  per round, which is on CLIP's own image-text scale (about 0.2-0.35 for a matching pair on the
+  real models), comparable between rounds and models, not with the image-image cosines.
+- Captions are a text chain (step 0 the seed prompt, step t the caption of image t), measured
+  like text chains but embedded with the same CLIP model's text tower.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monoculture.hashing import text_hash
+from monoculture.loops.tables import read_steps
+from monoculture.store import Store
+
+#: Thumbnails' edge in pixels (the report inlines them; 64 x 64 PNGs are about 8-12 KB).
+THUMB = 64
+
+METHOD = (
+    "Image loops (after Hintze et al. 2025): each round a text-to-image model draws the previous caption (the seed "
+    "prompt first) and a captioner describes the image. Images are embedded with CLIP (unit image features). Image drift "
+    "at round t = mean over chains of cos(image_t, image_1); convergence = mean cos between round-t images of chains "
+    "whose seeds differ, beside the same for their first images (intervals resample seeds); diversity = Vendi of the "
+    "last images against the Vendi of the first images; prompt match = mean cos(CLIP image_t, CLIP text of the seed "
+    "prompt). Motifs cluster the last images (k-means on CLIP vectors) and are named by their captions' distinctive "
+    "words. Captions are measured as a text chain embedded with CLIP's text tower."
+)
+
+
+def _vectors(store: Store, embedder: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    from monoculture.embed import EMBED_SCHEMA, _load
+
+    store.con.execute(EMBED_SCHEMA)
+    return {h: v for h, (v, _) in _load(store, embedder, list(dict.fromkeys(hashes))).items()}
+
+
+def _pick_embedder(store: Store, hashes: Sequence[str]) -> str | None:
+    """The CLIP image embedder with vectors for the most of these images (the runner stores
+    one per study spec; a spec changed between runs leaves two)."""
+    from monoculture.embed import EMBED_SCHEMA
+
+    store.con.execute(EMBED_SCHEMA)
+    want = pd.DataFrame({"text_hash": list(dict.fromkeys(hashes))})  # noqa: F841 - read by the SQL
+    row = store.con.execute(
+        """
+        SELECT embedder, count(*) AS n FROM embeddings
+        WHERE embedder LIKE 'clip-image:%' AND text_hash IN (SELECT text_hash FROM want)
+        GROUP BY embedder ORDER BY n DESC, embedder LIMIT 1
+        """
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def thumbnail(png: bytes, size: int = THUMB) -> str:
+    """A ``size`` x ``size`` PNG of the image, base64 (for a data: URL; decoded and re-encoded
+    here, so what the report inlines is always a plain PNG this code wrote)."""
+    from monoculture.loops.image_stages import png_image
+
+    img = png_image(png)
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_frame(store: Store, study: str | None) -> pd.DataFrame:
+    """The image chains' long frame with the PNG bytes and each image's cache hash."""
+    from monoculture.loops.images import image_hash
+
+    frame = read_steps(store, study, kind="image", with_images=True)
+    if frame.empty:
+        return frame.assign(image_hash=pd.Series(dtype=object))
+    frame = frame.drop_duplicates(["chain_id", "step"]).reset_index(drop=True)
+    frame["image_hash"] = [
+        image_hash(bytes(b)) if isinstance(b, (bytes, bytearray, memoryview)) else None for b in frame["image"]
+    ]
+    return frame
+
+
+def image_summary(
+    store: Store,
+    study: str | None = None,
+    *,
+    seed: int = 0,
+    bootstrap: int = 1000,
+    embedder: str | None = None,
+    thumbnail_chains: int = 6,
+    motif_thumbnails: int = 3,
+) -> dict[str, Any] | None:
+    """The image chains of ``study`` (all when None) measured; None when there are none.
+
+    Keys: ``chains``, ``labels`` ({label, chains, rounds_min, rounds_max}), ``embedder``,
+    ``drift``, ``convergence``, ``diversity``, ``prompt_match`` (row dicts, ``ci`` as [lo, hi]),
+    ``motifs`` (D's ``MotifResult.to_dict()`` of the last images, each motif with
+    ``thumbnail_chains``), ``thumbnails`` (list of {chain_id, label, seed_id, step, motif,
+    png_base64}: the first, middle and last image of up to ``thumbnail_chains`` chains, and the
+    last image of up to ``motif_thumbnails`` chains nearest each motif's centre), ``captions``
+    ({drift, convergence, diversity, lexical}: the caption chain as text), ``notes``,
+    ``methods``. Every figure is a float or None (JSON-safe)."""
+    from monoculture.loops import dynamics
+    from monoculture.loops.motifs import find_motifs
+
+    frame = image_frame(store, study)
+    if frame.empty:
+        return None
+    notes: list[str] = []
+    rounds = frame[frame["step"] > 0]
+    hashes = [h for h in rounds["image_hash"] if h]
+    name = embedder if embedder and ":" in embedder else (f"clip-image:{embedder}" if embedder else _pick_embedder(store, hashes))
+    ivec = _vectors(store, name, hashes) if name else {}
+    tname = "clip-text:" + name.split(":", 1)[1] if name else None
+    tvec = _vectors(store, tname, [text_hash(str(t)) for t in frame["text"]]) if tname else {}
+    missing = sum(1 for h in hashes if h not in ivec)
+    if name is None:
+        notes.append("no CLIP vectors in the store for these images: run the loop again to embed them")
+    elif missing:
+        notes.append(f"{missing} of {len(hashes)} images have no {name} vector yet and are left out (the next run embeds them)")
+
+    labels = [
+        {"label": str(lab), "chains": int(g["chain_id"].nunique()), "rounds_min": int(mx.min()), "rounds_max": int(mx.max())}
+        for lab, g in frame.groupby("label", sort=True)
+        for mx in [g.groupby("chain_id")["step"].max()]
+    ]
+    out: dict[str, Any] = {
+        "chains": int(frame["chain_id"].nunique()),
+        "labels": labels,
+        "embedder": name,
+        "drift": [],
+        "convergence": [],
+        "diversity": [],
+        "prompt_match": [],
+        "motifs": None,
+        "thumbnails": [],
+        "captions": {"drift": [], "convergence": [], "diversity": [], "lexical": []},
+        "notes": notes,
+        "methods": METHOD,
+    }
+
+    # Images: rows with a vector, the first image as origin (step 0 of D's functions).
+    img = rounds[rounds["image_hash"].map(lambda h: h in ivec)].copy()
+    first = img.groupby("chain_id")["step"].transform("min")
+    img = img[(first == 1).to_numpy()]  # a chain whose first image has no vector has no origin
+    if not img.empty:
+        dim = len(next(iter(ivec.values())))
+        X = np.stack([ivec[h] for h in img["image_hash"]]) if len(img) else np.zeros((0, dim))
+        shifted = img.assign(step=img["step"] - 1)
+
+        def back(df: pd.DataFrame) -> list[dict]:
+            return dynamics.frame_records(df.assign(step=df["step"] + 1)) if "step" in df.columns else dynamics.frame_records(df)
+
+        out["drift"] = back(dynamics.drift(shifted, X, bootstrap=bootstrap, seed=seed))
+        out["convergence"] = back(dynamics.convergence(shifted, X, bootstrap=bootstrap, seed=seed))
+        try:
+            div = dynamics.diversity_loss(shifted, X, bootstrap=bootstrap, seed=seed)
+            div[["final_step_min", "final_step_max"]] += 1  # back to rounds
+            out["diversity"] = dynamics.frame_records(div)
+        except ValueError as e:  # too few seeds for an interval is a note, not a failed summary
+            notes.append(f"image diversity not computed: {e}")
+        out["prompt_match"] = _prompt_match(frame, img, X, tvec, bootstrap=bootstrap, seed=seed)
+
+        final = dynamics.final_rows(img)
+        Xf = np.stack([ivec[h] for h in final["image_hash"]])
+        motifs = find_motifs(final, Xf, seed=seed)
+        out["motifs"] = motifs.to_dict()
+        out["thumbnails"] = _thumbnails(frame, final, motifs, out["motifs"], thumbnail_chains, motif_thumbnails)
+    elif name is not None:
+        notes.append("no image with a CLIP vector starts its chain; nothing to measure on images")
+
+    # Captions as a text chain: the seed prompt, then every caption, with CLIP text vectors.
+    cap = frame[frame["text"].map(lambda t: isinstance(t, str) and text_hash(t) in tvec)]
+    if tvec and cap["step"].gt(0).any():
+        Xc = np.stack([tvec[text_hash(t)] for t in cap["text"]])
+        caps = out["captions"]
+        caps["drift"] = dynamics.frame_records(dynamics.drift(cap, Xc, bootstrap=bootstrap, seed=seed))
+        caps["convergence"] = dynamics.frame_records(dynamics.convergence(cap, Xc, bootstrap=bootstrap, seed=seed))
+        try:
+            caps["diversity"] = dynamics.frame_records(dynamics.diversity_loss(cap, Xc, bootstrap=bootstrap, seed=seed))
+        except ValueError as e:
+            notes.append(f"caption diversity not computed: {e}")
+        caps["lexical"] = dynamics.frame_records(dynamics.lexical_by_step(frame.drop(columns=["image", "image_hash"])))
+    return out
+
+
+def _prompt_match(
+    frame: pd.DataFrame, img: pd.DataFrame, X: np.ndarray, tvec: dict[str, np.ndarray], *, bootstrap: int, seed: int
+) -> list[dict]:
+    """Per (label, round): mean over chains of cos(CLIP image_t, CLIP text of the seed prompt),
+    with a percentile interval over resampled chains."""
+    from monoculture.loops.dynamics import frame_records
+    from monoculture.metrics.stats import nanmean0, percentile_ci, replicate_means, resample_counts
+
+    seeds = frame[frame["step"] == 0].set_index("chain_id")["text"]
+    rows: list[dict] = []
+    have = img["chain_id"].map(lambda c: text_hash(str(seeds.get(c, ""))) in tvec).to_numpy(dtype=bool)
+    if not have.any():
+        return []
+    sub, Xs = img[have], X[have]
+    T = np.stack([tvec[text_hash(str(seeds[c]))] for c in sub["chain_id"]])
+    if T.shape[1] != Xs.shape[1]:
+        return []  # a text tower of another width: not the same CLIP model
+    cos = np.einsum("nd,nd->n", Xs, T)
+    sub = sub.assign(cos=cos)
+    for (label, task), g in sub.groupby(["label", "task"], sort=True):
+        chains, ci = np.unique(g["chain_id"].to_numpy(), return_inverse=True)
+        steps, si = np.unique(g["step"].to_numpy(), return_inverse=True)
+        M = np.full((len(chains), len(steps)), np.nan)
+        M[ci, si] = g["cos"].to_numpy()
+        mean, n = nanmean0(M)
+        reps = replicate_means(M, resample_counts(len(chains), bootstrap, seed))
+        lo, hi = percentile_ci(reps, 0.95) if reps.shape[0] else (np.full(len(steps), np.nan),) * 2
+        for j, t in enumerate(steps):
+            rows.append(
+                {
+                    "label": label,
+                    "task": task,
+                    "step": int(t),
+                    "value": mean[j],
+                    "ci_low": lo[j],
+                    "ci_high": hi[j],
+                    "chains": int(n[j]),
+                }
+            )
+    return frame_records(pd.DataFrame(rows))
+
+
+def _thumbnails(
+    frame: pd.DataFrame, final: pd.DataFrame, motifs: Any, motifs_dict: dict, n_chains: int, per_motif: int
+) -> list[dict]:
+    """First, middle and last image of a few chains (spread over labels and seeds: the first
+    replicate of each seed, labels in turn), and each motif's most central last images."""
+    by_key = {(r.chain_id, int(r.step)): r for r in frame[frame["step"] > 0].itertuples(index=False)}
+    last = frame.groupby("chain_id")["step"].max()
+    out: list[dict] = []
+
+    def add(chain_id: str, step: int, motif: int | None) -> None:
+        r = by_key.get((chain_id, step))
+        if r is None or r.image is None:
+            return
+        out.append(
+            {
+                "chain_id": chain_id,
+                "label": str(r.label),
+                "seed_id": str(r.seed_id),
+                "step": int(step),
+                "motif": motif,
+                "caption": str(r.text),
+                "png_base64": thumbnail(bytes(r.image)),
+            }
+        )
+
+    firsts = frame[(frame["step"] == 0)].sort_values(["replicate", "seed_id", "label"], kind="stable")
+    order = []
+    seen_seeds: dict[str, set[str]] = {}
+    for r in firsts.itertuples(index=False):  # round-robin over labels so every pipeline pair is shown
+        if str(r.seed_id) not in seen_seeds.setdefault(str(r.label), set()):
+            seen_seeds[str(r.label)].add(str(r.seed_id))
+            order.append(r)
+    labels = sorted({str(r.label) for r in order})
+    queues = {lab: [r for r in order if str(r.label) == lab] for lab in labels}
+    picked: list[str] = []
+    while len(picked) < n_chains and any(queues.values()):
+        for lab in labels:
+            if queues[lab] and len(picked) < n_chains:
+                picked.append(queues[lab].pop(0).chain_id)
+    for cid in picked:
+        t_last = int(last.get(cid, 0))
+        if t_last < 1:
+            continue
+        for t in dict.fromkeys([1, (1 + t_last) // 2, t_last]):
+            add(cid, t, None)
+
+    assigned = motifs.assignments
+    final_step = final.set_index("chain_id")["step"]
+    for m in motifs_dict.get("motifs", []):
+        members = assigned[assigned["motif"] == m["motif"]].sort_values("similarity", ascending=False)
+        ids = [str(c) for c in members["chain_id"].head(per_motif)]
+        m["thumbnail_chains"] = ids
+        for cid in ids:
+            add(cid, int(final_step[cid]), int(m["motif"]))
+    return out
