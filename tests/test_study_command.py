@@ -280,7 +280,9 @@ BAD = {
     "what if removed": ({"measure": {"what_if_removed": ["qwen"]}}, "field 'measure.what_if_removed'", "'qwen'"),
     "reference": ({"measure": {"reference": "humans"}}, "field 'measure.reference'", "not a model"),
     "unknown key": ({"measure": {"embeder": "tfidf"}}, "field 'measure.embeder'", "Extra inputs"),
-    "loops": ({"loops": {"rounds": 3}}, "field 'loops'", "loops are not available yet"),
+    "loops": ({"loops": {"rounds": 3}}, "field 'loops.rounds'", "Extra inputs"),
+    "loops seeds": ({"loops": {"seeds": "missing.jsonl"}}, "field 'loops.seeds'", "seed file not found"),
+    "loops mix": ({"loops": {"mix": "both", "models": ["qwen"]}}, "field 'loops.models'", "not a model of the study"),
 }
 
 
@@ -298,8 +300,10 @@ def test_bad_sections_fail_before_anything_runs(tmp_path, case, check):
 
 def test_bad_phase_names_and_phases_the_file_lacks(tmp_path):
     study = _bad_study(tmp_path)
+    r = invoke("study", str(study), "--only", "vibes")
+    assert r.exit_code == 2 and "--only 'vibes': not a phase" in r.output
     r = invoke("study", str(study), "--only", "loops")
-    assert r.exit_code == 2 and "--only 'loops': not a phase" in r.output
+    assert r.exit_code == 2 and "no loops: section" in r.output
     r = invoke("study", str(study), "--only", "probe")
     assert r.exit_code == 2 and "no probes: section" in r.output
     r = invoke("study", str(study), "--only", "measure")  # nothing collected yet

@@ -2,7 +2,8 @@
 
 The phases are the existing commands' functions, called the same way: ``run`` (collect,
 :func:`monoculture.collect.run_study`), ``probe`` when the file has ``probes:``
-(:func:`monoculture.probes.runner.run_probe`), ``measure`` when it has ``measure:``
+(:func:`monoculture.probes.runner.run_probe`), ``loops`` when it has ``loops:``
+(:func:`monoculture.loops.runner.run_loops`), ``measure`` when it has ``measure:``
 (:func:`monoculture.measure.measure`) and ``report`` when it has ``report:``
 (:func:`monoculture.report.build.build_report`). Nothing here computes a figure.
 
@@ -40,9 +41,9 @@ from monoculture.hashing import digest, text_hash
 from monoculture.study import Study, load_study
 from monoculture.terminal import styled
 
-PHASES = ("run", "probe", "measure", "report")
+PHASES = ("run", "probe", "loops", "measure", "report")
 #: The section of the study file that names each optional phase.
-SECTION = {"probe": "probes", "measure": "measure", "report": "report"}
+SECTION = {"probe": "probes", "loops": "loops", "measure": "measure", "report": "report"}
 #: The package each built-in backend's engine needs (``--check`` says when it is absent here).
 ENGINES = {"transformers": "transformers", "vllm": "vllm", "llamacpp": "llama_cpp"}
 
@@ -62,6 +63,7 @@ class StudyPlan:
     phases: list[str]
     named: list[str]
     prepared: Any = None  # collect.Prepared
+    loops: Any = None  # loops.runner.PreparedLoops
     probe_items: list | None = None
     countries: Any = None  # probes.countries.CountryData
     report: Path | None = None
@@ -89,6 +91,7 @@ class StudyOutcome:
     measured: bool = False
     reported: bool = False
     failed: int = 0
+    looped: int = 0  # loop steps generated
     label: str | None = None
 
 
@@ -104,10 +107,12 @@ def select_phases(study: Study, only: Sequence[str] = (), skip: Sequence[str] = 
         for name in names:
             if name not in PHASES:
                 raise UserError(f"{opt} {name!r}: not a phase; the phases are {', '.join(PHASES)}")
-    named = ["run"] + [p for p in PHASES[1:] if getattr(study, SECTION[p]) is not None]
+    # a study without suites (loops only) has nothing for `run` to collect
+    named = (["run"] if study.suites else []) + [p for p in PHASES[1:] if getattr(study, SECTION[p]) is not None]
     for name in only:
         if name not in named:
-            raise UserError(f"--only {name}: the study file has no {SECTION[name]}: section", where=str(study.path))
+            what = SECTION.get(name, "suites")
+            raise UserError(f"--only {name}: the study file has no {what}: section", where=str(study.path))
     return [p for p in named if (not only or p in only) and p not in skip], named
 
 
@@ -128,11 +133,15 @@ def plan_study(
             plan.notes += _engine_notes(study)
     if "probe" in checked:
         _check_probes(plan)
+    if "loops" in checked:
+        from monoculture.loops.runner import prepare_loops
+
+        plan.loops = prepare_loops(study)
     if "measure" in checked:
         _check_measure(plan)
     if "report" in checked:
         _check_report(plan)
-    if not check and not ({"run", "probe"} & set(phases)) and phases and not plan.store.is_file():
+    if not check and not ({"run", "probe", "loops"} & set(phases)) and phases and not plan.store.is_file():
         raise UserError(
             f"no store at {plan.store}: the {' and '.join(phases)} phase needs what `run` collects; run the study without --only/--skip first"
         )
@@ -334,7 +343,7 @@ def run_plan(plan: StudyPlan, *, console: Console, err: Console, show_progress: 
     if out.failed:
         err.print(
             styled(
-                "[yellow]{} generations or probe requests failed[/yellow]; they are stored, and the same command retries them",
+                "[yellow]{} generations, probe requests or loop steps failed[/yellow]; they are stored, and the same command retries them",
                 out.failed,
             )
         )
@@ -349,6 +358,10 @@ def _describe(plan: StudyPlan, phase: str) -> str:
         p = s.probes
         assert p is not None
         return f"suite {p.suite}, method {p.method}" + (f", languages {','.join(p.languages)}" if p.languages else "")
+    if phase == "loops":
+        lp = s.loops
+        assert lp is not None
+        return f"tasks {', '.join(t.name for t in lp.tasks)}, {lp.steps} steps, {lp.chains} chains per seed, mix {lp.mix}"
     if phase == "measure":
         m = s.measure
         assert m is not None
@@ -400,6 +413,22 @@ def _run_probe(plan: StudyPlan, out: StudyOutcome, console, err, show_progress) 
     out.failed += stats.errors
     unit = "answers" if p.method == "sample" else "distributions"
     return bool(new or stats.errors), f"{new} new {unit}, {already} already in the store, {stats.errors} failed"
+
+
+def _run_loops(plan: StudyPlan, out: StudyOutcome, console, err, show_progress) -> tuple[bool, str]:
+    """Every missing step of the loops (a rerun with all chains complete asks no backend)."""
+    from monoculture.loops.runner import prepare_loops, run_loops
+    from monoculture.store import Store
+
+    prepared = plan.loops or prepare_loops(plan.study)
+    with Store(plan.store) as st:
+        res = run_loops(plan.study, st, console=err, show_progress=show_progress, prepared=prepared)
+    out.looped += res.generated
+    out.failed += res.failed
+    if not res.generated and not res.failed:
+        return False, f"all {res.chains} chains complete: {res.skipped} steps already in the store"
+    line = f"{res.generated} steps generated, {res.skipped} already in the store, {res.failed} failed"
+    return True, line + (" (rerun to retry)" if res.failed else "") + f"; {res.finished} of {res.chains} chains complete"
 
 
 def _measure_request(plan: StudyPlan) -> dict:
@@ -500,7 +529,7 @@ def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress)
     return True, f"wrote {info.path} ({info.bytes / 1e6:.1f} MB; {len(info.figures)} figures){extra}"
 
 
-_RUNNERS = {"run": _run_collect, "probe": _run_probe, "measure": _run_measure, "report": _run_report}
+_RUNNERS = {"run": _run_collect, "probe": _run_probe, "loops": _run_loops, "measure": _run_measure, "report": _run_report}
 
 
 # -- --check -----------------------------------------------------------------------------------
@@ -521,6 +550,14 @@ def print_check(plan: StudyPlan, console: Console) -> None:
         console.print(
             f"probes: suite {s.probes.suite}, method {s.probes.method}, {len(items)} items in {len(langs)} languages ({', '.join(langs)})"
             + (f", steered towards {', '.join(s.probes.steer)}" if s.probes.steer else ""),
+            highlight=False,
+        )
+    if plan.loops is not None:
+        lp = plan.loops
+        console.print(
+            f"loops: {len(lp.chains)} chains ({len(lp.seeds)} seeds, tasks {', '.join(t.name for t in lp.section.tasks)}, "
+            f"mix {lp.section.mix}), {lp.section.steps} steps each: {sum(c.steps for c in lp.chains)} steps"
+            + (", and an image loop" if lp.images is not None else ""),
             highlight=False,
         )
     if s.measure is not None:

@@ -21,6 +21,7 @@ from pydantic import (
 
 from monoculture.errors import UserError
 from monoculture.files import read_utf8
+from monoculture.loops.spec import LoopsSection
 from monoculture.urls import redact, server_identity
 
 # Bounds on sizes, so that a typo (samples: 1000000000000) is an error naming the field instead
@@ -295,7 +296,7 @@ class ReportSection(BaseModel):
 
 #: Sections a study may name that no version of monoculture runs yet: refused with this reason
 #: rather than ignored, so that nobody believes a phase ran that did not.
-NOT_YET = {"loops": "loops are not available yet in this version of monoculture; remove the section to run the study"}
+NOT_YET: dict[str, str] = {}
 
 
 class Study(BaseModel):
@@ -303,7 +304,7 @@ class Study(BaseModel):
 
     name: str = "study"
     models: list[ModelSpec] = Field(min_length=1)
-    suites: list[SuiteRef] = Field(min_length=1)
+    suites: list[SuiteRef] = Field(default_factory=list, description="prompt suites; a study with loops: may have none")
     samples: int = Field(1, ge=1, le=MAX_SAMPLES, description="samples per prompt (k)")
     sampling: Sampling = Field(default_factory=Sampling)
     store: str | None = None
@@ -312,6 +313,7 @@ class Study(BaseModel):
     probes: ProbesSection | None = None
     measure: MeasureSection | None = None
     report: ReportSection | None = None
+    loops: LoopsSection | None = None
 
     path: Path | None = Field(None, exclude=True)
 
@@ -328,7 +330,7 @@ class Study(BaseModel):
             if key in data:
                 raise ValueError(f"field '{key}': {why}")
         data = dict(data)
-        for key in ("probes", "measure", "report"):
+        for key in ("probes", "measure", "report", "loops"):
             if key in data and data[key] is None:
                 data[key] = {}
         if isinstance(data.get("report"), str):
@@ -341,6 +343,29 @@ class Study(BaseModel):
         if isinstance(v, list):
             return [{"name": s} if isinstance(s, str) else s for s in v]
         return v
+
+    @model_validator(mode="after")
+    def _something_to_run(self):
+        """Suites may be left out only by a study that runs loops (its chains need no prompts)."""
+        if not self.suites and self.loops is None:
+            raise ValueError("field 'suites': give at least one suite (only a study with a loops: section may have none)")
+        return self
+
+    @model_validator(mode="after")
+    def _loops_models(self):
+        """The loop section's model names and mixed chains, against the study's models."""
+        if self.loops is None:
+            return self
+        names = [m.name for m in self.models]
+        chosen = self.loops.models or names
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise ValueError(f"field 'loops.models': {unknown[0]!r} is not a model of the study; models: {', '.join(names)}")
+        if len(set(chosen)) != len(chosen):
+            raise ValueError("field 'loops.models': a model is named twice")
+        if self.loops.orders and len(chosen) < 2:
+            raise ValueError(f"field 'loops.mix': mixed chains need at least two models; the loops have {len(chosen)}")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self):
