@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monoculture.loops.dynamics import convergence, diversity_loss, drift, frame_records, lexical_by_step
+from monoculture.loops.dynamics import convergence, diversity_loss, drift, finals, frame_records, lexical_by_step
 from monoculture.metrics.lexical import lexical_summary
 from monoculture.metrics.vendi import vendi_score
 
@@ -162,6 +162,8 @@ def test_edge_cases_one_chain_one_seed_missing_seed_row():
     assert diversity_loss(f2[only_seeds], X2[only_seeds.to_numpy()]).empty
     with pytest.raises(ValueError, match="one row per frame row"):
         drift(f2, X2[:-1])
+    fin, Xf = finals(f2.iloc[::-1], X2[::-1])
+    assert list(fin["step"]) == [2, 2] and np.allclose(Xf, X2[[2, 5]])
     with pytest.raises(ValueError, match="lacks columns"):
         drift(f2.drop(columns=["seed_id"]), X2)
 

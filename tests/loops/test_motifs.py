@@ -37,6 +37,7 @@ def _finals(plan, *, seed=0, noise=0.15, tasks=("rephrase",)):
                         "label": label,
                         "task": task,
                         "step": 10,
+                        "seed_id": f"s{i % 5}",
                         "text": f"a {WORDS[m]} text {i % 4}",
                         "planted": m,
                     }
@@ -58,6 +59,9 @@ def test_planted_motifs_found_with_their_shares_names_and_representatives():
     merged = res.assignments.merge(frame[["chain_id", "planted"]], on="chain_id")
     assert _same_partition(merged["motif"], merged["planted"])
     assert list(res.motifs["size"]) == [40, 30, 20]  # numbered by size
+    assert list(res.motifs["labels"]) == [2, 1, 2] and list(res.motifs["seeds"]) == [5, 5, 5]
+    assert (res.motifs["cohesion"] > 0.8).all()
+    assert not {"a", "text"} & set(sum(res.motifs["words"], []))  # in every text: not distinctive
     motif_of = merged.groupby("planted")["motif"].first()
     for planted, words in WORDS.items():
         m = int(motif_of[planted])

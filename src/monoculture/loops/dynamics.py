@@ -106,6 +106,17 @@ def final_rows(frame: pd.DataFrame, step: int | None = None) -> pd.DataFrame:
     return f.sort_values(["chain_id", "step"], kind="stable").drop_duplicates("chain_id", keep="last")
 
 
+def finals(frame: pd.DataFrame, X: np.ndarray, step: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The final rows (:func:`final_rows`) of a long frame and their rows of X, re-indexed from
+    0: what :func:`monoculture.loops.motifs.find_motifs` reads."""
+    X = np.asarray(X)
+    if X.shape[0] != len(frame):
+        raise ValueError(f"X must have one row per frame row ({len(frame)}), got shape {X.shape}")
+    f = frame.reset_index(drop=True)
+    fin = final_rows(f, step)
+    return fin.reset_index(drop=True), X[fin.index.to_numpy()]
+
+
 def _groups(f: pd.DataFrame) -> Iterable[tuple[tuple[str, str], pd.DataFrame]]:
     for key, g in f.groupby(KEYS, sort=True, dropna=False):
         yield (str(key[0]), str(key[1])), g

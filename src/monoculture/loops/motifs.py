@@ -7,11 +7,17 @@ space, so a motif means the same thing for every model (METRICS.md, "Feedback lo
   as cosine does), seeded, 10 starts; k is given, or chosen by the mean silhouette (cosine) over
   k = 2..8 (at most one fewer than the distinct vectors), the smaller k on a tie. Motifs are
   numbered by size, largest first. Fewer than three distinct final vectors make one motif.
-- **Names**: the words most distinctive of a motif, by tf-idf (each final text a document, the
-  metrics' word units, sublinear tf, l2 rows): the mean weight of a word in the motif's texts
-  minus its mean in the other texts, the top 5 with a positive score; the name is the top 3.
+- **Names**: the words most distinctive of a motif (the metrics' word units, English function
+  words left out): ranked by the share of the motif's texts that use the word minus the share of
+  the other texts that do (a word every text uses scores 0), ties by the same contrast of tf-idf
+  weights (each final text a document, sublinear tf, l2 rows); the top 5 with a positive
+  contrast, the name the top 3.
 - **Representatives**: the motif's distinct texts nearest its centre (the normalised mean of
   its members' vectors), 3 by default.
+- **Per motif**: ``size`` (chains), ``seeds`` (distinct seeds among them: a motif reached from
+  many seeds is an attractor, one that holds the chains of a single seed is that seed's own
+  topic kept), ``labels`` (models ending there), ``cohesion`` (mean cosine of its members to
+  its centre).
 - **Profiles**: per label, the share of its chains that end in each motif.
 - **Overlap** between models: 1 - the mean, over pairs of labels, of the total variation distance
   between their profiles (0.5 sum_m |p_a(m) - q_b(m)|). 1: every label spreads its chains over
@@ -37,7 +43,7 @@ from threadpoolctl import threadpool_limits
 from monoculture.metrics.segment import tokenize
 
 K_RANGE = (2, 8)
-MOTIF_COLUMNS = ["motif", "name", "words", "size"]
+MOTIF_COLUMNS = ["motif", "name", "words", "size", "seeds", "labels", "cohesion"]
 SHARE_COLUMNS = ["label", "motif", "share", "chains", "total"]
 ASSIGNMENT_COLUMNS = ["chain_id", "label", "task", "motif", "similarity"]
 _SILHOUETTE_SAMPLE = 2000
@@ -46,7 +52,8 @@ _SILHOUETTE_SAMPLE = 2000
 @dataclass
 class MotifResult:
     """Motifs of a set of final texts. ``motifs``: one row per motif (``words`` a list, ``size``
-    the chains ending there); ``shares``: one row per (label, motif), zeros included;
+    the chains ending there, ``seeds`` and ``labels`` how many distinct ones, ``cohesion``);
+    ``shares``: one row per (label, motif), zeros included;
     ``representatives``: motif -> texts nearest its centre; ``overlap``: ``value``, ``p``,
     ``permutations``, ``null_mean``, ``null_ci``, ``labels``, ``pairs`` (per pair of labels);
     ``assignments``: each chain's motif and its cosine to the motif's centre."""
@@ -73,6 +80,9 @@ class MotifResult:
                     "name": r.name,
                     "words": list(r.words),
                     "size": int(r.size),
+                    "seeds": int(r.seeds),
+                    "labels": int(r.labels),
+                    "cohesion": _num(r.cohesion),
                     "representatives": list(reps.get(int(r.motif), [])),
                 }
                 for r in self.motifs.itertuples(index=False)
@@ -174,27 +184,43 @@ def _cluster(Xn: np.ndarray, k: int | None, seed: int, k_range: tuple[int, int])
     return labels[:n], int((sizes > 0).sum()), chosen, scores
 
 
+def _name_words(text: str) -> list[str]:
+    """The metrics' word units less English function words (names only; clustering reads the
+    embeddings): a motif that is "everything else" is otherwise named "for / the / that"."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return [w for w in tokenize(text) if w not in ENGLISH_STOP_WORDS]
+
+
 def _names(texts: list[str], labels: np.ndarray, k: int, n_words: int) -> list[list[str]]:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     try:
-        vec = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, sublinear_tf=True)
+        vec = TfidfVectorizer(tokenizer=_name_words, lowercase=False, token_pattern=None, sublinear_tf=True)
         F = vec.fit_transform(texts)
     except ValueError:  # no word at all in any text
         return [[] for _ in range(k)]
     vocab = vec.get_feature_names_out()
     onehot = np.zeros((k, len(texts)))
     onehot[labels, np.arange(len(texts))] = 1.0
-    inside = np.asarray((F.T @ onehot.T).T)  # (k, V) sums
-    total = inside.sum(axis=0)
     size = onehot.sum(axis=1)[:, None]
     rest = len(texts) - size
-    with np.errstate(invalid="ignore", divide="ignore"):
-        score = inside / np.maximum(size, 1) - np.where(rest > 0, (total - inside) / np.maximum(rest, 1), 0.0)
+
+    def contrast(M) -> np.ndarray:  # mean of M's rows in each motif minus their mean elsewhere
+        inside = np.asarray((M.T @ onehot.T).T)
+        total = inside.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return inside / np.maximum(size, 1) - np.where(rest > 0, (total - inside) / np.maximum(rest, 1), 0.0)
+
+    weight = contrast(F)
+    # Share of the motif's texts with the word minus the share of the other texts: a word every
+    # text uses scores 0 however often it is written, which tf-idf weights alone do not ensure
+    # when one motif holds most of the texts. With one motif, the tf-idf weight alone.
+    presence = contrast((F > 0).astype(np.float64)) if k > 1 else weight
     out = []
     for c in range(k):
-        top = np.lexsort((vocab, -score[c]))[:n_words]
-        out.append([str(vocab[i]) for i in top if score[c, i] > 0])
+        top = np.lexsort((vocab, -weight[c], -presence[c]))[:n_words]
+        out.append([str(vocab[i]) for i in top if presence[c, i] > 0])
     return out
 
 
@@ -321,12 +347,18 @@ def find_motifs(
     names = _names(texts, motif, k_used, words)
     reps, sims = _representatives(f, Xn, motif, k_used, representatives)
     sizes = np.bincount(motif, minlength=k_used)
+    seed_col = f["seed_id"].astype(str) if "seed_id" in f.columns else pd.Series(np.arange(len(f)).astype(str))
+    by_motif = pd.DataFrame({"motif": motif, "seed": seed_col.to_numpy(), "label": f["label"].to_numpy(), "sim": sims})
+    grouped = by_motif.groupby("motif")
     motifs = pd.DataFrame(
         {
             "motif": np.arange(k_used),
             "name": [" / ".join(w[:3]) if w else f"motif {c}" for c, w in enumerate(names)],
             "words": names,
             "size": sizes,
+            "seeds": grouped["seed"].nunique().reindex(range(k_used), fill_value=0).to_numpy(),
+            "labels": grouped["label"].nunique().reindex(range(k_used), fill_value=0).to_numpy(),
+            "cohesion": grouped["sim"].mean().reindex(range(k_used)).to_numpy(),
         },
         columns=MOTIF_COLUMNS,
     )
