@@ -214,3 +214,77 @@ def import_telephone(store: Store, path: str | Path, *, study: str | None = DEFA
         "tasks": len({tc.chain.task for tc in chains}),
         "seeds": len({tc.chain.seed_id for tc in chains}),
     }
+
+
+# -- the published figures (issue 13, must show 3) --------------------------------------------
+
+#: The three tasks in the order the paper reports them.
+TASKS = ("rephrase", "inspiration", "continue")
+
+#: Attractor strengths Perez et al. 2024 publish (final generation, 5 runs x 20 seed texts per
+#: fit), per (model folder, property): rephrase, inspiration, continue.
+PUBLISHED_STRENGTH: dict[tuple[str, str], tuple[float, float, float]] = {
+    ("Meta-Llama-3-8B-Instruct", "positivity"): (0.67, 0.85, 0.87),
+    ("Meta-Llama-3-8B-Instruct", "difficulty"): (0.68, 0.91, 0.83),
+    ("Meta-Llama-3-8B-Instruct", "length"): (0.58, 0.73, 0.83),
+    ("Mistral-7B-Instruct-v0.2", "positivity"): (0.49, 0.78, 0.95),
+    ("Mistral-7B-Instruct-v0.2", "difficulty"): (0.54, 0.75, 0.91),
+    ("Mistral-7B-Instruct-v0.2", "length"): (0.19, 0.35, 0.91),
+}
+
+#: The x the paper's code regresses on for each property: the seed for positivity and
+#: difficulty, the first generation for length (its length list leaves the seed out).
+PAPER_X_FROM = {"positivity": "seed", "difficulty": "seed", "length": "first"}
+
+
+def published_comparison(
+    store: Store,
+    study: str | None = DEFAULT_STUDY,
+    *,
+    properties: tuple[str, ...] = ("positivity", "difficulty", "length"),
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Our attractors of the imported chains beside the published strengths: one row per
+    (model, task, property) at the final step, with strength, interval and position for x =
+    the seed and for x = the first generation, which x the paper used for that property, and
+    the published strength (None for a model the paper's figures do not cover here, such as the
+    base model). Only the texts the regressions read are scored (steps 0, 1 and the last)."""
+    from monoculture.loops.attractors import attractor_table
+    from monoculture.loops.scorers import get_scorers, score_frame
+    from monoculture.loops.tables import read_steps
+
+    frame = read_steps(store, study, kind="text")
+    if frame.empty:
+        raise UserError(f"no text chains in the store for study {study!r}: import them first")
+    last = frame.groupby("chain_id")["step"].transform("max")
+    frame = frame[frame["step"].isin([0, 1]) | (frame["step"] == last)]
+    scorers = get_scorers(list(properties))
+    scored = score_frame(frame, scorers)
+    bounds = {s.name: s.bounds for s in scorers}
+    fits = {}
+    for x_from in ("seed", "first"):
+        rows, _ = attractor_table(scored, bounds, x_from=x_from, steps=("final",), bootstrap=bootstrap, seed=seed)
+        fits[x_from] = {(r["model"], r["task"], r["property"]): r for r in rows}
+    out = []
+    for key in sorted(
+        fits["seed"], key=lambda k: (k[0], properties.index(k[2]), TASKS.index(k[1]) if k[1] in TASKS else 9, k[1])
+    ):
+        model, task, prop = key
+        pub = PUBLISHED_STRENGTH.get((model, prop))
+        row: dict[str, Any] = {"model": model, "task": task, "property": prop, "chains": fits["seed"][key]["chains"]}
+        for x_from in ("seed", "first"):
+            r = fits[x_from].get(key, {})
+            row[f"strength_{x_from}"] = r.get("strength")
+            row[f"ci_{x_from}"] = r.get("ci", [None, None])
+            row[f"position_{x_from}"] = r.get("position")
+            row[f"slope_{x_from}"] = r.get("slope")
+        row["paper_x"] = PAPER_X_FROM.get(prop, "seed")
+        row["published"] = pub[TASKS.index(task)] if pub is not None and task in TASKS else None
+        ours = row[f"strength_{row['paper_x']}"]
+        row["ours"] = ours
+        row["difference"] = None if ours is None or row["published"] is None else ours - row["published"]
+        lo, hi = row[f"ci_{row['paper_x']}"]
+        row["published_in_ci"] = None if row["published"] is None or lo is None else bool(lo <= row["published"] <= hi)
+        out.append(row)
+    return pd.DataFrame(out)
