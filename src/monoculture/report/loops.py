@@ -326,6 +326,11 @@ def attractor_rows(rows: list[dict], properties: list[str]) -> list[dict]:
         by.setdefault((r.get("property"), r.get("task"), r.get("model")), {})[int(r["step"])] = r
     order = {p: i for i, p in enumerate(properties)}
 
+    def weak(r: dict) -> bool:
+        """No fixed point to speak of: the strength is 0, or its interval reaches 0."""
+        lo = _ci_of(r)[0]
+        return (_num(r.get("strength")) or 0.0) <= 0.0 or (lo is not None and lo <= 0.0)
+
     def cell(r: dict | None) -> dict | None:
         if r is None:
             return None
@@ -333,6 +338,8 @@ def attractor_rows(rows: list[dict], properties: list[str]) -> list[dict]:
             "step": int(r["step"]),
             "strength": _est(r.get("strength"), _ci_of(r)),
             "position": _est(r.get("position"), _ci_of(r, "position_ci")),
+            # a line with no fixed point to speak of: the strength's interval reaches 0
+            "weak": weak(r),
             "slope": F.fmt(r.get("slope")),
             "p": _p(r.get("p")),
             "chains": r.get("chains"),
@@ -355,14 +362,13 @@ def attractor_rows(rows: list[dict], properties: list[str]) -> list[dict]:
     return out
 
 
-def motif_panels(motifs: dict | None, labels: list[str]) -> dict | None:
-    """Each motif with its words, each model's share (as a bar) and a few of its texts."""
+def motif_panels(motifs: dict | None, labels: list[str], images: dict[str, dict] | None = None) -> dict | None:
+    """Each motif with its words, each model's share (as a bar) and a few of its texts (the
+    captions, for image motifs, with the last images of the chains nearest its centre)."""
     if not isinstance(motifs, dict):
         return None
     mrows = _rows(motifs.get("motifs"))
     shares = _rows(motifs.get("shares"))
-    reps_ = motifs.get("representatives")
-    reps: dict = reps_ if isinstance(reps_, dict) else {}
     if not mrows:
         return None
     panels = []
@@ -373,22 +379,23 @@ def motif_panels(motifs: dict | None, labels: list[str]) -> dict | None:
             words = [w for w in re.split(r"[,\s]+", words) if w]
         mshares = []
         for g in labels:
-            hit = [s for s in shares if s.get("label") == g and str(s.get("motif")) == str(mid)]
+            hit = [x for x in shares if x.get("label") == g and str(x.get("motif")) == str(mid)]
             if not hit:
                 continue
             v = _num(hit[0].get("share")) or 0.0
             mshares.append(
                 {"label": g, "share": F.fmt(v, 2), "width": round(100 * max(0.0, min(1.0, v)), 1), "chains": hit[0].get("chains")}
             )
-        texts = reps.get(str(mid), reps.get(mid) if not isinstance(mid, str) else None) or []
+        texts = m.get("representatives") if isinstance(m.get("representatives"), list) else []
         shown = []
         for t in list(texts)[:REPRESENTATIVES]:
             if isinstance(t, dict):  # a row naming where it came from
-                s, cut = _short(t.get("text"))
-                shown.append({"text": s, "cut": cut, "label": t.get("label"), "task": t.get("task")})
+                text, cut = _short(t.get("text"))
+                shown.append({"text": text, "cut": cut, "label": t.get("label"), "task": t.get("task")})
             else:
-                s, cut = _short(t)
-                shown.append({"text": s, "cut": cut, "label": None, "task": None})
+                text, cut = _short(t)
+                shown.append({"text": text, "cut": cut, "label": None, "task": None})
+        pics = [images[c] for c in m.get("thumbnail_chains") or [] if images and c in images]
         panels.append(
             {
                 "id": str(mid),
@@ -397,49 +404,83 @@ def motif_panels(motifs: dict | None, labels: list[str]) -> dict | None:
                 "size": m.get("size"),
                 "shares": mshares,
                 "texts": shown,
+                "images": pics,
             }
         )
     ov = motifs.get("overlap") if isinstance(motifs.get("overlap"), dict) else None
-    overlap = (
-        {"value": F.fmt(ov.get("value")), "p": _p(ov.get("p")), "permutations": ov.get("permutations")}
-        if ov and _num(ov.get("value")) is not None
-        else None
-    )
-    return {"panels": panels, "overlap": overlap, "k": len(panels)}
+    overlap = None
+    if ov and _num(ov.get("value")) is not None:
+        null_ci = ov.get("null_ci") if isinstance(ov.get("null_ci"), list) else [None, None]
+        overlap = {
+            "value": F.fmt(ov.get("value")),
+            "p": _p(ov.get("p")),
+            "permutations": ov.get("permutations"),
+            "null_mean": F.fmt(ov.get("null_mean")) if _num(ov.get("null_mean")) is not None else None,
+            "null_lo": F.fmt(null_ci[0] if null_ci else None),
+            "null_hi": F.fmt(null_ci[1] if len(null_ci) > 1 else None),
+        }
+    note = ov.get("note") if ov and ov.get("note") else None
+    return {"panels": panels, "overlap": overlap, "k": len(panels), "method": str(motifs.get("method") or ""), "note": note}
 
 
-def thumbnails(rows: list[dict], notes: list[str]) -> list[dict]:
-    """Chains of images as rows of thumbnails (``data:`` URIs). Anything that is not base64 of a
-    PNG is left out with a note: the string is put into an attribute and must be only that."""
+def _png(b64: Any) -> str | None:
+    """A ``data:`` URI when ``b64`` is base64 of a PNG, else None: the string goes into an
+    attribute and must be only that."""
+    if not isinstance(b64, str) or not _BASE64.match(b64):
+        return None
+    try:
+        head = base64.b64decode(b64[:24] + "=" * (-len(b64[:24]) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return "data:image/png;base64," + b64 if head.startswith(PNG_SIGNATURE) else None
+
+
+def thumbnails(rows: list[dict], notes: list[str]) -> tuple[list[dict], dict[str, dict]]:
+    """Chains of images as rows of thumbnails (``data:`` URIs; anything that is not base64 of
+    a PNG is left out with a note), and each chain's last image (for the motif panels)."""
     chains: dict[str, dict] = {}
     bad = 0
     for r in rows:
-        b64 = r.get("png_base64")
-        if not isinstance(b64, str) or not _BASE64.match(b64):
+        src = _png(r.get("png_base64"))
+        if src is None:
             bad += 1
             continue
-        try:
-            head = base64.b64decode(b64[:24] + "=" * (-len(b64[:24]) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            bad += 1
-            continue
-        if not head.startswith(PNG_SIGNATURE):
-            bad += 1
-            continue
-        c = chains.setdefault(str(r.get("chain_id")), {"label": r.get("label"), "task": r.get("task"), "images": []})
-        c["images"].append({"step": int(r.get("step") or 0), "src": "data:image/png;base64," + b64})
+        c = chains.setdefault(
+            str(r.get("chain_id")), {"label": r.get("label"), "task": r.get("task"), "seed": r.get("seed_id"), "images": {}}
+        )
+        caption, _ = _short(r.get("caption"), 240)
+        c["images"][int(r.get("step") or 0)] = {
+            "step": int(r.get("step") or 0),
+            "src": src,
+            "caption": caption,
+            "label": r.get("label"),
+        }
     if bad:
         notes.append(f"{bad} image thumbnail(s) left out: not PNG data")
+    last = {cid: c["images"][max(c["images"])] for cid, c in chains.items()}
     out = []
-    for cid, c in list(chains.items())[:THUMB_CHAINS]:
-        imgs = sorted(c["images"], key=lambda x: x["step"])
+    for cid, c in chains.items():
+        imgs = [c["images"][k] for k in sorted(c["images"])]
         if len(imgs) > THUMB_STEPS:  # evenly spaced, first and last kept
             idx = sorted({round(i * (len(imgs) - 1) / (THUMB_STEPS - 1)) for i in range(THUMB_STEPS)})
             imgs = [imgs[i] for i in idx]
-        out.append({"chain": cid[:10], "label": c["label"], "task": c["task"], "images": imgs})
-    if len(chains) > THUMB_CHAINS:
-        notes.append(f"thumbnails of {THUMB_CHAINS} of {len(chains)} image chains shown")
-    return out
+        out.append({"chain": cid[:10], "label": c["label"], "task": c["task"], "seed": c["seed"], "images": imgs})
+    if len(out) > THUMB_CHAINS:
+        notes.append(f"thumbnails of {THUMB_CHAINS} of {len(out)} image chains shown")
+    return out[:THUMB_CHAINS], last
+
+
+def diversity_rows(rows: list[dict]) -> list[dict]:
+    return [
+        {
+            "label": r.get("label"),
+            "task": r.get("task"),
+            "vendi_seeds": F.fmt(r.get("vendi_seeds")),
+            "vendi_final": F.fmt(r.get("vendi_final")),
+            "ratio": _est(r.get("ratio"), _ci_of(r)),
+        }
+        for r in rows
+    ]
 
 
 # -- the section -----------------------------------------------------------------------------
@@ -520,16 +561,7 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
         if f is not None:
             figs.append(f)
     images = _images(summary.get("images"), labels, figs, notes)
-    diversity = [
-        {
-            "label": r.get("label"),
-            "task": r.get("task"),
-            "vendi_seeds": F.fmt(r.get("vendi_seeds")),
-            "vendi_final": F.fmt(r.get("vendi_final")),
-            "ratio": _est(r.get("ratio"), _ci_of(r)),
-        }
-        for r in _rows(summary.get("diversity"))
-    ]
+    diversity = diversity_rows(_rows(summary.get("diversity")))
     paired = [
         {
             "task": r.get("task"),
@@ -567,7 +599,8 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
             }
             for s in scorers
         ],
-        "vader": "positivity" in properties,
+        # the VADER caveat, unless the scorer's own note (among the summary's) already says it
+        "vader": "positivity" in properties and not any("vader" in n.lower() for n in notes),
         "attractors": attractor_rows(attractors, properties),
         "paired": paired,
         "diversity": diversity,
@@ -575,7 +608,10 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
         "images": images,
         # figures shown in their own subsections; the rest follow the attractor tables
         "motif_figures": [f.name for f in figs if f.name == "loops_motifs"],
-        "image_figures": [f.name for f in figs if f.name.startswith(("loops_image_", "loops_caption_"))],
+        "image_figures": [
+            f.name for f in figs if f.name.startswith(("loops_image_", "loops_caption_")) and f.name != "loops_image_motifs"
+        ],
+        "image_motif_figures": [f.name for f in figs if f.name == "loops_image_motifs"],
         "final_steps": sorted({r["final"]["step"] for r in attractor_rows(attractors, properties) if r["final"]}),
         "methods": str(summary.get("methods") or ""),
         "notes": notes,
@@ -584,54 +620,101 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
 
 
 def _images(images: Any, labels: list[str], figs: list[F.Figure], notes: list[str]) -> dict | None:
-    """The image chains: curves like the text ones, thumbnails, motifs, the captions' curves."""
+    """The image chains (E's image_summary): curves like the text ones on image embeddings,
+    the captions' curves, thumbnails by chain, motifs with their images, diversity."""
     if not isinstance(images, dict):
         return None
-    img_labels = _order(
-        [r.get("label") for k in ("drift", "convergence") for r in _rows(images.get(k))]
-        + [r.get("label") for r in _rows(images.get("thumbnails"))]
+    chain_rows = _rows(images.get("labels"))
+    img_labels = (
+        _order(
+            [r.get("label") for r in chain_rows]
+            + [r.get("label") for k in ("drift", "convergence") for r in _rows(images.get(k))]
+            + [r.get("label") for r in _rows(images.get("thumbnails"))]
+        )
+        or labels
     )
-    for key, title, y_title, base in (
-        ("drift", "Image drift: similarity of each round's image to the first", "image similarity to the start", None),
-        ("convergence", "Image convergence across seeds", "image similarity across seeds", "seeds_value"),
+    captions_ = images.get("captions")
+    captions: dict = captions_ if isinstance(captions_, dict) else {}
+    for rows, name, title, y_title, base, caption in (
+        (
+            images.get("drift"),
+            "loops_image_drift",
+            "Image drift: similarity of each round's image to the first",
+            "similarity to the first image",
+            None,
+            "Mean cosine similarity (image embeddings) of each round's image to the chain's first image, with its "
+            "bootstrap interval over chains.",
+        ),
+        (
+            images.get("convergence"),
+            "loops_image_convergence",
+            "Image convergence: do chains from different prompts end alike?",
+            "similarity across seeds",
+            "seeds_value",
+            "Mean similarity between the images of chains that started from different prompts (solid, with its "
+            "interval), against the same between their first images (dotted).",
+        ),
+        (
+            images.get("prompt_match"),
+            "loops_image_prompt_match",
+            "Images against the prompt they started from",
+            "image-prompt similarity",
+            None,
+            "Mean CLIP similarity of each round's image to the text of the chain's starting prompt: falling, the "
+            "images leave the prompt behind.",
+        ),
+        (
+            captions.get("drift"),
+            "loops_caption_drift",
+            "Caption drift: similarity of each round's caption to the prompt",
+            "similarity to the prompt",
+            None,
+            "The captions measured as a text chain: mean similarity of each caption to the starting prompt.",
+        ),
     ):
         f = curves_by_task(
-            _rows(images.get(key)),
-            name=f"loops_image_{key}",
+            _rows(rows),
+            name=name,
             title=title,
-            caption=f"As the text {key} figure, on CLIP image embeddings of the image chains"
-            + (" (dotted: the same between the starting images)." if base else "."),
+            caption=caption,
             y_title=y_title,
             baseline=base,
             baseline_name="start",
-            labels=img_labels or labels,
+            labels=img_labels,
         )
         if f is not None:
             figs.append(f)
-    captions = images.get("captions")
-    if isinstance(captions, dict):
-        f = curves_by_task(
-            _rows(captions.get("drift")),
-            name="loops_caption_drift",
-            title="Caption drift: similarity of each round's caption to the first",
-            caption="The image chains' captions measured as text: mean similarity of each round's caption to the seed text.",
-            y_title="similarity to the seed",
-            labels=img_labels or labels,
-        )
-        if f is not None:
-            figs.append(f)
+    thumbs, last = thumbnails(_rows(images.get("thumbnails")), notes)
     motifs = images.get("motifs")
-    panels = motif_panels(motifs, img_labels or labels) if isinstance(motifs, dict) else None
+    panels = motif_panels(motifs, img_labels, last) if isinstance(motifs, dict) else None
     if panels and isinstance(motifs, dict):
-        f = _motif_heatmap(
-            _rows(motifs.get("motifs")), _rows(motifs.get("shares")), img_labels or labels, "loops_image_motifs", "images"
-        )
+        f = _motif_heatmap(_rows(motifs.get("motifs")), _rows(motifs.get("shares")), img_labels, "loops_image_motifs", "images")
         if f is not None:
             figs.append(f)
-    thumbs = thumbnails(_rows(images.get("thumbnails")), notes)
-    if not thumbs and not panels and not any(f.name.startswith(("loops_image", "loops_caption")) for f in figs):
+    diversity = diversity_rows(_rows(images.get("diversity")))
+    caption_diversity = diversity_rows(_rows(captions.get("diversity")))
+    if not (thumbs or panels or diversity or any(f.name.startswith(("loops_image", "loops_caption")) for f in figs)):
         return None
-    return {"thumbnails": thumbs, "motifs": panels, "chains": len(thumbs)}
+    return {
+        "chains": images.get("chains") or len(thumbs),
+        "labels": [
+            {
+                "label": r.get("label"),
+                "chains": r.get("chains"),
+                "rounds": f"{r.get('rounds_min')}"
+                if r.get("rounds_min") == r.get("rounds_max")
+                else f"{r.get('rounds_min')}-{r.get('rounds_max')}",
+            }
+            for r in chain_rows
+        ],
+        "embedder": images.get("embedder"),
+        "thumbnails": thumbs,
+        "motifs": panels,
+        "diversity": diversity,
+        "caption_diversity": caption_diversity,
+        "methods": str(images.get("methods") or ""),
+        "notes": [str(n) for n in images.get("notes") or []],
+    }
 
 
 def has_chains(store, study: str | None) -> bool:
