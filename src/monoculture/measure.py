@@ -15,7 +15,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from monoculture.embed import embed_cached, get_embedder
+from monoculture.embedders import Embedder, embed_cached, get_embedder, legacy_rows
 from monoculture.errors import UserError
 from monoculture.results import dumps, load_results, run_label, save_results  # noqa: F401 - the results' home, re-exported
 from monoculture.store import Store
@@ -84,8 +84,10 @@ def load_mu(path, embedder: str, label: str | None = None, *, current: Store | N
     same = [r for r in rows if r[1] == embedder]
     if not same:
         others = sorted({r[1] for r in rows})
+        bare, _, version = embedder.partition("@")  # the cache key: name@version (embedders/base.py)
         raise UserError(
-            f"no calibrated measurement with embedder {embedder!r} there" + (f" (it has {', '.join(others)})" if others else ""),
+            f"no calibrated measurement with embedder {bare!r}{f' at version {version}' if version else ''} there"
+            + (f" (it has {', '.join(others)})" if others else ""),
             where=where,
         )
     return np.asarray(same[0][2], dtype=np.float32)
@@ -151,19 +153,35 @@ def measure(
     seed: int = 0,
     q: float = 1.0,
     tau: float | None = None,
+    n_perm: int = 999,
+    separability: bool = True,
+    level: float = 0.95,
+    n_random: int = 20,
     console: Console | None = None,
     show_progress: bool = True,
 ) -> Measured:
-    from monoculture.metrics.pipeline import measure_all
+    """Embed what the store lacks, measure, store. ``embedder`` is a name (see
+    monoculture.embedders.registry) or an Embedder; results are labelled with its cache key
+    (name and version), so a model updated under the same name is a different measurement.
+    ``n_perm`` (permutations of the family and group tests), ``separability`` (off skips the
+    classifier fits), ``level`` (of every interval) and ``n_random`` (random groups of each
+    size behind L_G's baseline) are measure_all's options of the same names."""
+    from monoculture.metrics.pipeline import STAGES, measure_all
     from monoculture.metrics.responses import blank_texts
 
     console = console or Console(stderr=True)
+    if n_perm < 1 or n_random < 1:
+        raise UserError(f"--permutations and --random-groups must be at least 1 (got {n_perm} and {n_random})")
+    if not 0 < level < 1:
+        raise UserError(f"--level {level}: the interval level lies strictly between 0 and 1, such as 0.95")
+    if q < 0:
+        raise UserError(f"--q {q}: the Vendi order q is 0 or more (1 is the Shannon order)")
     emb = get_embedder(embedder)
     calibrated = not raw
     # Everything that can refuse the request is checked before embed_cached writes a vector.
     if center_from and raw:
         raise UserError("--center-from sets the calibration mean; it has no meaning with --raw")
-    mu_in = load_mu(center_from, emb.name, center_label, current=store) if center_from else None
+    mu_in = load_mu(center_from, emb.cache_key, center_label, current=store) if center_from else None
     df = store.generations(study)
     if df.empty:
         raise UserError(f"{store.path}: no generations to measure{' in study ' + study if study else ''}")
@@ -176,6 +194,7 @@ def measure(
     # Blank answers are not embedded; their rows carry NaN and the pipeline drops and counts
     # them with every other unusable row (one set of skip reasons, one place).
     texts = df["text"].tolist()
+    legacy = legacy_rows(store, emb)
     with Progress(
         TextColumn("[bold]embedding"),
         BarColumn(),
@@ -188,6 +207,7 @@ def measure(
         Xe, trunc_e, new = embed_cached(
             store, emb, [t for t, b in zip(texts, blank) if not b], progress=lambda n: progress.advance(task, n)
         )
+    key = emb.cache_key  # after embed_cached: a corpus-fitted embedder names its corpus in fit()
     X = np.full((len(df), Xe.shape[1]), np.nan, dtype=np.float64)
     X[~blank] = Xe
     truncated = np.zeros(len(df), dtype=bool)
@@ -210,17 +230,39 @@ def measure(
         n_boot=n_boot,
         seed=seed,
         q=q,
+        n_perm=n_perm,
+        separability=separability,
+        level=level,
+        n_random=n_random,
     )
     if tau is not None:
         kwargs["tau"] = tau
-    result = measure_all(rs, center=calibrated if mu_in is None else mu_in, **kwargs)
+    with Progress(
+        TextColumn("[bold]measuring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show_progress,
+    ) as progress:
+        stages = progress.add_task(STAGES[0], total=len(STAGES))
+
+        def stage_done(name: str) -> None:
+            i = STAGES.index(name) + 1 if name in STAGES else len(STAGES)
+            progress.update(stages, completed=i, description=STAGES[i] if i < len(STAGES) else "done")
+
+        result = measure_all(rs, center=calibrated if mu_in is None else mu_in, progress=stage_done, **kwargs)
+        progress.update(stages, completed=len(STAGES), description="done")
     elapsed = time.perf_counter() - t0
     mu = result.mu
 
     summary = result.to_json_dict()
-    summary["embedder"] = emb.name
+    summary["embedder"] = key
     summary["embedding_dim"] = int(Xe.shape[1])
-    summary["notes"] = emb.vector_notes(int(Xe.shape[1])) + list(summary.get("notes") or [])
+    summary["notes"] = (
+        emb.vector_notes(int(Xe.shape[1])) + _embedder_notes(emb, Xe, trunc_e, legacy) + list(summary.get("notes") or [])
+    )
     summary["calibrated"] = calibrated
     summary["calibration"] = {
         **summary["calibration"],
@@ -229,9 +271,10 @@ def measure(
         else ("this study" if calibrated else None),
     }
     summary["truncated_texts"] = int(truncated[~blank].sum())
+    summary["long_texts"] = {"handling": emb.long_texts, "truncated": int(truncated[~blank].sum())}
     settings = {
         "study": study,
-        "embedder": emb.name,
+        "embedder": key,
         "calibrated": calibrated,
         "center_from": center_from,
         "center_label": center_label,
@@ -239,6 +282,10 @@ def measure(
         "seed": seed,
         "q": q,
         "tau": tau,
+        "n_perm": n_perm,
+        "separability": separability,
+        "level": level,
+        "n_random": n_random,
         "groups": list(group_map),
         "what_if_removed": list(what_if_removed or []),
         "reference": reference,
@@ -251,9 +298,28 @@ def measure(
     summary["settings"] = {**(summary.get("settings") or {}), **settings}  # the pipeline's own (permutations, draws) kept
     tables = result_tables(result)
     label = save_results(
-        store, study=study, embedder=emb.name, calibrated=calibrated, mu=mu, summary=summary, tables=tables, settings=settings
+        store, study=study, embedder=key, calibrated=calibrated, mu=mu, summary=summary, tables=tables, settings=settings
     )
     return Measured(label, summary, tables, settings, newly_embedded=new)
+
+
+def _embedder_notes(emb: Embedder, X: np.ndarray, truncated: np.ndarray, legacy: int) -> list[str]:
+    """What the embedder could not see, in the summary's notes: texts cut at its window, texts
+    it gave a zero vector (left out of every figure, counted under skipped.zero_embedding), and
+    cached vectors from before versions existed that were embedded again."""
+    notes = []
+    n_cut = int(np.count_nonzero(truncated))
+    if n_cut:
+        notes.append(f"{emb.name}: {n_cut} texts longer than its window were cut ({emb.long_texts})")
+    n_zero = int(np.count_nonzero(~np.any(X != 0, axis=1))) if X.size else 0
+    if n_zero and emb.zero_vectors:
+        notes.append(f"{emb.name}: {n_zero} texts have zero vectors and are left out: {emb.zero_vectors}")
+    if legacy:
+        notes.append(
+            f"{emb.name}: {legacy} vectors cached before embedders were versioned (model revision unknown) were not reused; "
+            f"these texts were embedded again under {emb.cache_key}"
+        )
+    return notes
 
 
 def result_tables(result) -> dict[str, pd.DataFrame]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,17 +61,25 @@ from .voices import VoicesResult, voices_analysis
 FLOOR_LIMIT = 0.2  # |F| beyond this after calibration is worth a note (METRICS.md: "check that it is")
 
 
+#: The stages measure_all reports to its ``progress`` callback, in order ("lexical_wait" only
+#: when the lexical figures are computed).
+STAGES = ("prepare", "similarity", "voices", "partition", "bootstrap", "separability", "lineage", "lexical_wait")
+
+
 class _Stopwatch:
     """Seconds per stage, kept with the result so a slow study shows where its time went."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_lap: Callable[[str], None] | None = None) -> None:
         self.laps: dict[str, float] = {}
         self._t = time.perf_counter()
+        self._on_lap = on_lap  # measure's progress bar: one step per finished stage
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.laps[name] = round(self.laps.get(name, 0.0) + now - self._t, 4)
         self._t = now
+        if self._on_lap is not None:
+            self._on_lap(name)
 
 
 def _clean(x: Any) -> Any:
@@ -307,6 +315,7 @@ def measure_all(
     lexical: bool = True,
     level: float = 0.95,
     n_jobs: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> MeasureResult:
     """Measure a study: similarity, voices, leave-one-out, groups, partition, lexical,
     separability and lineage, each with its interval over prompts.
@@ -318,6 +327,7 @@ def measure_all(
     used as given unless ``center`` is True (calibrate on this study) or an array (a mu from
     another study). distinct_k needs ``tau`` or ``equivalent``: a threshold that has not been
     calibrated for the embedder would give a number without meaning, so there is no default.
+    ``progress`` is called with each stage's name as it finishes (:data:`STAGES`, in order).
     """
     if n_boot < 1:
         raise MetricsInputError(f"n_boot must be at least 1, got {n_boot}")
@@ -348,6 +358,7 @@ def measure_all(
             level=level,
             n_jobs=n_jobs,
             side=side,
+            progress=progress,
         )
 
 
@@ -431,10 +442,11 @@ def _measure_all(
     level,
     n_jobs,
     side: ThreadPoolExecutor,
+    progress: Callable[[str], None] | None = None,
 ) -> MeasureResult:
     """The stages in order: prepare, lexical (in the side thread), similarity, groups and
     voices, partition, one bootstrap pass and the tables, separability, lineage."""
-    clock = _Stopwatch()
+    clock = _Stopwatch(progress)
     st = _prepare_study(rs, center, n_boot, seed)
     clock.lap("prepare")
     lexical_job = _start_lexical(st, lexical, side)

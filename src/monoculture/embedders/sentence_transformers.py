@@ -1,0 +1,135 @@
+"""Any sentence-transformers model, on torch, ONNX Runtime or OpenVINO.
+
+``sentence-transformers:<model>[?backend=onnx|openvino][&device=cpu|cuda][&fp16=true][&batch_size=64][&revision=<rev>]``.
+``backend`` is the library's own option (SentenceTransformer(..., backend=...)): ONNX and
+OpenVINO run faster than torch on CPUs; a model without an exported ONNX file is exported on
+load (optimum). ``fp16`` halves the weights on a GPU (torch backend). Texts are embedded longest
+first, so a batch pads to lengths close to its own (batch by length), and put back in order.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from monoculture.embedders.base import Embedder, files_fingerprint, param_bool, param_int, sort_by_length
+from monoculture.errors import UserError
+
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+BACKENDS = ("torch", "onnx", "openvino")
+PARAMS = ("backend", "device", "fp16", "batch_size", "revision")
+
+
+def _e5_prefix(model: str) -> str:
+    # E5 models were trained with "query: " / "passage: " prefixes; "query: " is the one their
+    # authors recommend for symmetric tasks such as semantic similarity.
+    return "query: " if "e5" in model.lower() else ""
+
+
+def model_version(model: str, revision: str | None = None) -> str:
+    """The revision of the model's files: the Hub commit of the cached snapshot for a Hub name,
+    a hash of the files for a local folder (a retrained model in the same folder differs)."""
+    if Path(model).is_dir():
+        return "files-" + files_fingerprint(model)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(model, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - an odd name: no cached snapshot to read a commit from
+        hit = None
+    if isinstance(hit, str):
+        m = re.search(r"[/\\]snapshots[/\\]([0-9a-f]{40})[/\\]", hit)
+        if m:
+            return m.group(1)[:12]
+    return f"rev-{revision}" if revision else "unknown-revision"
+
+
+class SentenceTransformersEmbedder(Embedder):
+    """A sentence-transformers model. Long texts are cut at the model's ``max_seq_length``
+    (512 tokens for e5): ``truncated`` flags them and the summary counts them."""
+
+    long_texts: ClassVar[str] = "truncated at the model's max_seq_length (counted)"
+    requires: ClassVar[tuple[str, str] | None] = ("sentence_transformers", "transformers")
+
+    @classmethod
+    def check_spec(cls, arg: str, params: dict[str, str]) -> None:
+        unknown = set(params) - set(PARAMS)
+        if unknown:
+            raise UserError(
+                f"embedder sentence-transformers: unknown parameter {', '.join(sorted(unknown))} (it takes {', '.join(PARAMS)})"
+            )
+        backend = params.get("backend", "torch")
+        if backend not in BACKENDS:
+            raise UserError(f"embedder sentence-transformers: backend={backend!r}; use one of {', '.join(BACKENDS)}")
+        if "fp16" in params:
+            param_bool("fp16", params["fp16"])
+        if "batch_size" in params:
+            param_int("batch_size", params["batch_size"])
+
+    @classmethod
+    def from_spec(cls, arg: str, params: dict[str, str]) -> SentenceTransformersEmbedder:
+        cls.check_spec(arg, params)
+        return cls(
+            arg or DEFAULT_MODEL,
+            device=params.get("device"),
+            batch_size=param_int("batch_size", params.get("batch_size", 64)),
+            backend=params.get("backend", "torch"),
+            fp16=param_bool("fp16", params.get("fp16", False)),
+            revision=params.get("revision"),
+        )
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        device: str | None = None,
+        batch_size: int = 64,
+        backend: str = "torch",
+        fp16: bool = False,
+        revision: str | None = None,
+    ):
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise UserError("the sentence-transformers embedder needs: pip install 'monoculture[transformers]'") from None
+        # The name keeps what selects the vectors' model; backend and fp16 change the arithmetic,
+        # not the model, within float tolerance, and the cache is shared across them.
+        self.name = f"sentence-transformers:{model}"
+        self.prefix = _e5_prefix(model)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        kwargs: dict = {"device": device, "backend": backend, "revision": revision}
+        if fp16 and backend == "torch":
+            kwargs["model_kwargs"] = {"torch_dtype": torch.float16}
+        try:
+            self.model = SentenceTransformer(model, **kwargs)
+        except ImportError as e:  # onnx / openvino without optimum
+            extra = "onnx" if backend == "onnx" else "openvino"
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(
+                f"embedder {self.name} with backend={backend} needs optimum: pip install 'monoculture[{extra}]' ({why})"
+            ) from None
+        except OSError as e:
+            raise UserError(f"cannot load embedding model {model!r}: {e}".splitlines()[0]) from None
+        self.version = model_version(model, revision)
+        self.backend, self.fp16, self.device = backend, bool(fp16 and backend == "torch"), device
+        self.batch_size = batch_size
+        self.max_len = int(self.model.max_seq_length or 512)
+
+    def embed(self, texts):
+        ordered, unsort = sort_by_length([self.prefix + t for t in texts])
+        out = self.model.encode(
+            ordered,
+            batch_size=self.batch_size,
+            normalize_embeddings=False,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)[unsort]
+
+    def truncated(self, texts):
+        tok = self.model.tokenizer
+        ids = tok([self.prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return np.asarray([len(x) for x in ids]) > self.max_len
