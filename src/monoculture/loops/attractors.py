@@ -154,12 +154,14 @@ def fit_attractor(
     """Strength, position, slope, intercept and p of one regression, with percentile intervals
     from ``bootstrap`` resamples of its points (chains). The position's interval is taken over
     the replicates whose line has a fixed point (None when fewer than half have one: the
-    position is then not a meaningful number)."""
+    position is then not a meaningful number). Near strength 1 the strength's interval sits
+    below the truth (|slope| folds the noise of a slope near 0 to one side); the slope's
+    interval does not, and is given too."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     n = len(x)
     out: dict[str, Any] = {"strength": None, "position": None, "ci": [None, None], "position_ci": [None, None]}
-    out |= {"slope": None, "intercept": None, "p": None, "chains": int(n)}
+    out |= {"slope": None, "slope_ci": [None, None], "intercept": None, "p": None, "chains": int(n)}
     if n < 2:
         return out
     b, a = weighted_lines(x, y, np.ones((1, n)))
@@ -172,6 +174,7 @@ def fit_attractor(
         bb, ab = weighted_lines(x, y, W)
         sb, pb = strength_position(bb, ab, bounds)
         out["ci"] = _interval(sb)
+        out["slope_ci"] = _interval(bb)
         fixed = np.abs(bb) < 1
         if fixed.sum() >= 0.5 * np.isfinite(bb).sum():
             out["position_ci"] = _interval(pb[fixed])
@@ -246,7 +249,8 @@ def paired_difference(
     chains in both models (a paired bootstrap); otherwise each model's chains are resampled on
     their own. The p-value: model labels are shuffled among the chains of each seed (a seed's
     chains of both models pooled, each model keeping its count), which leaves the seeds' spread
-    of starting values alone, B strengths per shuffle at once."""
+    of starting values alone; among all chains when the models share no seed. All shuffles'
+    strengths come from one weight matrix."""
     rng = rng or np.random.default_rng(0)
     out: dict[str, Any] = {
         "difference": None,
@@ -281,6 +285,11 @@ def paired_difference(
         x = np.concatenate([a.x, b.x])
         y = np.concatenate([a.y, b.y])
         seed_ids = np.concatenate([a.seed_id, b.seed_id]).astype(str)
+        if not seeds_a & seeds_b:
+            # No seed in common: shuffling within seed would change nothing (p = 1 always), so
+            # labels are shuffled among all chains (exchangeable under the null of one dynamics).
+            seed_ids = np.zeros(seed_ids.size, dtype=str)
+        out["shuffled"] = "within seed" if seeds_a & seeds_b else "all chains"
         is_a = np.r_[np.ones(a.x.size, bool), np.zeros(b.x.size, bool)]
         _, group = np.unique(seed_ids, return_inverse=True)
         # Slots laid out seed by seed; in each seed the first (its number of A chains) slots are
