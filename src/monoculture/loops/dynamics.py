@@ -202,8 +202,8 @@ def _cross_cluster_means(
         step = max(1, _BUDGET_BYTES // max(1, 8 * B * C))
         for lo in range(0, T, step):
             hi = min(T, lo + step)
-            WG = np.einsum("bi,tij->tbj", W, G[lo:hi])  # (t, B, C)
-            num_b[:, lo:hi] = np.einsum("tbj,bj->bt", WG, W) - W2 @ diag[lo:hi].T
+            WG = W[None] @ G[lo:hi]  # (t, B, C)
+            num_b[:, lo:hi] = (WG * W[None]).sum(axis=2).T - W2 @ diag[lo:hi].T
         with np.errstate(invalid="ignore", divide="ignore"):
             res.append(np.where(den_pt > 0, num_pt / np.where(den_pt > 0, den_pt, 1.0), np.nan))
             res.append(np.where(den_b > 0, num_b / np.where(den_b > 0, den_b, 1.0), np.nan))
