@@ -116,6 +116,9 @@ def test_shuffles_stay_within_tasks():
     frame, X = pd.concat([frame1, frame2], ignore_index=True), np.vstack([X1, X2])
     res = find_motifs(frame, X, seed=0, permutations=199)
     assert res.overlap["p"] == pytest.approx(1.0)  # every within-task shuffle reproduces the observed profiles
+    by_task = {(r["label"], r["task"]): r for r in res.to_dict()["shares_by_task"]}
+    assert by_task[("a", "continue")]["share"] == 1.0 and by_task[("a", "continue")]["total"] == 10
+    assert by_task[("a", "rephrase")]["motif"] != by_task[("a", "continue")]["motif"] and len(by_task) == 3
 
 
 def test_deterministic_and_edge_cases():

@@ -67,6 +67,26 @@ class MotifResult:
     silhouette: dict[int, float] = field(default_factory=dict)
     assignments: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ASSIGNMENT_COLUMNS))
 
+    def shares_by_task(self) -> list[dict]:
+        """Per (label, task, motif) with chains there: the share of the label's chains of that
+        task ending in the motif (motifs pooled over tasks can be one task's texts; this says)."""
+        a = self.assignments
+        if a.empty:
+            return []
+        counts = a.groupby(["label", "task", "motif"]).size().rename("chains").reset_index()
+        counts["total"] = counts.groupby(["label", "task"])["chains"].transform("sum")
+        return [
+            {
+                "label": r.label,
+                "task": r.task,
+                "motif": int(r.motif),
+                "share": float(r.chains / r.total),
+                "chains": int(r.chains),
+                "total": int(r.total),
+            }
+            for r in counts.itertuples(index=False)
+        ]
+
     def to_dict(self) -> dict:
         """JSON-safe: floats or None, lists, str keys."""
         reps = self.representatives
@@ -91,6 +111,7 @@ class MotifResult:
                 {"label": r.label, "motif": int(r.motif), "share": _num(r.share), "chains": int(r.chains), "total": int(r.total)}
                 for r in self.shares.itertuples(index=False)
             ],
+            "shares_by_task": self.shares_by_task(),
             "overlap": _json(self.overlap),
             "method": METHOD,
         }
