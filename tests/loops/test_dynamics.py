@@ -245,3 +245,15 @@ def test_intervals_cover_the_population_value():
         ci = np.array(cis[name])
         coverage = np.mean((ci[:, 0] <= truth) & (truth <= ci[:, 1]))
         assert coverage >= 0.85, (name, coverage)
+
+
+def test_unbalanced_replicates_keep_the_jackknife():
+    # Seed 0 has three chains, the others one: leaving seed 0 out empties layers 1 and 2, which
+    # that jackknife replicate skips instead of losing the whole interval.
+    frame, X = _chains("converge", seeds=5, replicates=3, steps=2, rng=np.random.default_rng(8))
+    keep = ~((frame["seed_id"] != "s0") & (frame["replicate"] > 0)).to_numpy()
+    v = diversity_loss(frame[keep], X[keep]).iloc[0]
+    assert v["layers"] == 3 and v["chains"] == 7
+    assert np.isfinite(v["ci_low"]) and v["ci_low"] <= v["ratio"] <= v["ci_high"]
+    empty = frame.head(0)
+    assert drift(empty, X[:0]).empty and convergence(empty, X[:0]).empty and diversity_loss(empty, X[:0]).empty

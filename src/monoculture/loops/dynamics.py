@@ -319,19 +319,25 @@ def diversity_loss(
             W = resample_counts(S, bootstrap if S > 1 else 0, seed)
         else:  # leave one seed out: row i gives seed i's chains weight 0
             W = (1.0 - np.eye(S)) if (S > 2 and bootstrap > 0) else np.zeros((0, S))
+        # Sums over layers, per weighting (row 0: as they are); a layer whose seeds a weighting
+        # leaves out (a third replicate only one seed has) is skipped in that weighting's mean.
         sums = np.zeros((2, 1 + W.shape[0]))
+        used = np.zeros(1 + W.shape[0])
         for j in np.unique(layer):
             m = layer == j
-            w = np.vstack([np.ones((1, int(m.sum()))), W[:, sc[m]]])  # row 0: the layer as it is
-            sums[0] += _vendi_weighted(Xn, rows_final[m], w, q)
-            sums[1] += _vendi_weighted(Xn, rows_seed[m], w, q)
+            w = np.vstack([np.ones((1, int(m.sum()))), W[:, sc[m]]])
+            vf, vs = _vendi_weighted(Xn, rows_final[m], w, q), _vendi_weighted(Xn, rows_seed[m], w, q)
+            ok = np.isfinite(vf) & np.isfinite(vs)
+            sums[0] += np.where(ok, vf, 0.0)
+            sums[1] += np.where(ok, vs, 0.0)
+            used += ok
         n_layers = len(np.unique(layer))
         v_final, v_seed = sums[0, 0] / n_layers, sums[1, 0] / n_layers
         ratio = v_final / v_seed if v_seed > 0 else math.nan
         lo = hi = math.nan
         if W.shape[0]:
             with np.errstate(invalid="ignore", divide="ignore"):
-                reps = sums[0, 1:] / sums[1, 1:]
+                reps = np.where(used[1:] > 0, sums[0, 1:] / sums[1, 1:], np.nan)
             if interval == "bootstrap":
                 lo, hi = (float(v) for v in percentile_ci(reps, level))
             elif np.isfinite(reps).all():
