@@ -383,7 +383,7 @@ def measure(
 @user_errors
 def study(
     study_file: Path = typer.Argument(..., help="study YAML file"),
-    only: list[str] = typer.Option([], "--only", help="run only this phase: run, probe, measure or report (repeatable)"),
+    only: list[str] = typer.Option([], "--only", help="run only this phase: run, probe, loops, measure or report (repeatable)"),
     skip: list[str] = typer.Option([], "--skip", help="skip this phase (repeatable)"),
     check: bool = typer.Option(
         False, "--check", help="load and validate the study and everything it names; run nothing, create no store"
@@ -391,8 +391,9 @@ def study(
     store: Path | None = StoreOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ):
-    """Run every phase the study file names, in order: run, probe (probes:), measure (measure:),
-    report (report:). Each is resumable; a second invocation redoes nothing the store holds."""
+    """Run every phase the study file names, in order: run, probe (probes:), loops (loops:),
+    measure (measure:), report (report:). Each is resumable; a second invocation redoes nothing
+    the store holds."""
     from monoculture.phases import plan_study, print_check, run_plan
 
     plan = plan_study(study_file, only=only, skip=skip, store=store, check=check)  # every check before the store is opened
