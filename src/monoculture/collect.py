@@ -160,6 +160,11 @@ class Prepared:
 def prepare_run(study: Study, models: list[str] | None = None) -> Prepared:
     """Every check that needs no store: the model names asked for, each backend's preflight
     (params, credentials, files) and the suites. Raises UserError; writes nothing."""
+    if not study.suites:
+        raise UserError(
+            "the study names no suites, so there is nothing to collect; its loops: run with `monoculture loop`",
+            where=str(study.path or "study"),
+        )
     if models:
         unknown = set(models) - {m.name for m in study.models}
         if unknown:

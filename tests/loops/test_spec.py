@@ -195,3 +195,9 @@ def test_check_says_what_would_run(tmp_path):
     code, out = mc("study", path, "--check")
     assert code == 0 and "loops: 6 chains" in out and "phases: loops" in out, out
     assert not list(tmp_path.glob("*.duckdb*"))
+
+
+def test_run_refuses_a_study_without_suites(tmp_path):
+    code, out = mc("run", _study(tmp_path, {"steps": 2}))
+    assert code == 2 and "names no suites" in out and "monoculture loop" in out, out
+    assert not list(tmp_path.glob("*.duckdb*"))
