@@ -147,9 +147,14 @@ def test_attractor_strengths_order_the_models(loops_report):
         assert final[("alpha", task)] > 0.7 and final[(EVIL, task)] < 0.4, final
 
 
-def test_measured_report_gains_a_loops_section(measured_loops_store, tmp_path):
-    out = tmp_path / "r.html"
-    info = build_report(measured_loops_store, out)
+@pytest.fixture(scope="module")
+def measured_loops_report(measured_loops_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report-loops-measured-html") / "r.html"
+    return build_report(measured_loops_store, out), out
+
+
+def test_measured_report_gains_a_loops_section(measured_loops_report):
+    info, out = measured_loops_report
     html = out.read_text(encoding="utf-8")
     assert 'href="#loops"' in html and '<section id="loops">' in html
     assert '<section id="explorer">' in html and "similarity" in info.figures  # the rest is still there
@@ -439,11 +444,12 @@ def test_contract_section_renders_in_chromium(tmp_path):
 
 
 @pytest.mark.slow
-def test_loops_report_renders_in_chromium(loops_report, tmp_path):
+def test_loops_section_renders_in_chromium(measured_loops_report, tmp_path):
+    """The section inside the full report, beside the explorer and the other figures."""
     require_browser()
-    info, out = loops_report
+    info, out = measured_loops_report
     with open_page(out, viewport=(1280, 900)) as page:
-        _check_page(page, {f for f in info.figures})
+        _check_page(page, {f for f in info.figures if f.startswith("loops_")})
         text = page.evaluate("document.querySelector('#loops').innerText")
         assert EVIL in text  # the hostile model name, as text, in the tables
         assert page.evaluate("document.querySelectorAll('img').length") == 0

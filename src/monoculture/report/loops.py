@@ -488,8 +488,11 @@ def diversity_rows(rows: list[dict]) -> list[dict]:
 
 def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
     """(the template's data, the figures) from a :func:`loop_summary` dict; (None, []) when it
-    holds no chains."""
-    if not isinstance(summary, dict) or not int(summary.get("chains") or 0):
+    holds no chains, text or image."""
+    if not isinstance(summary, dict):
+        return None, []
+    image_chains = int(summary["images"].get("chains") or 0) if isinstance(summary.get("images"), dict) else 0
+    if not int(summary.get("chains") or 0) and not image_chains:
         return None, []
     notes = [str(n) for n in summary.get("notes") or []]
     scorers = _rows(summary.get("scorers"))
@@ -575,6 +578,7 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
     ]
     data = {
         "chains": int(summary.get("chains") or 0),
+        "total_chains": int(summary.get("chains") or 0) + image_chains,
         "labels": [
             {
                 "label": r.get("label"),
