@@ -105,14 +105,16 @@ class SentenceTransformersEmbedder(Embedder):
             kwargs["model_kwargs"] = {"torch_dtype": torch.float16}
         try:
             self.model = SentenceTransformer(model, **kwargs)
-        except ImportError as e:  # onnx / openvino without optimum
+        except OSError as e:
+            raise UserError(f"cannot load embedding model {model!r}: {e}".splitlines()[0]) from None
+        except Exception as e:  # onnx / openvino without optimum: the library raises a bare Exception
+            if backend == "torch" or not (isinstance(e, ImportError) or "optimum" in str(e).lower()):
+                raise
             extra = "onnx" if backend == "onnx" else "openvino"
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(
                 f"embedder {self.name} with backend={backend} needs optimum: pip install 'monoculture[{extra}]' ({why})"
             ) from None
-        except OSError as e:
-            raise UserError(f"cannot load embedding model {model!r}: {e}".splitlines()[0]) from None
         self.version = model_version(model, revision)
         self.backend, self.fp16, self.device = backend, bool(fp16 and backend == "torch"), device
         self.batch_size = batch_size

@@ -1,0 +1,75 @@
+"""sentence-transformers on a tiny BERT built here: batch by length, fp16, the window, and the
+library's ONNX / OpenVINO backends (tested where optimum can be installed beside this
+transformers; a clear error naming the extra where it cannot)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monoculture.embedders import get_embedder
+from monoculture.errors import UserError
+from monoculture.measure import measure
+
+pytest.importorskip("sentence_transformers")
+pytestmark = pytest.mark.slow
+
+TEXTS = ["a", "the cat sat on the mat and the dog sat too", "hello", "bread is baked in ovens by bakers every day", "x y"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tiny_models import build_tiny_sentence_transformer
+
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("st") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def one_by_one(tiny):
+    """Reference vectors: each text encoded alone, so no padding and no reordering."""
+    e = get_embedder(f"sentence-transformers:{tiny}")
+    return np.stack([e.model.encode([t], normalize_embeddings=False)[0] for t in TEXTS])
+
+
+def test_batches_by_length_and_puts_vectors_back_in_order(tiny, one_by_one):
+    e = get_embedder(f"sentence-transformers:{tiny}?batch_size=2&device=cpu")
+    assert e.batch_size == 2 and e.device == "cpu"
+    np.testing.assert_allclose(e.embed(TEXTS), one_by_one, atol=1e-5)
+    np.testing.assert_allclose(e.embed(TEXTS[::-1]), one_by_one[::-1], atol=1e-5)
+
+
+def test_fp16_halves_the_weights_within_tolerance(tiny, one_by_one):
+    import torch
+
+    e = get_embedder(f"sentence-transformers:{tiny}?fp16=true")
+    assert e.fp16 and next(e.model.parameters()).dtype == torch.float16
+    np.testing.assert_allclose(e.embed(TEXTS), one_by_one, atol=5e-3)
+    assert e.cache_key == get_embedder(f"sentence-transformers:{tiny}").cache_key  # the same model's vectors
+
+
+def test_texts_past_the_window_are_cut_and_counted(tiny, tmp_path):
+    from embedder_data import fill
+
+    from monoculture.store import Store
+
+    e = get_embedder(f"sentence-transformers:{tiny}")
+    assert e.max_len == 128 and "truncated" in e.long_texts
+    assert e.truncated(["word " * 200, "short"]).tolist() == [True, False]
+    with Store(tmp_path / "long.duckdb") as st:
+        fill(st, extra={"long": "the sea " * 150})
+        res = measure(st, embedder=f"sentence-transformers:{tiny}", n_boot=20, separability=False, show_progress=False)
+    assert res.summary["truncated_texts"] == 4 and res.summary["long_texts"]["truncated"] == 4
+    assert any("4 texts longer than its window were cut" in n for n in res.summary["notes"])
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_onnx_and_openvino_backends(tiny, one_by_one, backend):
+    """Where optimum is installed the model is exported on load and gives the torch vectors;
+    where it is not, the error names the extra to install."""
+    try:
+        e = get_embedder(f"sentence-transformers:{tiny}?backend={backend}")
+    except UserError as err:
+        assert f"pip install 'monoculture[{backend}]'" in str(err)
+        pytest.skip(f"{backend} backend not installed here: {err}")
+    assert e.backend == backend
+    np.testing.assert_allclose(e.embed(TEXTS), one_by_one, atol=1e-4)
