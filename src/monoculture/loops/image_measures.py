@@ -45,28 +45,34 @@ METHOD = (
 )
 
 
-def _vectors(store: Store, embedder: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-    from monoculture.embed import EMBED_SCHEMA, _load
+def _has_embeddings(store: Store) -> bool:
+    """Whether the store has an embedding cache (a read-only store cannot create one)."""
+    rows = store.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'embeddings'").fetchall()
+    return bool(rows and rows[0][0])
 
-    store.con.execute(EMBED_SCHEMA)
+
+def _vectors(store: Store, embedder: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    from monoculture.embed import _load
+
+    if not _has_embeddings(store):
+        return {}
     return {h: v for h, (v, _) in _load(store, embedder, list(dict.fromkeys(hashes))).items()}
 
 
 def _pick_embedder(store: Store, hashes: Sequence[str]) -> str | None:
     """The CLIP image embedder with vectors for the most of these images (the runner stores
     one per study spec; a spec changed between runs leaves two)."""
-    from monoculture.embed import EMBED_SCHEMA
-
-    store.con.execute(EMBED_SCHEMA)
+    if not _has_embeddings(store):
+        return None
     want = pd.DataFrame({"text_hash": list(dict.fromkeys(hashes))})  # noqa: F841 - read by the SQL
-    row = store.con.execute(
+    rows = store.con.execute(
         """
         SELECT embedder, count(*) AS n FROM embeddings
         WHERE embedder LIKE 'clip-image:%' AND text_hash IN (SELECT text_hash FROM want)
         GROUP BY embedder ORDER BY n DESC, embedder LIMIT 1
         """
-    ).fetchone()
-    return None if row is None else str(row[0])
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
 
 
 def thumbnail(png: bytes, size: int = THUMB) -> str:
@@ -111,8 +117,9 @@ def image_summary(
     ``drift``, ``convergence``, ``diversity``, ``prompt_match`` (row dicts, ``ci`` as [lo, hi]),
     ``motifs`` (D's ``MotifResult.to_dict()`` of the last images, each motif with
     ``thumbnail_chains``), ``thumbnails`` (list of {chain_id, label, seed_id, step, motif,
-    png_base64}: the first, middle and last image of up to ``thumbnail_chains`` chains, and the
-    last image of up to ``motif_thumbnails`` chains nearest each motif's centre), ``captions``
+    caption, png_base64}, one per chain and round: the first, middle and last image of up to
+    ``thumbnail_chains`` chains, and the last image of up to ``motif_thumbnails`` chains nearest
+    each motif's centre; ``motif`` is set on last images), ``captions``
     ({drift, convergence, diversity, lexical}: the caption chain as text), ``notes``,
     ``methods``. Every figure is a float or None (JSON-safe)."""
     from monoculture.loops import dynamics
@@ -155,12 +162,14 @@ def image_summary(
     }
 
     # Images: rows with a vector, the first image as origin (step 0 of D's functions).
-    img = rounds[rounds["image_hash"].map(lambda h: h in ivec)].copy()
-    first = img.groupby("chain_id")["step"].transform("min")
-    img = img[(first == 1).to_numpy()]  # a chain whose first image has no vector has no origin
+    img = rounds[rounds["image_hash"].map(lambda h: h in ivec).to_numpy(dtype=bool)].copy()
     if not img.empty:
-        dim = len(next(iter(ivec.values())))
-        X = np.stack([ivec[h] for h in img["image_hash"]]) if len(img) else np.zeros((0, dim))
+        first = img.groupby("chain_id")["step"].transform("min")
+        img = img[(first == 1).to_numpy()]  # a chain whose first image has no vector has no origin
+    if rounds.empty:
+        notes.append("no image chain has a round yet: run the loop to draw them")
+    elif not img.empty:
+        X = np.stack([ivec[h] for h in img["image_hash"]])
         shifted = img.assign(step=img["step"] - 1)
 
         def back(df: pd.DataFrame) -> list[dict]:
@@ -185,7 +194,7 @@ def image_summary(
         notes.append("no image with a CLIP vector starts its chain; nothing to measure on images")
 
     # Captions as a text chain: the seed prompt, then every caption, with CLIP text vectors.
-    cap = frame[frame["text"].map(lambda t: isinstance(t, str) and text_hash(t) in tvec)]
+    cap = frame[frame["text"].map(lambda t: isinstance(t, str) and text_hash(t) in tvec).to_numpy(dtype=bool)]
     if tvec and cap["step"].gt(0).any():
         Xc = np.stack([tvec[text_hash(t)] for t in cap["text"]])
         caps = out["captions"]
@@ -248,23 +257,24 @@ def _thumbnails(
     replicate of each seed, labels in turn), and each motif's most central last images."""
     by_key = {(r.chain_id, int(r.step)): r for r in frame[frame["step"] > 0].itertuples(index=False)}
     last = frame.groupby("chain_id")["step"].max()
-    out: list[dict] = []
+    out: dict[tuple[str, int], dict] = {}
+    motif_of = dict(zip(motifs.assignments["chain_id"].astype(str), motifs.assignments["motif"].astype(int)))
+    final_step = final.set_index("chain_id")["step"]
 
-    def add(chain_id: str, step: int, motif: int | None) -> None:
+    def add(chain_id: str, step: int) -> None:
         r = by_key.get((chain_id, step))
-        if r is None or r.image is None:
+        if r is None or r.image is None or (chain_id, step) in out:
             return
-        out.append(
-            {
-                "chain_id": chain_id,
-                "label": str(r.label),
-                "seed_id": str(r.seed_id),
-                "step": int(step),
-                "motif": motif,
-                "caption": str(r.text),
-                "png_base64": thumbnail(bytes(r.image)),
-            }
-        )
+        is_final = chain_id in final_step.index and int(final_step[chain_id]) == step
+        out[(chain_id, step)] = {
+            "chain_id": chain_id,
+            "label": str(r.label),
+            "seed_id": str(r.seed_id),
+            "step": int(step),
+            "motif": motif_of.get(chain_id) if is_final else None,
+            "caption": str(r.text),
+            "png_base64": thumbnail(bytes(r.image)),
+        }
 
     firsts = frame[(frame["step"] == 0)].sort_values(["replicate", "seed_id", "label"], kind="stable")
     order = []
@@ -285,14 +295,13 @@ def _thumbnails(
         if t_last < 1:
             continue
         for t in dict.fromkeys([1, (1 + t_last) // 2, t_last]):
-            add(cid, t, None)
+            add(cid, t)
 
     assigned = motifs.assignments
-    final_step = final.set_index("chain_id")["step"]
     for m in motifs_dict.get("motifs", []):
         members = assigned[assigned["motif"] == m["motif"]].sort_values("similarity", ascending=False)
         ids = [str(c) for c in members["chain_id"].head(per_motif)]
-        m["thumbnail_chains"] = ids
+        m["thumbnail_chains"] = ids  # their last images are among the thumbnails
         for cid in ids:
-            add(cid, int(final_step[cid]), int(m["motif"]))
-    return out
+            add(cid, int(final_step[cid]))
+    return list(out.values())

@@ -305,6 +305,33 @@ class _ChainState:
     failed: bool = False
 
 
+def preflight_images(spec: ImageLoopSpec) -> None:
+    """What can be checked without loading a model, before anything is written: each stage's
+    kind names an importable class, local model folders exist, the device is there, and the
+    image stack (diffusers, transformers, Pillow) is installed. Raises UserError naming the
+    field."""
+    import importlib.util
+
+    from monoculture.errors import UserError
+    from monoculture.loops.image_stages import CAPTIONERS, TEXT_TO_IMAGE, model_ref, resolve_device, stage_class
+
+    for module in ("torch", "transformers", "PIL", "diffusers"):
+        if importlib.util.find_spec(module) is None:
+            raise UserError(
+                f"image loops need {module}, not installed here: pip install 'monoculture[images]'", where="loops.images"
+            )
+    resolve_device(spec.device)
+    for i, t in enumerate(spec.text_to_image):
+        where = f"loops.images.text_to_image.{i}"
+        stage_class(t.kind, TEXT_TO_IMAGE, "monoculture.text_to_image", where)
+        model_ref(t.model, where)
+    for i, c in enumerate(spec.captioner):
+        where = f"loops.images.captioner.{i}"
+        stage_class(c.kind, CAPTIONERS, "monoculture.captioners", where)
+        model_ref(c.model, where)
+    model_ref(spec.embedder.model, "loops.images.embedder")
+
+
 def run_image_loops(
     store: Store,
     study: str | None,
@@ -328,6 +355,7 @@ def run_image_loops(
     from monoculture.terminal import description_column, stderr_console
 
     console = console or stderr_console()
+    preflight_images(spec)  # before the first write
     device = resolve_device(spec.device)
     chains = plan_image_chains(spec)
     ids = register_chains(store, study, chains)

@@ -262,7 +262,7 @@ def read_steps(store: Store, study: str | None = None, *, kind: str | None = Non
     ids = list(dict.fromkeys(chains["chain_id"]))
     progress = chain_progress(store, ids)
     images: dict[str, Any] = {}
-    if with_images:
+    if with_images and any(progress.values()):  # (an empty key column is float to DuckDB: no IN against text)
         keys = pd.DataFrame({"key": [s["key"] for p in progress.values() for s in p]})  # noqa: F841 - read by the SQL
         images = dict(store.con.execute("SELECT key, image FROM loop_steps WHERE key IN (SELECT key FROM keys)").fetchall())
     out: list[dict] = []
