@@ -58,6 +58,14 @@ def test_scripts_outside_its_vocabulary_get_zero_vectors(wl):
     assert cos > 0.85 and cos_en < 0.2  # unrelated Thai sentences: 0.90 raw; unrelated English: 0.07
 
 
+def test_characters_count_once_not_per_byte(wl):
+    """An emoji is four byte tokens but one character: "Sure! 🌸" is mostly words it knows (and
+    keeps the vector of "Sure!"), a bare emoji is nothing it can see."""
+    X = wl.embed(["Sure! 🌸", "Sure!", "🎲"])
+    np.testing.assert_allclose(X[0], X[1], atol=1e-6)
+    assert not X[2].any() and wl.unseen(["Sure! 🌸", "🎲"]).tolist() == [False, True]
+
+
 def test_a_mixed_text_keeps_the_words_it_knows(wl):
     """Mostly English with a Thai greeting: the English words make its vector; the Thai letters
     are left out of the mean rather than pulling it towards the all-Thai vector."""

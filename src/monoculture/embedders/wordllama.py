@@ -23,6 +23,8 @@ from monoculture.embedders.base import Embedder, files_fingerprint, param_int
 from monoculture.errors import UserError
 
 CONFIG = "l2_supercat"
+#: The revision of the pooling below; a change to which tokens count changes every vector.
+POOLING = "pool2"
 #: The dimensions the bundled 256-wide table can be cut to (WordLlama is Matryoshka-trained).
 DIMS = (64, 128, 256)
 #: Scripts whose single characters are words or morphemes (Han, kana, hangul) and Latin, whose
@@ -32,13 +34,18 @@ _MEANINGFUL_SINGLE = ("LATIN", "CJK", "HIRAGANA", "KATAKANA", "HANGUL")
 
 def _token_kinds(tokenizer, vocab_size: int) -> np.ndarray:
     """Per token id: 1 a word or word piece it has a meaning for, 0 ignored (a bare space marker,
-    control tokens), -1 what it cannot see (byte fallback, a lone letter of an unknown script)."""
+    control tokens, UTF-8 continuation bytes), -1 what it cannot see (a character it only has
+    bytes for, counted once by its lead byte; a lone letter of a script it has no words for).
+    Counting characters rather than bytes keeps "Sure! 🌸" an answer it can read in part."""
     kinds = np.ones(vocab_size, dtype=np.int8)
     for tok, i in tokenizer.get_vocab().items():
         if i >= vocab_size:
             continue
-        if tok in ("<unk>",) or (tok.startswith("<0x") and tok.endswith(">") and len(tok) == 6):
+        if tok == "<unk>":
             kinds[i] = -1
+            continue
+        if tok.startswith("<0x") and tok.endswith(">") and len(tok) == 6:
+            kinds[i] = 0 if 0x80 <= int(tok[3:5], 16) <= 0xBF else -1
             continue
         if tok in ("<s>", "</s>"):
             kinds[i] = 0
@@ -104,7 +111,8 @@ class WordLlamaEmbedder(Embedder):
         self.kinds = _token_kinds(self.tokenizer, self.table.shape[0])
         self.dim = dim
         self.name = "wordllama" if dim == 256 else f"wordllama:dim{dim}"
-        self.version = f"{version('wordllama')}-{CONFIG}-{files_fingerprint(pkg, f'*/{CONFIG}*')}"
+        # The pooling is monoculture's (which tokens count), so its revision is part of the version.
+        self.version = f"{version('wordllama')}-{CONFIG}-{files_fingerprint(pkg, f'*/{CONFIG}*')}-{POOLING}"
 
     def counts(self, texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, token ids, kinds) of every token of ``texts``, flattened."""
