@@ -150,7 +150,7 @@ def drift(frame: pd.DataFrame, X: np.ndarray, *, bootstrap: int = 1000, seed: in
             continue
         seeds, sc = np.unique(g["seed_id"].astype(str).to_numpy(), return_inverse=True)
         steps, si = np.unique(g["step"].to_numpy(), return_inverse=True)
-        sims = np.einsum("nd,nd->n", Xn[g["row"].to_numpy()], Xn[origin.loc[g["chain_id"]].to_numpy()])
+        sims = np.einsum("nd,nd->n", Xn[g["row"].to_numpy()], Xn[origin.loc[g["chain_id"]].to_numpy()]).clip(-1.0, 1.0)
         sums = np.zeros((len(seeds), len(steps)))
         n_seed = np.zeros((len(seeds), len(steps)))
         np.add.at(sums, (sc, si), sims)
