@@ -90,12 +90,13 @@ def main() -> None:
             who = p.get("label") or p["models"][0]
             extra = f" ({p['n_models']} models)" if "n_models" in p else ""
             print(f"  {p['date']}  {who:<24} {fmt(p['value'])} [{fmt(p['ci'][0])}, {fmt(p['ci'][1])}]{extra}")
-    print("\nslopes per year (95% interval; two-sided permutation p)")
+    print("\nslopes per year (95% interval; two-sided permutation p; per-model series: excess over the shuffled-date drift)")
     for sl in r["slopes"]:
         few = " (few models)" if sl["few_models"] else ""
+        raw = f"  raw {fmt(sl['raw'], 4)}, drift {fmt(sl['drift'], 4)}" if sl["tested"] != "slope" else ""
         print(
             f"  {sl['series']:<22} {sl['group'] or 'all':<20} {fmt(sl['value'], 4)} "
-            f"[{fmt(sl['ci'][0], 4)}, {fmt(sl['ci'][1], 4)}]  p = {fmt(sl['p'])}  models {sl['models']}{few}"
+            f"[{fmt(sl['ci'][0], 4)}, {fmt(sl['ci'][1], 4)}]  p = {fmt(sl['p'])}  models {sl['models']}{few}{raw}"
         )
     for n in r["notes"]:
         print(f"note: {n}")

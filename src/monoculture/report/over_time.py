@@ -160,7 +160,12 @@ def section_data(result: dict) -> dict:
                 row["n"] = p.get("n")
     slopes = [
         {
-            "series": LABELS.get(x["series"], x["series"]),
+            "series": LABELS.get(x["series"], x["series"])
+            + (
+                f" (excess over the shuffled-date drift; raw {F.fmt(x.get('raw'))})"
+                if x.get("tested", "slope") != "slope"
+                else ""
+            ),
             "group": x.get("group") or "all models",
             **_ci(x.get("value"), *(x.get("ci") or [None, None])),
             "p": F.pvalue(x.get("p")),

@@ -35,7 +35,7 @@ from monoculture.trends.series import (
     subset_means,
     window_homogeneity,
 )
-from monoculture.trends.slopes import FEW_MODELS, Slope, slope_summary, weighted_slope
+from monoculture.trends.slopes import FEW_MODELS, Slope, null_drift, slope_summary, weighted_slope
 from monoculture.trends.windows import PERIODS, Window, decimal_year, make_windows
 
 #: Series of one point per model (its release) and of one point per window.
@@ -108,6 +108,47 @@ def _permutations(M: int, n_perm: int, seed: int, within: np.ndarray | None = No
     return perm
 
 
+def _model_stack(C_in, G_in, earlier, weights) -> dict[str, np.ndarray]:
+    S, near = field_similarity(C_in, earlier, weights)
+    return {
+        "similarity_to_earlier": S,
+        "nearest_earlier": near,
+        "distance_to_centre": centre_distance(G_in, earlier, weights),
+    }
+
+
+def _model_perm_slopes(
+    C_in: np.ndarray,
+    G: np.ndarray,
+    x: np.ndarray,
+    perm: np.ndarray,
+    members: np.ndarray,
+    w: np.ndarray | None = None,
+    elements: int = 2_000_000,
+) -> dict[str, np.ndarray]:
+    """Slopes among ``members`` of every per-model series under each row of ``perm`` (model m
+    takes the date of model perm[k, m]): (K,) for the point C (M, M), (c, K) for a chunk of
+    bootstrap replicates C (c, M, M) with their model weights w (c, M). Permutations are taken
+    in chunks of about ``elements`` (c, k, M, M) entries."""
+    M = C_in.shape[-1]
+    lead = C_in.shape[:-2]
+    step = max(1, elements // (max(1, int(np.prod(lead))) * M * M))
+    out: dict[str, list[np.ndarray]] = {k: [] for k in MODEL_SERIES}
+    for lo in range(0, len(perm), step):
+        xp = x[perm[lo : lo + step]]  # (k, M)
+        E = earlier_mask(xp)
+        if lead:
+            assert w is not None, "bootstrap replicates come with their model weights"
+            vals = _model_stack(C_in[:, None], G, E[None], w[:, None, :])
+            ww = np.broadcast_to(w[:, None, :], vals["similarity_to_earlier"].shape)[..., members]
+            xx = np.broadcast_to(xp[None], ww.shape[:-1] + (M,))[..., members]
+        else:
+            vals, ww, xx = _model_stack(C_in, G, E, None), None, xp[:, members]
+        for k in MODEL_SERIES:
+            out[k].append(weighted_slope(xx, vals[k][..., members], ww))
+    return {k: np.concatenate(v, axis=-1) for k, v in out.items()}
+
+
 def analyse(
     rs: ResponseSet,
     dates: dict[str, date],
@@ -126,6 +167,7 @@ def analyse(
     q: float = 1.0,
     level: float = 0.95,
     chunk: int = 128,
+    drift_permutations: int = 49,
 ) -> TrendResult:
     """Every series of METRICS.md "Over time" and the slope of each, for the dated models of ``rs``.
 
@@ -177,21 +219,13 @@ def analyse(
     G = ubar @ ubar.T
     E = earlier_mask(x)
 
-    def model_stack(C_in, G_in, earlier, weights):
-        S, near = field_similarity(C_in, earlier, weights)
-        return {
-            "similarity_to_earlier": S,
-            "nearest_earlier": near,
-            "distance_to_centre": centre_distance(G_in, earlier, weights),
-        }
-
-    point = model_stack(C, G, E, None)
+    point = _model_stack(C, G, E, None)
     reps: dict[str, list[np.ndarray]] = {k: [] for k in MODEL_SERIES}
     for lo in range(0, B, chunk):
         # The centre's replicates draw models only: means over resampled prompts keep more of
         # what prompts share and shrink every distance (DEVIATIONS.md, "Over time").
-        for k, v in model_stack(C_b[lo : lo + chunk], G, E, w[lo : lo + chunk]).items():
-            reps[k].append(v)
+        for k, chunk_vals in _model_stack(C_b[lo : lo + chunk], G, E, w[lo : lo + chunk]).items():
+            reps[k].append(chunk_vals)
     rep = {k: np.concatenate(v) for k, v in reps.items()}
 
     series: dict[str, list[dict]] = {}
@@ -200,33 +234,45 @@ def analyse(
         order = np.argsort(x, kind="stable")
         series[name] = [_point(d[m], point[name][m], lo_[m], hi_[m], [models[m]]) for m in order if np.isfinite(point[name][m])]
 
-    def model_perm_slopes(perm: np.ndarray, members: np.ndarray) -> dict[str, np.ndarray]:
-        out: dict[str, list[np.ndarray]] = {k: [] for k in MODEL_SERIES}
-        for lo in range(0, len(perm), chunk):
-            xp = x[perm[lo : lo + chunk]]
-            vals = model_stack(C, G, earlier_mask(xp), None)
-            for k in MODEL_SERIES:
-                out[k].append(weighted_slope(xp[:, members], vals[k][:, members]))
-        return {k: np.concatenate(v) for k, v in out.items()}
+    k_drift = max(1, min(n_perm, drift_permutations))
 
-    slopes: list[Slope] = []
+    def model_slopes(name_group: str | None, members: np.ndarray, perm: np.ndarray) -> list[Slope]:
+        """Each per-model series' excess slope among ``members``: the permuted slopes give the
+        observed drift and the p-value; every bootstrap replicate gets its own drift from the
+        first ``k_drift`` permutations, so the interval is one of the excess."""
+        observed = _model_perm_slopes(C, G, x, perm, members)
+        drift_b: dict[str, list[np.ndarray]] = {k: [] for k in MODEL_SERIES}
+        raw_b: dict[str, list[np.ndarray]] = {k: [] for k in MODEL_SERIES}
+        for lo in range(0, B, chunk):
+            wc = w[lo : lo + chunk][:, members]
+            ps = _model_perm_slopes(C_b[lo : lo + chunk], G, x, perm[:k_drift], members, w[lo : lo + chunk])
+            for k in MODEL_SERIES:
+                t_b = weighted_slope(x[members], rep[k][lo : lo + chunk][:, members], wc)
+                raw_b[k].append(t_b)
+                drift_b[k].append(null_drift(t_b, ps[k]))
+        out = []
+        for name in MODEL_SERIES:
+            defined = int(np.isfinite(point[name][members]).sum())
+            if name_group is not None and defined < MIN_MODELS:
+                continue
+            out.append(
+                slope_summary(
+                    name,
+                    name_group,
+                    float(weighted_slope(x[members], point[name][members])),
+                    np.concatenate(raw_b[name]),
+                    observed[name],
+                    len(members),
+                    defined,
+                    level,
+                    replicate_drift=np.concatenate(drift_b[name]),
+                )
+            )
+        return out
+
     everyone = np.arange(M)
     perm_all = _permutations(M, n_perm, seed)
-    perm_slopes = model_perm_slopes(perm_all, everyone)
-    for name in MODEL_SERIES:
-        defined = int(np.isfinite(point[name]).sum())
-        slopes.append(
-            slope_summary(
-                name,
-                None,
-                float(weighted_slope(x, point[name])),
-                weighted_slope(x, rep[name], w),
-                perm_slopes[name],
-                M,
-                defined,
-                level,
-            )
-        )
+    slopes: list[Slope] = model_slopes(None, everyone, perm_all)
 
     # -- windows -----------------------------------------------------------------------------
     wins = [wn for wn in make_windows(d, period, window) if len(wn.members) >= 2]
@@ -256,6 +302,9 @@ def analyse(
     subsets = [equal_n_subsets(wins[i].members, M, n_eq, draws, seed) for i in eq_wins]
     Vs_all = pool_voices(st.X, st.index, np.vstack(subsets), q) if subsets else np.zeros((0, P))
     cuts = np.cumsum([0] + [len(s) for s in subsets])
+    # A window's interval resamples prompts and its random subsets, not models: a bootstrap
+    # that counts a model drawn twice twice makes a pool of 4 models score 1.7 to 3.6 voices
+    # where they score 3.5 (duplicates are not voices); see DEVIATIONS.md, "Over time".
     rng_sub = np.random.default_rng([seed, 14, 3])
     eq_point = np.full(len(eq_wins), np.nan)
     eq_b = np.full((B, len(eq_wins)), np.nan)
@@ -306,23 +355,7 @@ def analyse(
             mem = np.asarray(idx, dtype=np.int64)
             if len(mem) < MIN_MODELS or np.unique(x[mem]).size < 2:
                 continue
-            ps = model_perm_slopes(_permutations(M, n_perm, seed, within=mem), mem)
-            for name in MODEL_SERIES:
-                defined = int(np.isfinite(point[name][mem]).sum())
-                if defined < MIN_MODELS:
-                    continue
-                slopes.append(
-                    slope_summary(
-                        name,
-                        f"{attr}={val}",
-                        float(weighted_slope(x[mem], point[name][mem])),
-                        weighted_slope(x[mem], rep[name][:, mem], w[:, mem]),
-                        ps[name],
-                        len(mem),
-                        defined,
-                        level,
-                    )
-                )
+            slopes.extend(model_slopes(f"{attr}={val}", mem, _permutations(M, n_perm, seed, within=mem)))
     if M < FEW_MODELS:
         notes.append(f"only {M} dated models (fewer than {FEW_MODELS}): every trend here rests on very few releases")
     if undated:
@@ -335,13 +368,15 @@ def analyse(
         "n_boot": n_boot,
         "permutations": n_perm,
         "voice_permutations": k_voice,
+        "drift_permutations": k_drift,
         "seed": seed,
         "q": q,
         "level": level,
         "prompts": P,
         "clusters": st.n_clusters,
         "resampling": f"{st.unit} clusters and models" if st.unit != "prompt" else "prompts and models",
-        "p_value": "two-sided, shuffling release dates among the models",
+        "p_value": "two-sided, shuffling release dates among the models (per-model series: centred on their shuffled-date drift)",
+        "tested": "per-model series: slope minus its mean under shuffled dates (raw beside it); window series: the slope",
         "slope_unit": "per year",
     }
     return TrendResult(series, slopes, models, {m: dates[m] for m in models}, dict(sources or {}), undated, settings, notes)
@@ -363,7 +398,11 @@ def _win_point(wn: Window, value: float, lo: float, hi: float, models: list[str]
 
 def _voices_slope(X, index, a, eq_wins, mids, n_eq, draws, seed, q, eq_point, eq_b, perm, M, level) -> Slope:
     """The equal-n voices slope; each permutation draws new subsets of each window's new
-    members (same n, same number of draws), all scored in one batched Vendi pass."""
+    members (same n, same number of draws), all scored in one batched Vendi pass.
+
+    Its interval is the permutation interval (the slope plus or minus the level-quantile of the
+    shuffled-date slopes' size): no bootstrap over models suits a diversity count, and the
+    shuffled dates are what moves models between windows (DEVIATIONS.md, "Over time")."""
     x = mids[eq_wins] if len(eq_wins) else np.zeros(0)
     if len(eq_wins) < 2:
         nan = float("nan")
@@ -391,6 +430,7 @@ def _voices_slope(X, index, a, eq_wins, mids, n_eq, draws, seed, q, eq_point, eq
         M,
         len(eq_wins),
         level,
+        interval="permutation",
     )
 
 

@@ -80,7 +80,7 @@ def centre_distance(G: np.ndarray, earlier: np.ndarray, w: np.ndarray | None = N
     Wt = np.broadcast_to(Wt, np.broadcast_shapes(Wt.shape, G.shape))
     G0 = np.where(np.isfinite(G), G, 0.0)
     dot = (Wt * G0).sum(axis=-1)
-    quad = np.einsum("...mi,...ij,...mj->...m", Wt, G0, Wt)
+    quad = ((Wt @ G0) * Wt).sum(axis=-1)  # sum_ij Wt_mi G_ij Wt_mj, through a BLAS product
     own = np.einsum("...mm->...m", G0)
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = dot / np.sqrt(own * quad)

@@ -41,23 +41,57 @@ def weighted_slope(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) ->
         return np.where(flat | (ok.sum(axis=-1) < 2), np.nan, sxy / np.where(flat, 1.0, sxx))
 
 
-def permutation_p(observed: float, permuted: np.ndarray) -> float:
-    """Two-sided permutation p-value (1 + #{|t_k| >= |t|}) / (1 + K) over the defined t_k.
+def null_drift(observed: np.ndarray | float, permuted: np.ndarray) -> np.ndarray:
+    """The slope a series has with no trend: the mean slope over the observed and the permuted
+    release dates (last axis of ``permuted``), NaN ones ignored.
 
-    Two-sided because a trend may go either way: the field may converge or diverge. NaN where
-    the observed slope is undefined.
+    The observed slope is one of the K + 1 date assignments averaged, so the drift is a
+    symmetric function of them and a test centred on it stays exact (:func:`permutation_p`).
+    """
+    t = np.concatenate([np.asarray(observed, dtype=np.float64)[..., None], np.asarray(permuted, dtype=np.float64)], axis=-1)
+    ok = np.isfinite(t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok.any(axis=-1), np.where(ok, t, 0.0).sum(axis=-1) / np.maximum(ok.sum(axis=-1), 1), np.nan)
+
+
+def permutation_p(observed: float, permuted: np.ndarray, centre: float = 0.0) -> float:
+    """Two-sided permutation p-value (1 + #{|t_k - c| >= |t - c|}) / (1 + K) over the defined t_k.
+
+    Two-sided because a trend may go either way: the field may converge or diverge. ``centre``
+    c is the null drift of a series that slopes by construction (:func:`null_drift`), so the
+    test asks whether the observed slope is farther from it than shuffled dates' slopes are;
+    0 for a series whose slope under shuffled dates is 0 on average. NaN where the observed
+    slope is undefined.
     """
     t = np.asarray(permuted, dtype=np.float64)
     t = t[np.isfinite(t)]
-    if not np.isfinite(observed) or t.size == 0:
+    if not np.isfinite(observed) or t.size == 0 or not np.isfinite(centre):
         return float("nan")
-    tol = 1e-12 * max(abs(observed), 1e-300)
-    return float((1 + np.count_nonzero(np.abs(t) >= abs(observed) - tol)) / (1 + t.size))
+    dev = abs(observed - centre)
+    tol = 1e-12 * max(dev, abs(observed), 1e-300)
+    return float((1 + np.count_nonzero(np.abs(t - centre) >= dev - tol)) / (1 + t.size))
+
+
+def permutation_halfwidth(deviations: np.ndarray, level: float = 0.95) -> float:
+    """Half-width h of the interval that inverts :func:`permutation_p`: with m = floor((1 - level)
+    (K + 1)), the m-th largest |t_k - c|, so that |t - c| <= h exactly when p > 1 - level.
+    Infinite when K is too small for any p to reach 1 - level (m = 0); NaN without permutations.
+    """
+    a = np.sort(np.abs(np.asarray(deviations, dtype=np.float64)[np.isfinite(deviations)]))[::-1]
+    if a.size == 0:
+        return float("nan")
+    m = int(np.floor((1.0 - level) * (a.size + 1) + 1e-9))
+    return float(a[m - 1]) if m >= 1 else float("inf")
 
 
 @dataclass(frozen=True)
 class Slope:
-    """The slope of one series (per year) for the whole field or one group of models."""
+    """The slope of one series (per year) for the whole field or one group of models.
+
+    ``value`` and its interval are what is tested: for a per-model series the excess slope
+    (``raw`` minus ``drift``, the mean slope under shuffled release dates), for a window series
+    the slope itself (``drift`` 0: shuffled members leave every window the same expectation).
+    """
 
     series: str
     group: str | None
@@ -68,6 +102,9 @@ class Slope:
     models: int
     points: int
     permutations: int
+    raw: float = float("nan")
+    drift: float = 0.0
+    excess: bool = False
 
     @property
     def few_models(self) -> bool:
@@ -87,6 +124,9 @@ class Slope:
             "points": self.points,
             "permutations": self.permutations,
             "few_models": self.few_models,
+            "raw": num(self.raw),
+            "drift": num(self.drift),
+            "tested": "excess over the shuffled-date drift" if self.excess else "slope",
         }
 
 
@@ -99,16 +139,44 @@ def slope_summary(
     models: int,
     points: int,
     level: float = 0.95,
+    replicate_drift: np.ndarray | None = None,
+    interval: str = "bootstrap",
 ) -> Slope:
-    lo, hi = percentile_ci(np.asarray(replicates, dtype=np.float64)[:, None], level)
+    """The slope of a series with its interval and p-value.
+
+    Without ``replicate_drift`` the slope is tested as it is. With it (B,), one null drift per
+    bootstrap replicate, the series slopes by construction: the value is the excess
+    ``point - null_drift(point, permuted)``, its interval the percentiles of
+    ``replicates - replicate_drift`` (so it is an interval of the excess, not of the raw
+    slope), and the test is centred on the drift.
+
+    ``interval="permutation"``: the interval inverts the test instead of bootstrapping
+    (:func:`permutation_halfwidth`: the spread a slope has when models move between windows at
+    random, read as a shift of the series); it contains 0 exactly when p > 1 - level.
+    """
+    rep = np.asarray(replicates, dtype=np.float64)
+    excess = replicate_drift is not None
+    drift = float(null_drift(point, permuted)) if excess else 0.0
+    if excess:
+        rep = rep - np.asarray(replicate_drift, dtype=np.float64)
+    if interval == "permutation":
+        t = np.asarray(permuted, dtype=np.float64)
+        t = t[np.isfinite(t)]
+        half = permutation_halfwidth(t - drift, level) if np.isfinite(point) else float("nan")
+        lo, hi = np.array([point - drift - half]), np.array([point - drift + half])
+    else:
+        lo, hi = percentile_ci(rep[:, None], level)
     return Slope(
         series,
         group,
-        float(point),
+        float(point) - drift,
         float(lo[0]),
         float(hi[0]),
-        permutation_p(point, permuted),
+        permutation_p(point, permuted, drift),
         models,
         points,
         int(np.isfinite(permuted).sum()),
+        raw=float(point),
+        drift=drift,
+        excess=excess,
     )
