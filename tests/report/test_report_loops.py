@@ -24,7 +24,7 @@ from monoculture.errors import UserError
 from monoculture.loops.tables import Chain, register_chains, step_key, write_steps
 from monoculture.report import build_report
 from monoculture.report.build import _loops_only, loops_page
-from monoculture.report.loops import section_from_summary, thumbnails
+from monoculture.report.loops import loops_section, section_from_summary, thumbnails
 from monoculture.store import Store
 
 EVIL = "evil<img src=x onerror=alert(4)>"
@@ -168,6 +168,24 @@ def test_report_without_loops_has_no_loops_section(measured_store, tmp_path):
     html = out.read_text(encoding="utf-8")
     assert 'id="loops"' not in html and 'href="#loops"' not in html and "loops section" not in html
     assert not any(f.startswith("loops_") for f in info.figures)
+
+
+def test_failing_summary_is_a_note_or_a_clear_error(loops_store, tmp_path, monkeypatch):
+    """A summary that fails leaves the section out with a note naming the error; with nothing
+    else to report (no measurement), it is an error that says so."""
+    import monoculture.loops.summary as summary
+
+    def broken(*a, **kw):
+        raise RuntimeError("scorer exploded")
+
+    monkeypatch.setattr(summary, "loop_summary", broken)
+    notes: list[str] = []
+    with Store(loops_store, read_only=True) as st:
+        assert loops_section(st, "loopy", notes) == (None, [])
+    assert notes == ["loops section left out: RuntimeError: scorer exploded"]
+    with pytest.raises(UserError, match="could not be summarised.*scorer exploded"):
+        build_report(loops_store, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_store_without_measurement_or_chains_is_a_clear_error(tmp_path):

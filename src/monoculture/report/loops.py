@@ -80,6 +80,10 @@ def _est(value: Any, ci: tuple[Any, Any] | None) -> dict:
 
 
 def _p(p: Any) -> str:
+    """A p-value for a table cell: "< 0.001" below that (t-test p-values can be tiny, never 0)."""
+    x = _num(p)
+    if x is not None and x < 0.001:
+        return "< 0.001"
     s = F.pvalue(p)
     return s[2:] if s.startswith("= ") else s
 
