@@ -215,6 +215,12 @@ def _check_measure(plan: StudyPlan) -> None:
 
     study, m = plan.study, plan.study.measure
     assert m is not None
+    if not study.suites:
+        raise _field_error(
+            study,
+            "measure",
+            "measures the answers to the study's suites, and it names none; a loop's measures: monoculture loop summary",
+        )
     note = check_embedder_name(m.embedder or DEFAULT_EMBEDDER)
     if note:
         plan.notes.append(note)
@@ -424,11 +430,14 @@ def _run_loops(plan: StudyPlan, out: StudyOutcome, console, err, show_progress) 
     with Store(plan.store) as st:
         res = run_loops(plan.study, st, console=err, show_progress=show_progress, prepared=prepared)
     out.looped += res.generated
-    out.failed += res.failed
-    if not res.generated and not res.failed:
-        return False, f"all {res.chains} chains complete: {res.skipped} steps already in the store"
+    out.failed += res.all_failed
+    images = f"; images: {res.images.describe()}" if res.images is not None and hasattr(res.images, "describe") else ""
+    did_images = res.images is not None and bool(getattr(res.images, "generated", 0) or getattr(res.images, "failed", 0))
+    if not res.generated and not res.failed and not did_images:
+        return False, f"all {res.chains} chains complete: {res.skipped} steps already in the store" + images
     line = f"{res.generated} steps generated, {res.skipped} already in the store, {res.failed} failed"
-    return True, line + (" (rerun to retry)" if res.failed else "") + f"; {res.finished} of {res.chains} chains complete"
+    line += (" (rerun to retry)" if res.failed else "") + f"; {res.finished} of {res.chains} chains complete"
+    return True, line + images
 
 
 def _measure_request(plan: StudyPlan) -> dict:

@@ -303,7 +303,7 @@ class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "study"
-    models: list[ModelSpec] = Field(min_length=1)
+    models: list[ModelSpec] = Field(default_factory=list)
     suites: list[SuiteRef] = Field(default_factory=list, description="prompt suites; a study with loops: may have none")
     samples: int = Field(1, ge=1, le=MAX_SAMPLES, description="samples per prompt (k)")
     sampling: Sampling = Field(default_factory=Sampling)
@@ -349,6 +349,10 @@ class Study(BaseModel):
         """Suites may be left out only by a study that runs loops (its chains need no prompts)."""
         if not self.suites and self.loops is None:
             raise ValueError("field 'suites': give at least one suite (only a study with a loops: section may have none)")
+        if not self.models and not (self.loops is not None and self.loops.images is not None and not self.loops.tasks):
+            raise ValueError(
+                "field 'models': give at least one model (only an images-only loops: section, tasks: [], may have none)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -357,6 +361,8 @@ class Study(BaseModel):
         if self.loops is None:
             return self
         names = [m.name for m in self.models]
+        if not self.loops.tasks:
+            return self  # images only: the text models are not used
         chosen = self.loops.models or names
         unknown = [n for n in chosen if n not in names]
         if unknown:

@@ -201,3 +201,21 @@ def test_run_refuses_a_study_without_suites(tmp_path):
     code, out = mc("run", _study(tmp_path, {"steps": 2}))
     assert code == 2 and "names no suites" in out and "monoculture loop" in out, out
     assert not list(tmp_path.glob("*.duckdb*"))
+
+
+def test_measure_needs_suites(tmp_path):
+    code, out = mc("study", _study(tmp_path, {"steps": 2}, measure={"embedder": "tfidf"}), "--check")
+    assert code == 2 and "field 'measure'" in out and "loop summary" in out, out
+
+
+def test_images_only_section(tmp_path):
+    """tasks: [] runs no text chains and needs no models, only with images:."""
+    path = _study(tmp_path, {"tasks": []})
+    code, out = mc("loop", path, "--check")
+    assert code == 2 and "field 'loops'" in out and "images" in out, out
+    spec = yaml.safe_load(path.read_text())
+    spec["models"] = []
+    spec["loops"] = {"steps": 2}
+    path.write_text(yaml.safe_dump(spec))
+    code, out = mc("loop", path, "--check")
+    assert code == 2 and "field 'models'" in out, out

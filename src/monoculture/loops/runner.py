@@ -77,7 +77,12 @@ class LoopOutcome:
     empty: int = 0  # generated steps whose text is empty
     finished: int = 0  # chains at their planned length after this run
     per_label: dict[str, dict[str, int]] = field(default_factory=dict)
-    images: Any = None  # what the image runner returned, when the section has images:
+    images: Any = None  # the image runner's ImageLoopOutcome, when the section has images:
+
+    @property
+    def all_failed(self) -> int:
+        """Failed text steps and image rounds together (the exit status counts both)."""
+        return self.failed + int(getattr(self.images, "failed", 0) or 0)
 
 
 def loop_sampling(study: Study, spec: ModelSpec, section: LoopsSection) -> Sampling:
@@ -154,7 +159,7 @@ def prepare_loops(study: Study) -> PreparedLoops:
         raise UserError("the study has no loops: section", where=str(study.path or "study"))
     where = str(study.path or "study")
     names = section.models or [m.name for m in study.models]
-    specs = [m for m in study.models if m.name in names]
+    specs = [m for m in study.models if m.name in names] if section.tasks else []  # tasks: [] runs images only
     specs.sort(key=lambda m: names.index(m.name))
     models = []
     for spec in specs:
@@ -166,12 +171,20 @@ def prepare_loops(study: Study) -> PreparedLoops:
         backend_class(spec.backend).preflight(spec)
         models.append(LoopModel(spec, sampling))
     source = section.seeds if section.seeds == "shipped" else study.resolve_path(section.seeds)
-    try:
-        seeds = load_seeds(source, section.seed_ids)
-    except UserError as e:
-        field_name = "loops.seed_ids" if section.seed_ids and "no seed with id" in str(e) else "loops.seeds"
-        raise UserError(f"field {field_name!r}: {e}", where=where) from None
+    seeds: list[Seed] = []
+    if section.tasks:
+        try:
+            seeds = load_seeds(source, section.seed_ids)
+        except UserError as e:
+            field_name = "loops.seed_ids" if section.seed_ids and "no seed with id" in str(e) else "loops.seeds"
+            raise UserError(f"field {field_name!r}: {e}", where=where) from None
     images = section.image_spec()
+    if images is not None:
+        from monoculture.loops import images as image_module
+
+        preflight = getattr(image_module, "preflight_images", None)
+        if preflight is not None:
+            preflight(images)  # engines, model folders, device: before any store exists
     return PreparedLoops(study, section, models, seeds, plan_chains(section, models, seeds), images)
 
 
@@ -187,8 +200,9 @@ class _State:
 
 def _register(store: Store, prepared: PreparedLoops) -> list[str]:
     study = prepared.study
-    with store.transaction():
-        store.upsert_models([m.spec.store_row() for m in prepared.models])
+    if prepared.chains:
+        with store.transaction():
+            store.upsert_models([m.spec.store_row() for m in prepared.models])
     if not store.con.execute("SELECT 1 FROM studies WHERE name = ?", [study.name]).fetchone():
         # a loops-only study still shows in `monoculture ls`; a study that `run` registered keeps its prompts
         store.register_study(

@@ -84,7 +84,9 @@ class LoopsSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tasks: list[TaskSpec] = Field(default_factory=_default_tasks, min_length=1, max_length=100)
+    tasks: list[TaskSpec] = Field(
+        default_factory=_default_tasks, max_length=100, description="[] runs no text chains (images only)"
+    )
     steps: int = Field(50, ge=1, le=MAX_STEPS, description="generations per chain (T)")
     chains: int = Field(
         5, ge=1, le=MAX_CHAINS, description="replicates per (seed, task, model), each with its own sampling seeds"
@@ -133,6 +135,12 @@ class LoopsSection(BaseModel):
             loc = ".".join(str(x) for x in first["loc"])
             raise ValueError(f"{loc}: {first['msg'].removeprefix('Value error, ')}" if loc else first["msg"]) from None
         return v
+
+    @model_validator(mode="after")
+    def _something_to_run(self):
+        if not self.tasks and self.images is None:
+            raise ValueError("tasks: give at least one task (an empty list is only for a section that runs images:)")
+        return self
 
     def image_spec(self):
         """The ``images:`` section as an ImageLoopSpec, or None."""
