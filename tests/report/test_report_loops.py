@@ -419,6 +419,10 @@ def _check_page(page, figure_names: set[str]) -> None:
     assert page.evaluate("document.querySelectorAll('script:not([type])').length") == 2
     assert page.evaluate("document.querySelectorAll('a[href^=\"javascript:\" i]').length") == 0
     assert page.evaluate(UNISOLATED) == []
+    # figure labels (SVG text cannot hold a <bdi>) drop the override: it reorders nothing
+    assert (
+        page.evaluate("Array.from(document.querySelectorAll('svg text')).filter(t => /\u202e/.test(t.textContent)).length") == 0
+    )
     assert page.csp_violations() == []
 
 
@@ -470,6 +474,8 @@ def test_loops_section_renders_in_chromium(measured_loops_report, tmp_path):
         _check_page(page, {f for f in info.figures if f.startswith("loops_")})
         text = page.evaluate("document.querySelector('#loops').innerText")
         assert EVIL in text  # the hostile model name, as text, in the tables
+        reps = page.evaluate("Array.from(document.querySelectorAll('#loops .motif .rep')).map(r => r.innerText)")
+        assert reps and any(SCRIPT in r for r in reps)  # the models' own markup, as text in the motif panels
         assert page.evaluate("document.querySelectorAll('img').length") == 0
         # hovering a point of the first trajectory shows its label as text
         point = page.page.locator("#plot-loops_trajectory_length .scatterlayer .trace .points path").first
