@@ -18,6 +18,7 @@ import pytest
 
 from clihelp import mc
 from fake_openai import FakeOpenAIServer, expected_text
+from monoculture.backends.base import Backend, Result
 from monoculture.loops.runner import prepare_loops, run_loops, step_messages, step_model, step_seed
 from monoculture.loops.tables import read_steps
 from monoculture.store import Store
@@ -215,3 +216,36 @@ def test_sigkill_mid_chain_then_resume_matches_uninterrupted(tmp_path):
         assert p.wait(timeout=240) == 0, p.stderr.read() if p.stderr else ""
     assert step_rows(killed) == want
     assert check_chains(path, killed) == 60
+
+
+class _EmptyThenBack(Backend):
+    """A backend that answers "" to a text and "back" to the instruction alone: a chain that
+    reads its own empty answer must go on from the empty text."""
+
+    name = "empty-then-back"
+
+    def generate(self, jobs):
+        for job in jobs:
+            content = job.messages[-1]["content"]
+            text = "back" if content.endswith("Here is the text:") else ""
+            for i, key in zip(job.sample_indices, job.keys):
+                yield Result(key=key, sample_index=i, text=text, finish_reason="stop")
+
+
+def test_empty_outputs_are_stored_and_the_chain_continues_from_them(tmp_path, monkeypatch):
+    from monoculture import backends
+
+    monkeypatch.setitem(backends.BUILTIN, "empty-then-back", f"{__name__}:_EmptyThenBack")
+    path = tmp_path / "empty.yaml"
+    path.write_text(
+        "name: empty\nmodels: [{name: e, backend: empty-then-back, model: e}]\n"
+        "loops: {steps: 4, chains: 1, tasks: [continue], seed_ids: [story-short]}\n"
+    )
+    study = load_study(path)
+    with Store(study.store_path()) as st:
+        res = run_loops(study, st, show_progress=False)
+        frame = read_steps(st, "empty")
+    assert (res.generated, res.empty, res.failed, res.finished) == (4, 2, 0, 1)
+    assert list(frame["text"].iloc[1:]) == ["", "back", "", "back"]
+    code, out = mc("loop", path)
+    assert code == 0 and "4 already in the store" in out, out
