@@ -8,8 +8,10 @@ import base64
 import io
 import json
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip("diffusers")
 pytest.importorskip("PIL")
@@ -17,6 +19,7 @@ pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
+from clihelp import mc  # noqa: E402
 from monoculture.errors import UserError  # noqa: E402
 from monoculture.loops.image_stages import DiffusersTextToImage  # noqa: E402
 from monoculture.loops.images import (  # noqa: E402
@@ -25,10 +28,12 @@ from monoculture.loops.images import (  # noqa: E402
     ImageLoopSpec,
     image_summary,
     plan_image_chains,
+    preflight_images,
     run_image_loops,
 )
 from monoculture.loops.tables import read_steps, register_chains  # noqa: E402
 from monoculture.store import Store  # noqa: E402
+from monoculture.study import load_study  # noqa: E402
 from tiny_image_models import cached_image_model  # noqa: E402
 
 SEEDS = ["A stormy lighthouse on a cliff at night.", "A cat sleeping on a pile of books."]
@@ -286,3 +291,55 @@ def test_registered_chain_without_rounds_summarises(tmp_path):
     assert s is not None and s["chains"] == 1 and s["drift"] == [] and s["thumbnails"] == []
     assert s["notes"]
     json.dumps(s, allow_nan=False)
+
+
+# -- study files -------------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "loops-images-gpu.yaml"
+
+
+def test_gpu_example_is_valid_and_names_real_models():
+    """The GPU example validates (``--check`` loads no model) and names the real models."""
+    study = load_study(EXAMPLE)
+    spec = study.loops.image_spec()
+    assert [t.model for t in spec.text_to_image] == ["stabilityai/sdxl-turbo", "stabilityai/stable-diffusion-xl-base-1.0"]
+    assert [c.model for c in spec.captioner] == ["Salesforce/blip-image-captioning-large"]
+    assert spec.embedder.model == "openai/clip-vit-large-patch14" and spec.rounds == 100 and len(spec.seeds) == 12
+    assert spec.text_to_image[0].params.steps == 1 and spec.text_to_image[0].params.guidance == 0.0
+    preflight_images(spec)  # hub ids, installed stack, a device that exists (cuda there, cpu here)
+    assert len(plan_image_chains(spec)) == 24
+    code, out = mc("study", EXAMPLE, "--check")
+    assert code == 0 and "an image loop" in out and "nothing was run" in out, out
+
+
+@pytest.mark.slow
+def test_study_file_runs_text_and_image_loops(tiny, tmp_path):
+    """``monoculture loop STUDY`` with an images: section: the text chains and the image chains
+    land in one store; a rerun adds nothing."""
+    from tiny_models import cached_tiny_model
+
+    qwen = cached_tiny_model("qwen2", seed=1)
+    images = _spec(tiny, rounds=2).model_dump(mode="json")
+    path = tmp_path / "both.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "both",
+                "models": [{"name": "tiny-qwen", "backend": "transformers", "model": str(qwen)}],
+                "sampling": {"max_tokens": 8},
+                "loops": {"tasks": ["rephrase"], "seed_ids": ["story-short"], "steps": 2, "chains": 1, "images": images},
+            }
+        )
+    )
+    code, out = mc("loop", path)
+    assert code == 0, out
+    with Store(tmp_path / "both.duckdb", read_only=True) as st:
+        kinds = dict(st.con.execute("SELECT kind, count(*) FROM loop_chains GROUP BY kind").fetchall())
+        steps = st.con.execute("SELECT count(*) FROM loop_steps WHERE error IS NULL").fetchone()[0]
+        assert kinds == {"text": 1, "image": 2} and steps == 2 + 2 * 2
+        s = image_summary(st, "both", bootstrap=50)
+    assert s is not None and s["chains"] == 2 and s["thumbnails"]
+    code, out = mc("loop", path)
+    assert code == 0, out
+    with Store(tmp_path / "both.duckdb", read_only=True) as st:
+        assert st.con.execute("SELECT count(*) FROM loop_steps").fetchone()[0] == steps

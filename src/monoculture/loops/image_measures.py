@@ -211,43 +211,22 @@ def image_summary(
 def _prompt_match(
     frame: pd.DataFrame, img: pd.DataFrame, X: np.ndarray, tvec: dict[str, np.ndarray], *, bootstrap: int, seed: int
 ) -> list[dict]:
-    """Per (label, round): mean over chains of cos(CLIP image_t, CLIP text of the seed prompt),
-    with a percentile interval over resampled chains."""
-    from monoculture.loops.dynamics import frame_records
-    from monoculture.metrics.stats import nanmean0, percentile_ci, replicate_means, resample_counts
+    """Per (label, round): mean over chains of cos(CLIP image_t, CLIP text of the seed prompt).
+    That is D's drift on a frame whose step 0 is the seed prompt's text vector and whose later
+    steps are the images (CLIP puts both in one space), so the interval is drift's (seeds
+    resampled with all their chains)."""
+    from monoculture.loops.dynamics import drift, frame_records
 
-    seeds = frame[frame["step"] == 0].set_index("chain_id")["text"]
-    rows: list[dict] = []
-    have = img["chain_id"].map(lambda c: text_hash(str(seeds.get(c, ""))) in tvec).to_numpy(dtype=bool)
-    if not have.any():
+    seeds = frame[frame["step"] == 0]
+    seeds = seeds[seeds["text"].map(lambda t: text_hash(str(t)) in tvec).to_numpy(dtype=bool)]
+    if seeds.empty:
         return []
-    sub, Xs = img[have], X[have]
-    T = np.stack([tvec[text_hash(str(seeds[c]))] for c in sub["chain_id"]])
-    if T.shape[1] != Xs.shape[1]:
+    T = np.stack([tvec[text_hash(str(t))] for t in seeds["text"]])
+    if T.shape[1] != X.shape[1]:
         return []  # a text tower of another width: not the same CLIP model
-    cos = np.einsum("nd,nd->n", Xs, T)
-    sub = sub.assign(cos=cos)
-    for (label, task), g in sub.groupby(["label", "task"], sort=True):
-        chains, ci = np.unique(g["chain_id"].to_numpy(), return_inverse=True)
-        steps, si = np.unique(g["step"].to_numpy(), return_inverse=True)
-        M = np.full((len(chains), len(steps)), np.nan)
-        M[ci, si] = g["cos"].to_numpy()
-        mean, n = nanmean0(M)
-        reps = replicate_means(M, resample_counts(len(chains), bootstrap, seed))
-        lo, hi = percentile_ci(reps, 0.95) if reps.shape[0] else (np.full(len(steps), np.nan),) * 2
-        for j, t in enumerate(steps):
-            rows.append(
-                {
-                    "label": label,
-                    "task": task,
-                    "step": int(t),
-                    "value": mean[j],
-                    "ci_low": lo[j],
-                    "ci_high": hi[j],
-                    "chains": int(n[j]),
-                }
-            )
-    return frame_records(pd.DataFrame(rows))
+    both = pd.concat([seeds.drop(columns=["image"], errors="ignore"), img.drop(columns=["image"], errors="ignore")])
+    d = drift(both, np.concatenate([T, X]), bootstrap=bootstrap, seed=seed)
+    return frame_records(d[d["step"] > 0])  # step 0 would be the prompt against itself
 
 
 def _thumbnails(
