@@ -546,12 +546,9 @@ def print_check(plan: StudyPlan, console: Console) -> None:
     """What ``--check`` found: the study as it would run, and notes for this machine."""
     s = plan.study
     prompts = len(plan.prepared.prompts) if plan.prepared else 0
+    size = f"{len(s.models)} models x {prompts} prompts x k = {s.samples}: {len(s.models) * prompts * s.samples} generations"
     console.print(
-        styled(
-            "[bold]{}[/bold]: valid. {}",
-            s.path,
-            f"{len(s.models)} models x {prompts} prompts x k = {s.samples}: {len(s.models) * prompts * s.samples} generations",
-        )
+        styled("[bold]{}[/bold]: valid. {}", s.path, size if s.suites else f"{len(s.models)} models, loops only (no suites)")
     )
     if s.probes is not None:
         items = plan.probe_items or []
