@@ -12,6 +12,8 @@ API
 - ``build_tiny_captioner(path, seed=0)`` -> Path: a VisionEncoderDecoderModel (ViT encoder, GPT-2
   decoder with cross-attention) with its image processor and tokenizer.
 - ``build_tiny_clip(path, seed=0)`` -> Path: a CLIPModel with its processor.
+- ``build_tiny_blip(path, seed=0)`` -> Path: a BlipForConditionalGeneration with its BlipProcessor
+  (a captioner that takes a text prompt, like the GPU example's BLIP-large).
 - ``cached_image_model(kind, seed=0, cache_dir=None)`` -> Path: built once per cache directory
   (``kind`` in ``KINDS``).
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from tiny_models import _seeded
 
-KINDS = ("sd", "captioner", "clip")
+KINDS = ("sd", "captioner", "clip", "blip")
 
 #: Words the captioner's tokenizer knows whole; the captions a random decoder writes are made of
 #: them, so that they read as (odd) text rather than byte soup.
@@ -215,7 +217,72 @@ def build_tiny_clip(path, seed: int = 0) -> Path:
     return path
 
 
-_BUILDERS = {"sd": build_tiny_sd, "captioner": build_tiny_captioner, "clip": build_tiny_clip}
+def build_tiny_blip(path, seed: int = 0) -> Path:
+    """A BLIP captioner (BlipForConditionalGeneration with its BlipProcessor: a BERT-style
+    word-piece tokenizer with BLIP's [DEC] start token), the kind of model the GPU example
+    names: the processor takes a text prompt, which the caption continues."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    path = Path(path)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    vocab = list(dict.fromkeys([*specials, *_WORDS.split(), "picture", ".", ","]))
+    wp = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok = BertTokenizerFast(
+        tokenizer_object=wp,
+        bos_token="[DEC]",
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    config = BlipConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 64,
+            "encoder_hidden_size": 32,
+            "bos_token_id": vocab.index("[DEC]"),
+            "pad_token_id": 0,
+            "sep_token_id": 3,
+            "eos_token_id": 3,
+            "tie_word_embeddings": False,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "image_size": 32,
+            "patch_size": 8,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+        projection_dim=16,
+        tie_word_embeddings=False,
+    )
+    state = _seeded(seed)
+    try:
+        model = BlipForConditionalGeneration(config)
+        with torch.no_grad():  # peaked, word-only next-token distributions (as for the VisionEncoderDecoder)
+            head = model.text_decoder.cls.predictions
+            head.decoder.weight.normal_(0.0, 0.5)
+            head.decoder.weight[: len(specials)].zero_()
+            head.bias.zero_()
+    finally:
+        torch.random.set_rng_state(state)
+    model.save_pretrained(path)
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok).save_pretrained(path)
+    return path
+
+
+_BUILDERS = {"sd": build_tiny_sd, "captioner": build_tiny_captioner, "clip": build_tiny_clip, "blip": build_tiny_blip}
 _lock = threading.Lock()
 
 

@@ -343,3 +343,34 @@ def test_study_file_runs_text_and_image_loops(tiny, tmp_path):
     assert code == 0, out
     with Store(tmp_path / "both.duckdb", read_only=True) as st:
         assert st.con.execute("SELECT count(*) FROM loop_steps").fetchone()[0] == steps
+
+
+# -- stages ------------------------------------------------------------------------------------
+
+
+def _noise_images(n: int) -> list:
+    import numpy as np
+
+    return [Image.fromarray((np.random.RandomState(i).rand(32, 32, 3) * 255).astype("uint8")) for i in range(n)]
+
+
+def test_blip_captioner_prompt_and_seeded_sampling(tmp_path_factory):
+    """The processor path (BLIP, as in the GPU example): the prompt is fed and removed from the
+    caption; a sampling captioner's caption depends on its seed, not on its batch."""
+    from monoculture.loops.image_stages import TransformersCaptioner
+    from monoculture.loops.images import CaptionerSpec
+
+    blip = cached_image_model("blip", cache_dir=tmp_path_factory.mktemp("tiny-blip"))
+    imgs = _noise_images(3)
+    greedy = TransformersCaptioner(CaptionerSpec(model=str(blip), params={"max_new_tokens": 6, "prompt": "A picture of"}), "cpu")
+    raw = greedy.tokenizer.batch_decode(
+        greedy.model.generate(**greedy._inputs(imgs[:1]), max_new_tokens=6), skip_special_tokens=True
+    )
+    assert raw[0].startswith("a picture of")  # the model continues the prompt...
+    caps = greedy.caption(imgs, [1, 2, 3])
+    assert all(c and not c.startswith("a picture of") and raw[0].endswith(caps[0]) for c in caps[:1])  # ...which is removed
+    sampler = TransformersCaptioner(CaptionerSpec(model=str(blip), params={"max_new_tokens": 6, "do_sample": True}), "cpu")
+    a = sampler.caption(imgs, [11, 12, 13])
+    assert a == sampler.caption(imgs, [11, 12, 13])
+    assert sampler.caption(imgs[2:], [13]) == a[2:]  # the same seed alone gives the same caption
+    assert len(set(sampler.caption(imgs[:1] * 4, [1, 2, 3, 4]))) > 1  # seeds matter
