@@ -34,6 +34,36 @@ def test_positivity_is_vader_compound_offline():
     assert "NLTK" in s.note  # the difference from the paper's analyser is said, not hidden
 
 
+TRICKY = [
+    "I am not so happy, but never so sad.",
+    "Without a doubt it is kind of good! It was NOT bad at all.",
+    "The best of both worlds is no joke, and that is the bomb.",
+    "He is not very good at least; at least he is not the worst.",
+    "never this bad, never so good, no good, nor great",
+    "Sort of nice? Kind of awful... hardly amazing :) but really terrible :(",
+]
+
+
+def test_positivity_windowed_checks_give_vaders_numbers_exactly(shared_data):
+    """Our analyser hands vaderSentiment's negation and idiom checks only the words they read;
+    every score must be the original's, on tricky sentences and on real chains."""
+    import json
+
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    files = sorted(
+        (shared_data / "telephone" / "Results" / "Meta-Llama-3-8B-Instruct").glob("*/Positivity*/seed_*/output0.json")
+    )[:3]
+    texts = TRICKY + [" ".join(TRICKY * 20)]
+    for f in files:
+        data = json.loads(f.read_text(encoding="utf-8"))
+        texts += [data["initial_story"], *(s[0] for s in data["stories"])]
+    assert len(texts) > 100
+    ours = get_scorer("positivity").score(texts)
+    ref = SentimentIntensityAnalyzer()
+    assert ours.tolist() == [ref.polarity_scores(t)["compound"] for t in texts]
+
+
 def test_positivity_takes_a_users_lexicon_file(tmp_path, monkeypatch):
     lex = tmp_path / "vader_lexicon.txt"
     lex.write_text("zorble\t3.1\t0.5\t[3, 3, 4]\nglumph\t-2.0\t0.3\t[-2, -2]\n", encoding="utf-8")

@@ -156,6 +156,7 @@ def test_read_only_store_gives_the_same_figures(store_path, summary):
     length = [r for r in summary["attractors"] if r["property"] == "length"]
     assert [r for r in again["attractors"] if r["property"] == "length"] == length
     assert again["drift"] == summary["drift"]  # the vectors cached by the first call are read back
+    assert not any("not cached" in n for n in again["notes"])
 
 
 def test_x_from_first_and_empty_store(tmp_path, store_path):

@@ -106,7 +106,8 @@ def embed_frame(store: Store, embedder: Any, texts: Sequence[str]) -> tuple[np.n
     """Unit-norm vectors of ``texts`` (row-aligned), the embedder's name, and notes. Vectors go
     through the store's embeddings cache (:func:`monoculture.embed.embed_cached`); a store
     opened read-only is only read, and the vectors it lacks are computed and not kept."""
-    from monoculture.embed import _load, embed_cached, get_embedder
+    from monoculture.embed import embed_cached, get_embedder
+    from monoculture.embedders.cache import _load
     from monoculture.hashing import text_hash
 
     emb = get_embedder(embedder)
@@ -118,7 +119,7 @@ def embed_frame(store: Store, embedder: Any, texts: Sequence[str]) -> tuple[np.n
         uniq = dict(zip(hashes, texts))
         emb.fit(list(uniq.values()))
         try:
-            have = {h: v for h, (v, _) in _load(store, emb.name, list(uniq)).items()}
+            have = {h: v for h, (v, _) in _load(store, getattr(emb, "cache_key", emb.name), list(uniq)).items()}
         except Exception:  # a store without an embeddings table yet
             have = {}
         todo = [h for h in uniq if h not in have]
