@@ -93,10 +93,14 @@ def print_trend(result: TrendResult) -> None:
         for pt in d["series"][name]:
             t.add_row(pt["label"], str(pt["n_models"]), _f(pt["value"]), _ci(pt["ci"]))
         console.print(t)
-    t = Table(title="slopes per year (p: release dates shuffled)", title_justify="left")
-    for col in ("series", "group", "slope", "95% CI", "p", "models"):
+    t = Table(
+        title="slopes per year (p: release dates shuffled; per-model series: the excess over their shuffled-date drift)",
+        title_justify="left",
+    )
+    for col in ("series", "group", "slope", "95% CI", "p", "models", "raw (drift)"):
         t.add_column(col)
     for sl in d["slopes"]:
+        excess = sl.get("tested", "slope") != "slope"
         t.add_row(
             sl["series"],
             sl["group"] or "all",
@@ -104,6 +108,7 @@ def print_trend(result: TrendResult) -> None:
             _ci(sl["ci"]) if sl["ci"][0] is None else f"[{sl['ci'][0]:.4f}, {sl['ci'][1]:.4f}]",
             _f(sl["p"]),
             f"{sl['models']}{' (few)' if sl['few_models'] else ''}",
+            f"{_f(sl['raw'], 4)} ({_f(sl['drift'], 4)})" if excess else "",
         )
     console.print(t)
     for note in d["notes"]:
