@@ -11,6 +11,12 @@ dated models (a model drawn twice counts twice in the earlier field, in a window
 regression; one not drawn is absent). The slope's p-value shuffles release dates among the
 models (seeded) and recomputes the whole series, so "earlier" and the windows' members change
 with the dates, as they would if the dates carried no information.
+
+A per-model series can slope with no trend (a maximum over a growing earlier field, a distance
+to a centroid of more and more models), so its tested slope is the excess over its null drift,
+the mean slope under shuffled dates, recomputed inside every bootstrap replicate; its test is
+centred on the drift. The equal-n voices slope takes the interval that inverts its permutation
+test: no bootstrap over models suits a count of voices (a model drawn twice is no second voice).
 """
 
 from __future__ import annotations
