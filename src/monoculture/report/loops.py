@@ -390,9 +390,10 @@ def motif_panels(motifs: dict | None, labels: list[str], images: dict[str, dict]
             mshares.append(
                 {"label": g, "share": F.fmt(v, 2), "width": round(100 * max(0.0, min(1.0, v)), 1), "chains": hit[0].get("chains")}
             )
-        texts = m.get("representatives") if isinstance(m.get("representatives"), list) else []
+        reps = m.get("representatives")
+        texts: list = reps if isinstance(reps, list) else []
         shown = []
-        for t in list(texts)[:REPRESENTATIVES]:
+        for t in texts[:REPRESENTATIVES]:
             if isinstance(t, dict):  # a row naming where it came from
                 text, cut = _short(t.get("text"))
                 shown.append({"text": text, "cut": cut, "label": t.get("label"), "task": t.get("task")})
@@ -508,10 +509,11 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
     x_from = summary.get("x_from") or "seed"
     x_text = "the seed text" if x_from == "seed" else "the first generation (step 1), as Perez et al.'s published length figures"
     figs: list[F.Figure] = []
-    for prop in properties:
+    for i, prop in enumerate(properties):
         f = curves_by_task(
             [r for r in trajectories if r.get("property") == prop],
-            name=f"loops_trajectory_{_slug(prop)}",
+            # "a:b" and "a_b" would share a slug: the property's place keeps ids (and export files) apart
+            name=f"loops_trajectory_{_slug(prop)}" + ("" if [_slug(q) for q in properties].count(_slug(prop)) == 1 else f"_{i}"),
             title=f"{_upper_first(PROPERTY_LABELS.get(prop, prop))} along the chains",
             caption=f"The mean {prop} of the texts at each step over a model's chains, with its bootstrap interval over "
             "chains (band); one panel per task. Lines that meet from different starts: an attractor.",
