@@ -96,8 +96,8 @@ def trajectories(scored: pd.DataFrame, properties: Sequence[str], *, bootstrap: 
 
 def _read_only(store: Store) -> bool:
     try:
-        row = store.con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
-        return bool(row and row[0])
+        rows = store.con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+        return bool(rows and rows[0][0])  # fetchall: DuckDB refuses the next query while a result is unfinished
     except Exception:
         return False
 
