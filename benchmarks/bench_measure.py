@@ -1,4 +1,4 @@
-"""measure_all on the AlpacaEval study against a straightforward per-prompt loop version.
+"""measure_all on the AlpacaEval study, cross-checked against a straightforward per-prompt loop version.
 
 Run on demand: ``python benchmarks/bench_measure.py [--synthetic] [--boot 1000]``.
 
@@ -13,7 +13,10 @@ noise), random-word texts with ``--texts``.
 The baseline below computes the same figures the obvious way: loops over prompts, over
 models and over pairs of models, one eigendecomposition per pool, one Python iteration per
 bootstrap resample and per permutation, Counters for n-grams. It uses the same seeds, so the
-two must agree; the benchmark checks that they do before it prints the ratio.
+two must agree; the benchmark checks that they do. The loop is kept as that correctness
+cross-check; its speed target is retired (issue 11): the speed targets are now against the
+packages users would otherwise run, in bench_anchors.py. The ratio is still printed, as a
+figure, not a goal.
 
 Both sides also make calls that no implementation can avoid: the logistic-regression fits
 of separability and gzip at level 9 for the compression ratios. The benchmark times those
@@ -48,7 +51,6 @@ from monoculture.metrics import ResponseSet, measure_all  # noqa: E402
 # spaces); what the baseline checks is the counting.
 from monoculture.metrics.segment import tokenize  # noqa: E402
 
-TARGET = 20.0
 FAMILY_SIZES = [3, 3, 4, 2, 2, 4, 2, 2, 1, 1, 1, 1, 1, 1]
 
 
@@ -57,9 +59,11 @@ FAMILY_SIZES = [3, 3, 4, 2, 2, 4, 2, 2, 1, 1, 1, 1, 1, 1]
 
 def synthetic(M: int = 28, P: int = 805, d: int = 384, seed: int = 0, with_texts: bool = False):
     rng = np.random.default_rng(seed)
-    fam = np.repeat(np.arange(len(FAMILY_SIZES)), FAMILY_SIZES)[:M]
+    # Past 28 models the family pattern repeats with new families (bench_scale.py: 280 models).
+    sizes = FAMILY_SIZES * -(-M // sum(FAMILY_SIZES))
+    fam = np.repeat(np.arange(len(sizes)), sizes)[:M]
     topic = rng.standard_normal((P, d))
-    fam_voice = 0.8 * rng.standard_normal((len(FAMILY_SIZES), d))
+    fam_voice = 0.8 * rng.standard_normal((len(sizes), d))
     voice = fam_voice[fam] + 0.5 * rng.standard_normal((M, d))
     X = topic[None] + voice[:, None] + 1.5 * rng.standard_normal((M, P, d))
     X = (X / np.linalg.norm(X, axis=2, keepdims=True)).reshape(-1, d).astype(np.float32)
@@ -544,7 +548,7 @@ def main() -> int:
     for stage, tb in base_timings.items():
         tl = lib_t.get(stage, 0.0) + (lib_t.get("prepare", 0.0) if stage == "similarity" else 0.0)
         print(f"    {stage:13s} {tl:7.2f} {tb:8.2f} {tb / tl if tl > 0 else float('inf'):7.1f}x")
-    print(f"  speed ratio: {ratio:.1f}x  (target >= {TARGET:.0f}x: {'met' if ratio >= TARGET else 'NOT met'})")
+    print(f"  ratio to the loop: {ratio:.1f}x (no target: the loop is a correctness cross-check; see bench_anchors.py)")
     shared = shared_calls(rs, args.seed)
     floor = sum(shared.values()) / cores
     print("  calls both sides must make, timed alone on one core: " + ", ".join(f"{k} {v:.1f} s" for k, v in shared.items()))
