@@ -208,8 +208,8 @@ def attractor_table(
         for prop, bounds in properties.items():
             for at in steps:
                 step = T if at == "final" else int(at)
-                if step < 1 or (x_from == "first" and step < 2 and at != "final"):
-                    continue
+                if step <= (1 if x_from == "first" else 0):
+                    continue  # no step after x: nothing to regress
                 cv = chain_values(group, prop, step=step, x_from=x_from)
                 fit = fit_attractor(cv.x, cv.y, bounds, bootstrap=bootstrap, rng=_rng(seed, label, task, prop, step, x_from))
                 rows.append(
