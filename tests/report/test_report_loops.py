@@ -153,6 +153,7 @@ def measured_loops_report(measured_loops_store, tmp_path_factory):
     return build_report(measured_loops_store, out), out
 
 
+@pytest.mark.slow
 def test_measured_report_gains_a_loops_section(measured_loops_report):
     info, out = measured_loops_report
     html = out.read_text(encoding="utf-8")
