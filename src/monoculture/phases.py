@@ -309,6 +309,20 @@ def _probe_digest(st) -> str:
     return digest(parts)
 
 
+def _loops_digest(st, study: str) -> str:
+    """A digest of the study's loop steps the report's Loops section reads (the successful
+    steps' keys: a new or retried step changes it)."""
+    row = st.con.execute(
+        """
+        SELECT count(*), md5(coalesce(string_agg(s.key, ',' ORDER BY s.key), '')) FROM loop_steps s
+        JOIN study_loop_chains c ON c.chain_id = s.chain_id
+        WHERE c.study = ? AND s.error IS NULL AND s.text IS NOT NULL
+        """,
+        [study],
+    ).fetchone()
+    return f"{row[0]}:{row[1]}"
+
+
 def _file_sha(path: Path) -> str | None:
     if not path.is_file():
         return None
@@ -510,6 +524,7 @@ def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress)
                 "label": label,
                 "measured_at": created,
                 "probes": _probe_digest(st),
+                "loops": _loops_digest(st, name),
                 "options": r.model_dump(mode="json"),
                 "path": str(plan.report),
                 "figures": str(plan.figures) if plan.figures else None,

@@ -21,6 +21,7 @@ from fake_openai import FakeOpenAIServer, expected_text
 from monoculture.backends.base import Backend, Result
 from monoculture.loops.runner import prepare_loops, run_loops, step_messages, step_model, step_seed
 from monoculture.loops.tables import read_steps
+from monoculture.phases import _loops_digest
 from monoculture.store import Store
 from monoculture.study import load_study
 
@@ -154,6 +155,8 @@ def test_lengthening_continues_the_same_chains(tmp_path):
         with Store(study.store_path()) as st:
             run_loops(study, st, show_progress=False)
         before = step_rows(study.store_path())
+        with Store(study.store_path()) as st:
+            digest_before = _loops_digest(st, "lp")
         longer = loop_study(tmp_path, server.base_url, steps=5, chains=1, mix="random")
         server.reset_counts()
         study = load_study(longer)
@@ -163,6 +166,8 @@ def test_lengthening_continues_the_same_chains(tmp_path):
         assert server.counts["requests"] == 12 * 3
         after = step_rows(study.store_path())
         assert before.items() <= after.items() and len(after) == 60
+        with Store(study.store_path()) as st:  # the study's report is rewritten: its Loops section changed
+            assert _loops_digest(st, "lp") != digest_before and _loops_digest(st, "lp").startswith("60:")
         assert check_chains(longer, study.store_path()) == 60
         # the same as a five-step run from scratch
         fresh = tmp_path / "fresh.duckdb"
