@@ -160,7 +160,8 @@ def test_runs_every_round_once_and_resume_adds_nothing(ran):
 @pytest.mark.slow
 def test_interrupted_and_resumed_equals_uninterrupted(ran, tiny, tmp_path):
     """Two rounds, then the full three (as a rerun after a kill would): the same keys, captions
-    and image bytes as the uninterrupted run."""
+    and image bytes as the uninterrupted run. (Same batches: a chain's noise is its own, but a
+    batch of another size may take other float kernels, which can move a pixel.)"""
     with Store(tmp_path / "s.duckdb") as st:
         short = run_image_loops(st, "study", _spec(tiny, rounds=2), show_progress=False)
         assert short.generated == 4
