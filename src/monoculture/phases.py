@@ -503,7 +503,7 @@ def _run_measure(plan: StudyPlan, out: StudyOutcome, console, err, show_progress
 
 
 def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress) -> tuple[bool, str]:
-    from monoculture.results import resolve_label
+    from monoculture.results import list_runs, resolve_label
     from monoculture.store import Store, scalar
 
     r = plan.study.report
@@ -517,8 +517,10 @@ def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress)
             state = _state(st, name, "measure")
             label = state[1].get("label") if state else None
             if not label or not st.con.execute("SELECT 1 FROM measure_runs WHERE label = ?", [label]).fetchone():
-                label = resolve_label(st, None, name)
-        created = scalar(st.con, "SELECT created_at FROM measure_runs WHERE label = ?", [label])
+                # a study that ran loops and measured nothing gets the report of its loops alone
+                loops_only = plan.study.loops is not None and list_runs(st, name).empty
+                label = None if loops_only else resolve_label(st, None, name)
+        created = scalar(st.con, "SELECT created_at FROM measure_runs WHERE label = ?", [label]) if label else None
         inputs = digest(
             {
                 "label": label,

@@ -254,3 +254,19 @@ def test_empty_outputs_are_stored_and_the_chain_continues_from_them(tmp_path, mo
     assert list(frame["text"].iloc[1:]) == ["", "back", "", "back"]
     code, out = mc("loop", path)
     assert code == 0 and "4 already in the store" in out, out
+
+
+@pytest.mark.slow
+def test_study_with_loops_and_report_only(tmp_path):
+    """A loops-only study's report holds its loops; it is kept while the chains are unchanged and
+    rewritten when they grow."""
+    with FakeOpenAIServer() as server:
+        extra = "report: {path: r.html}"
+        path = loop_study(tmp_path, server.base_url, steps=2, chains=1, mix="none", extra=extra)
+        code, out = mc("study", path, "-q")
+        assert code == 0 and "[2/2] report" in out and "wrote" in out and (tmp_path / "r.html").is_file(), out
+        code, out = mc("study", path, "-q")
+        assert code == 0 and "all 8 chains complete" in out and "unchanged since it was written" in out, out
+        path = loop_study(tmp_path, server.base_url, steps=3, chains=1, mix="none", extra=extra)
+        code, out = mc("study", path, "-q")
+        assert code == 0 and "8 steps generated, 16 already in the store" in out and "report: wrote" in out, out
