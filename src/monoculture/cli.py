@@ -63,6 +63,10 @@ def run(
     store: Path | None = StoreOpt,
     models: str | None = typer.Option(None, "--models", help="comma-separated model names: run only these"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    ray: bool = typer.Option(False, "--ray", help="generate on a Ray cluster (docs/scale.md); the keys are the same"),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="with --ray: the cluster's address (default: the study's, else RAY_ADDRESS, else a local one)"
+    ),
 ):
     """Run a study: every prompt on every model, k samples each. Safe to interrupt and rerun."""
     from monoculture.collect import prepare_run, run_study
@@ -72,9 +76,14 @@ def run(
     study = load_study(study_file)
     path = study.store_path(store)
     wanted = models.split(",") if models else None
-    prepared = prepare_run(study, wanted)  # every check before the store file is even created
+    if ray_address and not ray:
+        raise UserError("--ray-address needs --ray")
+    executor = None
+    if ray:
+        executor = study.executor.model_copy(update={"kind": "ray", "address": ray_address or study.executor.address})
+    prepared = prepare_run(study, wanted, executor)  # every check before the store file is even created
     with Store(path) as st:
-        stats = run_study(study, st, models=wanted, console=err, show_progress=not quiet, prepared=prepared)
+        stats = run_study(study, st, models=wanted, console=err, show_progress=not quiet, prepared=prepared, executor=executor)
     console.print(
         styled(
             "[bold]{}[/bold]: " + f"{stats.generated} generated, {stats.skipped} already in the store, "
@@ -342,12 +351,23 @@ def measure(
     random_groups: int = typer.Option(20, "--random-groups", help="random groups of each size behind L_G's baseline"),
     as_json: bool = typer.Option(False, "--json", help="print the results as one JSON object"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    ray: bool = typer.Option(
+        False, "--ray", help="embed and compute the per-prompt figures on a Ray cluster (docs/scale.md); the figures are the same"
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="with --ray: the cluster's address (default: RAY_ADDRESS, else a local one)"
+    ),
+    ray_shards: int | None = typer.Option(
+        None, "--ray-shards", help="with --ray: slices of prompts measured as Ray tasks (default: twice the cluster's CPUs)"
+    ),
 ):
     """Embed what is not yet embedded, compute every metric, store and summarise the results."""
     from monoculture.measure import dumps
     from monoculture.measure import measure as run_measure
     from monoculture.store import Store
 
+    if (ray_address or ray_shards) and not ray:
+        raise UserError("--ray-address and --ray-shards need --ray")
     path, study = resolve_store(target, store, must_exist=True)
     with Store(path) as st:
         res = run_measure(
@@ -370,6 +390,9 @@ def measure(
             n_random=random_groups,
             console=err,
             show_progress=not (quiet or as_json),
+            ray=ray,
+            ray_address=ray_address,
+            ray_shards=ray_shards,
         )
     if as_json:
         sys.stdout.write(dumps(res.summary) + "\n")

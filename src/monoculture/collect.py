@@ -30,7 +30,7 @@ from monoculture.backends.base import Job, Result
 from monoculture.errors import UserError
 from monoculture.hashing import canonical_json, digest
 from monoculture.store import Store
-from monoculture.study import ModelSpec, Sampling, Study
+from monoculture.study import ExecutorSection, ModelSpec, Sampling, Study
 from monoculture.suites import Prompt
 
 
@@ -155,11 +155,13 @@ class Prepared:
     study: Study
     specs: list[ModelSpec]
     prompts: list[Prompt]
+    executor: ExecutorSection | None = None
 
 
-def prepare_run(study: Study, models: list[str] | None = None) -> Prepared:
+def prepare_run(study: Study, models: list[str] | None = None, executor: ExecutorSection | None = None) -> Prepared:
     """Every check that needs no store: the model names asked for, each backend's preflight
-    (params, credentials, files) and the suites. Raises UserError; writes nothing."""
+    (params, credentials, files), the executor (``executor``, else the study's) and the
+    suites. Raises UserError; writes nothing."""
     if not study.suites:
         raise UserError(
             "the study names no suites, so there is nothing to collect; its loops: run with `monoculture loop`",
@@ -174,7 +176,13 @@ def prepare_run(study: Study, models: list[str] | None = None) -> Prepared:
         study.sampling_for(spec)
     for spec in specs:
         backend_class(spec.backend).preflight(spec)
-    return Prepared(study, specs, study.load_prompts())
+    executor = executor or study.executor
+    if executor.kind == "ray":
+        from monoculture.executors.ray import check_models, import_ray
+
+        import_ray()
+        check_models(specs)
+    return Prepared(study, specs, study.load_prompts(), executor)
 
 
 def run_study(
@@ -185,15 +193,27 @@ def run_study(
     console: Console | None = None,
     show_progress: bool = True,
     prepared: Prepared | None = None,
+    executor: ExecutorSection | None = None,
 ) -> RunStats:
     """Generate every missing sample of the study; returns counts. Safe to interrupt.
 
     ``prepared`` (from :func:`prepare_run`) skips the checks when the caller has run them
-    already, before opening the store."""
+    already, before opening the store. ``executor`` (else the study's ``executor:``) says
+    where the missing jobs run: here, or on a Ray cluster (:mod:`monoculture.executors`); the
+    plan, and so every key, is the same either way."""
     console = console or Console(stderr=True)
     if prepared is None or prepared.study is not study:
-        prepared = prepare_run(study, models)
+        prepared = prepare_run(study, models, executor)
     specs, prompts = prepared.specs, prepared.prompts
+    remote = None
+    if prepared.executor is not None and prepared.executor.kind == "ray":
+        from monoculture.executors.ray import RayExecutor
+        from monoculture.executors.shards import merge_pending, shards_dir_for
+
+        remote = RayExecutor(prepared.executor, shards_dir_for(store.path, prepared.executor.shards), show_progress=show_progress)
+        merge_pending(store, remote.shards)  # a killed driver's complete shards, before planning
+        remote.start()
+        show_progress = False  # Ray Data reports the progress of its own stages
 
     with store.transaction():
         store.upsert_models([m.store_row() for m in study.models])
@@ -226,7 +246,10 @@ def run_study(
             stats.per_model[plan.spec.name] = counts
             if not plan.missing:
                 continue
-            _run_plan(plan, store, study.batch_size, progress, task, counts)
+            if remote is not None:
+                remote.run_plan(plan, store, counts)
+            else:
+                _run_plan(plan, store, study.batch_size, progress, task, counts)
             stats.generated += counts["generated"]
             stats.failed += counts["failed"]
     return stats

@@ -6,7 +6,7 @@ Validated with pydantic before anything runs; an error names the file and the fi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -299,6 +299,24 @@ class ReportSection(BaseModel):
 NOT_YET: dict[str, str] = {}
 
 
+class ExecutorSection(BaseModel):
+    """Where the collect phase's generations run: ``local`` (this process, the default) or
+    ``ray`` (Ray Data's LLM batch API on a cluster; see docs/scale.md). Only where, never what:
+    the executor enters no generation key, so moving a study between them reuses its work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        None, description="a Ray cluster's address (ray://host:10001, host:6379 or auto); none: RAY_ADDRESS, else a local cluster"
+    )
+    concurrency: int = Field(2, ge=1, le=4096, description="Ray workers (HTTP stage actors or vLLM engines)")
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="rows per Ray batch, and so per Parquet shard")
+    shards: str | None = Field(None, description="the shards folder (default: STORE.shards beside the store)")
+
+    _numbers = field_validator("concurrency", "batch_size", mode="before")(_no_bool)
+
+
 class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -314,6 +332,7 @@ class Study(BaseModel):
     measure: MeasureSection | None = None
     report: ReportSection | None = None
     loops: LoopsSection | None = None
+    executor: ExecutorSection = Field(default_factory=ExecutorSection)
 
     path: Path | None = Field(None, exclude=True)
 
