@@ -170,7 +170,7 @@ def register_chains(store: Store, study: str | None, chains: Iterable[Chain], *,
                 "INSERT OR IGNORE INTO study_loop_chains SELECT ?, chain_id FROM df",
                 [study],
             )
-    return list(dict.fromkeys(r["chain_id"] for r in rows))
+    return list(dict.fromkeys(str(r["chain_id"]) for r in rows))
 
 
 def write_steps(store: Store, rows: list[dict], *, atomic: bool = True) -> None:
