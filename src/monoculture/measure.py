@@ -159,13 +159,19 @@ def measure(
     n_random: int = 20,
     console: Console | None = None,
     show_progress: bool = True,
+    ray: bool = False,
+    ray_address: str | None = None,
+    ray_shards: int | None = None,
 ) -> Measured:
     """Embed what the store lacks, measure, store. ``embedder`` is a name (see
     monoculture.embedders.registry) or an Embedder; results are labelled with its cache key
     (name and version), so a model updated under the same name is a different measurement.
     ``n_perm`` (permutations of the family and group tests), ``separability`` (off skips the
     classifier fits), ``level`` (of every interval) and ``n_random`` (random groups of each
-    size behind L_G's baseline) are measure_all's options of the same names."""
+    size behind L_G's baseline) are measure_all's options of the same names. ``ray``: embed
+    what the cache lacks on a Ray cluster (``ray_address``, else RAY_ADDRESS, else a local
+    one) and compute the per-prompt figures there in ``ray_shards`` slices of prompts
+    (docs/scale.md); the figures are the same as without it."""
     from monoculture.metrics.pipeline import STAGES, measure_all
     from monoculture.metrics.responses import blank_texts
 
@@ -195,6 +201,17 @@ def measure(
     # them with every other unusable row (one set of skip reasons, one place).
     texts = df["text"].tolist()
     legacy = legacy_rows(store, emb)
+    on_ray = 0
+    if ray and type(emb).fit is Embedder.fit:  # a corpus-fitted embedder (tfidf) is fitted and embedded here
+        from monoculture.executors.ray_embed import embed_on_ray
+
+        on_ray = embed_on_ray(
+            store,
+            embedder if embedder is not None else emb,
+            [t for t, b in zip(texts, blank) if not b],
+            address=ray_address,
+            show_progress=show_progress,
+        )
     with Progress(
         TextColumn("[bold]embedding"),
         BarColumn(),
@@ -252,6 +269,10 @@ def measure(
             i = STAGES.index(name) + 1 if name in STAGES else len(STAGES)
             progress.update(stages, completed=i, description=STAGES[i] if i < len(STAGES) else "done")
 
+        if ray:
+            from monoculture.executors.ray_measure import sharded
+
+            kwargs["per_prompt"] = sharded(ray_shards, address=ray_address, show_progress=show_progress)
         result = measure_all(rs, center=calibrated if mu_in is None else mu_in, progress=stage_done, **kwargs)
         progress.update(stages, completed=len(STAGES), description="done")
     elapsed = time.perf_counter() - t0
@@ -300,7 +321,7 @@ def measure(
     label = save_results(
         store, study=study, embedder=key, calibrated=calibrated, mu=mu, summary=summary, tables=tables, settings=settings
     )
-    return Measured(label, summary, tables, settings, newly_embedded=new)
+    return Measured(label, summary, tables, settings, newly_embedded=new + on_ray)
 
 
 def _embedder_notes(emb: Embedder, X: np.ndarray, truncated: np.ndarray, legacy: int) -> list[str]:

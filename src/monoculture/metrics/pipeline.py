@@ -252,6 +252,49 @@ class MeasureResult:
         return _clean(out)
 
 
+@dataclass
+class PromptFigures:
+    """The per-prompt figures of a set of prompts, along the prompt axis: the similarity
+    Gram means (P, M, M), voices (V, V_m, L_m, L_G and its baseline) and distinct_k.
+
+    Each prompt's figures depend on its own rows alone (and on the study's model list and
+    seed, which fix the random groups), so the figures of slices of prompts, put end to end,
+    are the figures of the whole: what lets a study be measured in shards.
+    """
+
+    pair: np.ndarray
+    voices: VoicesResult
+    distinct: np.ndarray | None
+
+
+def prompt_figures(
+    X: np.ndarray,
+    index: CellIndex,
+    texts: list[str] | None,
+    masks: dict[str, np.ndarray],
+    *,
+    q: float,
+    n_random: int,
+    seed: int,
+    tau: float | None,
+    equivalent: Equivalence | None,
+) -> PromptFigures:
+    """The per-prompt figures of the prompts ``index`` holds (calibrated rows ``X``), computed
+    as measure_all computes them."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        pair = pair_similarity(X, index)
+        vr = voices_analysis(X, index, masks, q=q, n_random=n_random, seed=seed)
+        distinct = None
+        if tau is not None or equivalent is not None:
+            distinct = partition_responses(X, index, tau=tau, texts=texts, equivalent=equivalent).distinct
+    return PromptFigures(pair, vr, distinct)
+
+
+#: measure_all's ``per_prompt`` hook: (the cleaned study, the group masks, prompt_figures'
+#: keyword options) -> the figures of all the study's prompts.
+PerPromptHook = Callable[["_Study", dict[str, np.ndarray], dict[str, Any]], PromptFigures]
+
+
 def _prepare(
     rs: ResponseSet, center: bool | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict, np.ndarray | None]:
@@ -316,6 +359,7 @@ def measure_all(
     level: float = 0.95,
     n_jobs: int | None = None,
     progress: Callable[[str], None] | None = None,
+    per_prompt: PerPromptHook | None = None,
 ) -> MeasureResult:
     """Measure a study: similarity, voices, leave-one-out, groups, partition, lexical,
     separability and lineage, each with its interval over prompts.
@@ -328,6 +372,9 @@ def measure_all(
     another study). distinct_k needs ``tau`` or ``equivalent``: a threshold that has not been
     calibrated for the embedder would give a number without meaning, so there is no default.
     ``progress`` is called with each stage's name as it finishes (:data:`STAGES`, in order).
+    ``per_prompt`` computes the per-prompt figures in its own way (:data:`PerPromptHook`,
+    e.g. in shards of prompts on a Ray cluster); the result must be what
+    :func:`prompt_figures` gives for the whole study.
     """
     if n_boot < 1:
         raise MetricsInputError(f"n_boot must be at least 1, got {n_boot}")
@@ -359,6 +406,7 @@ def measure_all(
             n_jobs=n_jobs,
             side=side,
             progress=progress,
+            per_prompt=per_prompt,
         )
 
 
@@ -443,6 +491,7 @@ def _measure_all(
     n_jobs,
     side: ThreadPoolExecutor,
     progress: Callable[[str], None] | None = None,
+    per_prompt: PerPromptHook | None = None,
 ) -> MeasureResult:
     """The stages in order: prepare, lexical (in the side thread), similarity, groups and
     voices, partition, one bootstrap pass and the tables, separability, lineage."""
@@ -453,12 +502,18 @@ def _measure_all(
     group_list = _resolve_groups(groups or {}, st.models, st.skipped)
     highlight = _resolve_highlights(what_if_removed, group_list, st.models)
     ref = _resolve_reference(reference, st.models, group_list) if reference is not None else None
-    sim = _similarity_stage(st, floor_pairs, seed, level, ref)
-    clock.lap("similarity")
     masks = {g.key: np.isin(st.models, g.members) for g in group_list}
-    vr = voices_analysis(st.X, st.index, masks, q=q, n_random=n_random, seed=seed)
+    # A sharded run (monoculture.executors.ray_measure) computes the per-prompt figures of
+    # slices of prompts elsewhere and hands them back whole; everything after is the same.
+    pre = per_prompt(st, masks, dict(q=q, n_random=n_random, seed=seed, tau=tau, equivalent=equivalent)) if per_prompt else None
+    sim = _similarity_stage(st, floor_pairs, seed, level, ref, pair=pre.pair if pre is not None else None)
+    clock.lap("similarity")
+    vr = pre.voices if pre is not None else voices_analysis(st.X, st.index, masks, q=q, n_random=n_random, seed=seed)
     clock.lap("voices")
-    distinct = _partition_stage(st, tau, equivalent)
+    if pre is not None and (tau is not None or equivalent is not None):
+        distinct = pre.distinct
+    else:
+        distinct = _partition_stage(st, tau, equivalent)
     clock.lap("partition")
     split = _bootstrap_stage(st, sim, vr, distinct, list(masks), level)
     per_model = _per_model_table(st, sim, split)
@@ -573,10 +628,14 @@ def _start_lexical(st: _Study, lexical: bool, side: ThreadPoolExecutor):
     return None
 
 
-def _similarity_stage(st: _Study, floor_pairs: int, seed: int, level: float, ref: _Reference | None) -> _Similarity:
+def _similarity_stage(
+    st: _Study, floor_pairs: int, seed: int, level: float, ref: _Reference | None, pair: np.ndarray | None = None
+) -> _Similarity:
     """C, W, the headline H (among the models only: a reference is what H is compared with,
-    not one of the voices it averages) and the off-prompt floor."""
-    pair = pair_similarity(st.X, st.index)
+    not one of the voices it averages) and the off-prompt floor. ``pair``: the per-prompt
+    similarities when a sharded run computed them already."""
+    if pair is None:
+        pair = pair_similarity(st.X, st.index)
     C, C_n = prompt_means(pair)
     W = np.diag(C).copy()
     members = ref.others if ref is not None else None
