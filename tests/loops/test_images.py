@@ -86,6 +86,9 @@ def test_spec_defaults_and_shorthands():
     other = s.model_dump()
     other["text_to_image"][0]["params"]["steps"] = 4
     assert plan_image_chains(ImageLoopSpec.model_validate(other))[0].chain_id != chains[0].chain_id
+    other = s.model_dump()
+    other["text_to_image"][0]["variant"] = "fp16"
+    assert plan_image_chains(ImageLoopSpec.model_validate(other))[0].chain_id != chains[0].chain_id
 
 
 @pytest.mark.parametrize(
@@ -307,6 +310,7 @@ def test_gpu_example_is_valid_and_names_real_models():
     assert [c.model for c in spec.captioner] == ["Salesforce/blip-image-captioning-large"]
     assert spec.embedder.model == "openai/clip-vit-large-patch14" and spec.rounds == 100 and len(spec.seeds) == 12
     assert spec.text_to_image[0].params.steps == 1 and spec.text_to_image[0].params.guidance == 0.0
+    assert {t.variant for t in spec.text_to_image} == {"fp16"}
     preflight_images(spec)  # hub ids, installed stack, a device that exists (cuda there, cpu here)
     assert len(plan_image_chains(spec)) == 24
     code, out = mc("study", EXAMPLE, "--check")

@@ -128,6 +128,8 @@ class DiffusersTextToImage(TextToImage):
         kw: dict[str, Any] = {"torch_dtype": torch_dtype(spec.dtype, device)}
         if spec.revision:
             kw["revision"] = spec.revision
+        if spec.variant:
+            kw["variant"] = spec.variant
         try:
             with warnings.catch_warnings():
                 # diffusers 0.3x renamed torch_dtype to dtype and warns; older releases know only
@@ -196,13 +198,21 @@ class TransformersCaptioner(Captioner):
 
     def __init__(self, spec: CaptionerSpec, device: str):
         super().__init__(spec, device)
-        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+        import transformers
+        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
+        from monoculture.backends.hf_transformers import _version_at_least
+
+        # transformers 4.46 named the auto class for captioners AutoModelForImageTextToText
+        # (AutoModelForVision2Seq before), and 4.56 renamed torch_dtype to dtype.
+        names = ("AutoModelForImageTextToText", "AutoModelForVision2Seq")
+        auto: Any = next(getattr(transformers, n) for n in names if hasattr(transformers, n))
+        dtype_kw = "dtype" if _version_at_least(transformers.__version__, (4, 56)) else "torch_dtype"
         where = f"loops.images.captioner {spec.name}"
         ref = model_ref(spec.model, where)
         kw: dict[str, Any] = {"revision": spec.revision} if spec.revision else {}
         try:
-            model = AutoModelForImageTextToText.from_pretrained(ref, dtype=torch_dtype(spec.dtype, device), **kw)
+            model = auto.from_pretrained(ref, **{dtype_kw: torch_dtype(spec.dtype, device)}, **kw)
             processor = AutoProcessor.from_pretrained(ref, **kw)
             if hasattr(processor, "image_processor") and hasattr(processor, "tokenizer"):
                 self.processor: Any = processor
@@ -219,7 +229,7 @@ class TransformersCaptioner(Captioner):
                 "params.prompt needs a model whose processor takes text (BLIP, GIT); this one has an image processor only",
                 where=where,
             )
-        model.to(device)  # type: ignore[arg-type]  # transformers types .to() through a decorator that wants the model
+        model.to(device)
         model.eval()
         self.model: Any = model
 

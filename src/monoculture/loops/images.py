@@ -123,10 +123,14 @@ class TextToImageParams(BaseModel):
 
 class TextToImageSpec(_Stage):
     kind: str = Field("diffusers", description="diffusers (AutoPipelineForText2Image) or module:Class")
+    variant: str | None = Field(None, min_length=1, description="the checkpoint's weight variant to download, e.g. fp16")
     params: TextToImageParams = Field(default_factory=TextToImageParams)
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "params": self.params.model_dump()}
+        ident = {**super().identity(), "params": self.params.model_dump()}
+        if self.variant:  # only when set, so chains without one keep their ids
+            ident["variant"] = self.variant
+        return ident
 
 
 class CaptionerParams(BaseModel):
