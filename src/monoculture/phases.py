@@ -381,7 +381,8 @@ def _describe(plan: StudyPlan, phase: str) -> str:
     if phase == "loops":
         lp = s.loops
         assert lp is not None
-        return f"tasks {', '.join(t.name for t in lp.tasks)}, {lp.steps} steps, {lp.chains} chains per seed, mix {lp.mix}"
+        text = f"tasks {', '.join(t.name for t in lp.tasks)}, {lp.steps} steps, {lp.chains} chains per seed, mix {lp.mix}"
+        return (text if lp.tasks else "no text chains") + (", and images" if lp.images is not None else "")
     if phase == "measure":
         m = s.measure
         assert m is not None
@@ -576,13 +577,9 @@ def print_check(plan: StudyPlan, console: Console) -> None:
             highlight=False,
         )
     if plan.loops is not None:
-        lp = plan.loops
-        console.print(
-            f"loops: {len(lp.chains)} chains ({len(lp.seeds)} seeds, tasks {', '.join(t.name for t in lp.section.tasks)}, "
-            f"mix {lp.section.mix}), {lp.section.steps} steps each: {sum(c.steps for c in lp.chains)} steps"
-            + (", and an image loop" if lp.images is not None else ""),
-            highlight=False,
-        )
+        from monoculture.loops.runner import describe_plan
+
+        console.print(f"loops: {describe_plan(plan.loops)}", highlight=False)
     if s.measure is not None:
         m = s.measure
         console.print(

@@ -188,6 +188,27 @@ def prepare_loops(study: Study) -> PreparedLoops:
     return PreparedLoops(study, section, models, seeds, plan_chains(section, models, seeds), images)
 
 
+def describe_plan(prepared: PreparedLoops) -> str:
+    """One line for ``--check``: the chains and steps the section makes, text and images."""
+    s, parts = prepared.section, []
+    if prepared.chains:
+        labels = sorted({c.label for c in prepared.chains})
+        parts.append(
+            f"{len(prepared.chains)} chains ({len(prepared.seeds)} seeds x tasks {', '.join(t.name for t in s.tasks)} x "
+            f"{len(labels)} models or mixes ({', '.join(labels)}) x {s.chains} replicates), {s.steps} steps each: "
+            f"{sum(c.steps for c in prepared.chains)} steps"
+        )
+    im = prepared.images
+    if im is not None:
+        pairs = im.pairs()
+        n = len(pairs) * len(im.seeds) * im.chains
+        parts.append(
+            f"images: {n} chains ({len(pairs)} drawing and captioning pairs x {len(im.seeds)} prompts x {im.chains}), "
+            f"{im.rounds} rounds each: {n * im.rounds} images and captions"
+        )
+    return "; ".join(parts) or "nothing to run"
+
+
 # -- running -----------------------------------------------------------------------------------
 @dataclass
 class _State:
