@@ -68,3 +68,94 @@ def import_telephone_cmd(
             markup=False,
             highlight=False,
         )
+
+
+# -- monoculture loop run STUDY.yaml ---------------------------------------------------------
+@app.command("run")
+def run_cmd(
+    study_file: Path = typer.Argument(..., help="study YAML file with a loops: section"),
+    store: Path | None = typer.Option(None, "--store", help="DuckDB store file (default: the study's)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    check: bool = typer.Option(False, "--check", help="check the study and the loops section, say what would run, write nothing"),
+):
+    """Run a study's loops: every chain, step by step. Safe to interrupt and rerun: each chain
+    continues where it stopped, and failed steps are retried. Exit status 3 when steps failed."""
+    from monoculture.errors import UserError, reported
+    from monoculture.loops.runner import describe_plan, prepare_loops, run_loops
+    from monoculture.store import Store
+    from monoculture.study import load_study
+    from monoculture.terminal import stderr_console, stdout_console, styled
+
+    out_console = stdout_console()
+    with reported():
+        study = load_study(study_file)
+        if study.loops is None:
+            raise UserError("the study has no loops: section (see docs/loops.md, Running loops)", where=str(study.path))
+        prepared = prepare_loops(study)  # every check before the store file is even created
+        path = study.store_path(store)
+        if check:
+            out_console.print(styled("[bold]{}[/bold]: valid. {}", study.path, describe_plan(prepared)))
+            out_console.print(f"store: {path} (nothing was run or written)", highlight=False)
+            return
+        with Store(path) as st:
+            res = run_loops(study, st, console=stderr_console(), show_progress=not quiet, prepared=prepared)
+        out_console.print(
+            styled(
+                "[bold]{}[/bold]: "
+                + f"{res.chains} chains, {res.generated} steps generated, {res.skipped} already in the store, "
+                f"{res.failed} failed{' (rerun to retry)' if res.failed else ''}; "
+                f"{res.finished} of {res.chains} chains complete"
+                + (f"; {res.empty} empty texts kept" if res.empty else "")
+                + " -> {}",
+                study.name,
+                path,
+            )
+        )
+        if res.images is not None and hasattr(res.images, "describe"):
+            out_console.print(f"images: {res.images.describe()}", highlight=False)
+    if res.all_failed:
+        raise typer.Exit(3)
+
+
+# -- monoculture loop summary [STORE or STUDY.yaml] -------------------------------------------
+@app.command("summary")
+def summary_cmd(
+    target: str | None = typer.Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
+    store: Path | None = typer.Option(None, "--store", help="DuckDB store (default: the study's, else ./monoculture.duckdb)"),
+    study: str | None = typer.Option(None, "--study", help="only this study's chains (default: the study file's, else all)"),
+    x_from: str = typer.Option("seed", "--x-from", help="x: seed (f(x_0)) or first (f(x_1), the paper's length variant)"),
+    scorers: str = typer.Option("length,positivity,difficulty", "--scorers", help="comma-separated scorer names"),
+    embedder: str = typer.Option("tfidf", "--embedder", help="embedder for drift, convergence, motifs ('none': leave out)"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", "-B", help="bootstrap resamples of chains"),
+    permutations: int = typer.Option(999, "--permutations", help="label shuffles for the paired test"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="print the whole summary as one JSON object (attractors first)"),
+):
+    """The attractors of every model and task (strength, position, interval, p), the paired tests
+    between models, and (with --json) trajectories, drift, convergence, diversity and motifs."""
+    import sys
+
+    from monoculture.cli import resolve_store  # lazily: monoculture.cli imports this module
+    from monoculture.errors import reported
+    from monoculture.loops.summary import loop_summary, print_summary
+    from monoculture.results import dumps
+    from monoculture.store import Store
+
+    with reported():
+        path, study_name = resolve_store(target, store, must_exist=True)
+        names = [s.strip() for s in scorers.split(",") if s.strip()]
+        with Store(path) as st:
+            result = loop_summary(
+                st,
+                study or study_name,
+                embedder=None if embedder.lower() == "none" else embedder,
+                scorers=names,
+                x_from=x_from,
+                bootstrap=bootstrap,
+                seed=seed,
+                permutations=permutations,
+            )
+    if as_json:
+        sys.stdout.write(dumps(result) + "\n")
+        return
+    print_summary(result)
