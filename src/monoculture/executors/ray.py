@@ -48,6 +48,8 @@ FINAL_ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", 
 _MENTIONS_N = re.compile(r"(?<![\w])n(?![\w])")
 _MAX_ERROR_CHARS = 300
 SUPPORTED = ("openai", "vllm")
+#: CPUs Ray reserves for each HTTP worker (an actor that mostly waits on the network).
+HTTP_WORKER_CPUS = 0.25
 
 
 def import_ray():
@@ -345,7 +347,11 @@ class RayExecutor:
         config = HttpRequestProcessorConfig(
             url=base_url + "/chat/completions",
             headers=headers,
-            concurrency=workers,
+            # A fixed pool: an int would make an autoscaling one (1..n) that a short run never grows.
+            concurrency=(workers, workers),
+            # Waiting on sockets needs little CPU: a whole core per worker would leave none for the
+            # postprocess tasks on a small cluster.
+            http_request_stage={"num_cpus": HTTP_WORKER_CPUS},
             batch_size=batch,
             max_retries=int(spec.params.get("max_retries", 6)),
             base_retry_wait_time_in_s=0.25,
