@@ -64,3 +64,19 @@ def test_accent_retention(rng):
     assert kept.value == pytest.approx(1.0, abs=0.15)
     assert kept.lo < 1.0 < kept.hi or abs(kept.value - 1) < 0.05
     assert lost.value == pytest.approx(0.0, abs=0.2)
+
+
+def test_permutation_blocks_do_not_change_the_tests(rng, monkeypatch):
+    """The permutations are evaluated in blocks (memory traffic at 280 models); any block size
+    gives the same p-values as one block of all permutations."""
+    import monoculture.metrics.lineage as lineage
+
+    C, labels = family_C(rng)
+    same = (labels[:, None] == labels[None, :]).astype(float)
+    results = []
+    for block in (10**9, 37, 1):  # one block, uneven blocks, one permutation per block
+        monkeypatch.setattr(lineage, "_BLOCK", block)
+        results.append((group_contrast(C, labels, 199, seed=2), mantel_test(C, same, 199, seed=2)))
+    for contrast, mantel in results[1:]:
+        assert contrast == results[0][0]
+        assert mantel == results[0][1]

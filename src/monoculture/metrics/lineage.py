@@ -25,6 +25,18 @@ def _permutations(m: int, n_perm: int, seed: int) -> np.ndarray:
     return np.argsort(rng.random((n_perm, m)), axis=1)
 
 
+#: Entries of a (permutations x pairs) block evaluated at once. The whole (999, M(M-1)/2) array
+#: at 280 models is 39 million entries per temporary: the test grew as M^3 in wall time there
+#: (benchmarks/bench_scale.py), memory traffic rather than arithmetic; blocks of this size stay
+#: in cache and keep it at the M^2 of its pairs.
+_BLOCK = 2**18
+
+
+def _blocks(n_perm: int, n_pairs: int):
+    step = max(1, _BLOCK // max(1, n_pairs))
+    return (slice(lo, min(n_perm, lo + step)) for lo in range(0, n_perm, step))
+
+
 def group_contrast(C: np.ndarray, labels: np.ndarray, n_perm: int = 999, seed: int = 0) -> dict:
     """Mean C within groups against between groups, with a one-sided permutation p-value.
 
@@ -54,13 +66,15 @@ def group_contrast(C: np.ndarray, labels: np.ndarray, n_perm: int = 999, seed: i
         result["p_value"] = nan
         return result
     perm = _permutations(len(keep), n_perm, seed)
-    L = lab[perm]
-    S = L[:, i] == L[:, j]
-    n_in = S.sum(axis=1)
-    n_out = S.shape[1] - n_in
-    with np.errstate(invalid="ignore", divide="ignore"):
-        diff = (S @ c) / n_in - ((~S) @ c) / n_out
-    diff = np.where((n_in > 0) & (n_out > 0), diff, -np.inf)
+    diff = np.empty(n_perm)
+    for block in _blocks(n_perm, len(c)):
+        L = lab[perm[block]]
+        S = L[:, i] == L[:, j]
+        n_in = S.sum(axis=1)
+        n_out = S.shape[1] - n_in
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = (S @ c) / n_in - ((~S) @ c) / n_out
+        diff[block] = np.where((n_in > 0) & (n_out > 0), d, -np.inf)
     result["p_value"] = float((1 + (diff >= result["difference"] - 1e-12).sum()) / (1 + n_perm))
     return result
 
@@ -85,12 +99,15 @@ def mantel_test(A: np.ndarray, B: np.ndarray, n_perm: int = 999, seed: int = 0) 
     if n_perm <= 0:
         return out
     perm = _permutations(m, n_perm, seed)
-    Bp = B[perm[:, i], perm[:, j]]
-    Bp = np.where(np.isfinite(Bp), Bp, np.nanmean(b))
-    sd = Bp.std(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rp = ((Bp - Bp.mean(axis=1, keepdims=True)) @ az) / (a.size * sd)
-    rp = np.where(sd > 0, rp, -np.inf)
+    fill = np.nanmean(b)
+    rp = np.empty(n_perm)
+    for block in _blocks(n_perm, a.size):
+        Bp = B[perm[block][:, i], perm[block][:, j]]
+        Bp = np.where(np.isfinite(Bp), Bp, fill)
+        sd = Bp.std(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r_b = ((Bp - Bp.mean(axis=1, keepdims=True)) @ az) / (a.size * sd)
+        rp[block] = np.where(sd > 0, r_b, -np.inf)
     out["p_value"] = float((1 + (rp >= r - 1e-12).sum()) / (1 + n_perm))
     return out
 
