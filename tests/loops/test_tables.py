@@ -5,7 +5,15 @@ from monoculture.store import Store
 
 
 def _chain(**kw):
-    base = dict(kind="text", task="rephrase", instruction="Rephrase:", seed_id="s1", seed_text="Once upon a time.", models=["a"], identities=[{"m": "a"}])
+    base = dict(
+        kind="text",
+        task="rephrase",
+        instruction="Rephrase:",
+        seed_id="s1",
+        seed_text="Once upon a time.",
+        models=["a"],
+        identities=[{"m": "a"}],
+    )
     base.update(kw)
     return Chain(**base)
 
