@@ -16,15 +16,21 @@
 # 4. baseline: bare vLLM on the same chats, engine arguments and sampling parameters, one fresh
 #    process per model (benchmarks/gpu_check_baseline.py);
 # 5. summary: generation throughput per model (tokens/s, load excluded), monoculture beside bare
-#    vLLM and the ratio (goal: at least 0.9), the phases' and steps' times; summary.json.
+#    vLLM and the ratio (goal: at least 0.9), the phases' and steps' times; summary.json;
+# 6. Ray + vLLM (RAY=1): one model (RAY_MODEL) through `monoculture run` with executor kind ray
+#    (Ray Data's vLLMEngineProcessorConfig on a local one-GPU Ray instance) in a store of its own,
+#    against that model's bare vLLM run: tokens/s with engine load included on both sides, goal at
+#    least 0.9 (benchmarks/gpu_check_ray.py; ray.json). Skipped, with the reason, when ray[data,llm]
+#    cannot be installed or less than RAY_MIN_S of the budget is left.
 #
 # Settings (environment): PYTHON (python3), OUT (output folder; ./gpu-check-out), WORK_DIR (models;
 # ${TMPDIR:-/tmp}/monoculture-gpu-check), SCALE (real | tiny: 2-layer models for a CPU smoke run),
 # PROMPTS (20), SAMPLES (5), MAX_TOKENS (256), GPU_MEMORY_UTILIZATION (0.9), MAX_MODEL_LEN (4096),
 # MAX_NUM_SEQS (128: room for all 100 answers at once, and fewer CUDA graphs to capture at each
 # load than vLLM's default), ENFORCE_EAGER (0), BUDGET_S (wall-clock limit of the whole check, 590), MONOCULTURE_WHEELS,
-# KEEP_MODELS (1: keep the built models for a rerun; 0: delete them at the end).
-# Exit status: 0 when every step ran and the goal is met (always at SCALE=tiny, where the ratio
+# KEEP_MODELS (1: keep the built models for a rerun; 0: delete them at the end), RAY (1: step 6;
+# 0: skip it), RAY_MODEL (qwen2.5-7b), RAY_MIN_S (150: the budget step 6 needs to start).
+# Exit status: 0 when every step ran and the goal is met (step 6: its own goal too, when it runs) (always at SCALE=tiny, where the ratio
 # is no goal's figure), 4 when the goal is missed, 2 when vllm cannot be installed, 124 when the
 # budget ran out, else the failing step's status.
 set -euo pipefail
@@ -44,6 +50,9 @@ MAX_NUM_SEQS="${MAX_NUM_SEQS:-128}"
 ENFORCE_EAGER="${ENFORCE_EAGER:-0}"
 BUDGET_S="${BUDGET_S:-590}"
 KEEP_MODELS="${KEEP_MODELS:-1}"
+RAY="${RAY:-1}"
+RAY_MODEL="${RAY_MODEL:-qwen2.5-7b}"
+RAY_MIN_S="${RAY_MIN_S:-150}"
 OUTDIR="${OUT:-$PWD/gpu-check-out}"
 WORK="${WORK_DIR:-${TMPDIR:-/tmp}/monoculture-gpu-check}"
 MODELS=(qwen2.5-7b llama3.1-8b mistral-7b-v0.3)
@@ -139,10 +148,15 @@ EOF
       return 2
     }
   fi
+  if [[ "$RAY" == 1 ]] && ! "$PY" -c 'import ray, ray.data.llm; assert ray.__version__.startswith("2.60.")' 2>/dev/null; then
+    echo "ray[data,llm] 2.60 is not installed for $PY: pip install 'ray[data,llm]==2.60.*' ${PIP_FROM[*]}"
+    "$PY" -m pip install --retries 1 --timeout 20 "${PIP_FROM[@]}" 'ray[data,llm]==2.60.*' ||
+      echo "(could not install ray[data,llm] 2.60: the Ray + vLLM step will be skipped)"
+  fi
   "$PY" -c 'import vllm, torch, monoculture; print(f"vllm {vllm.__version__}, torch {torch.__version__}, cuda {torch.cuda.is_available()}")'
 }
 export -f install # timeout runs commands, not functions: a child bash runs it
-export PY REPO
+export PY REPO RAY
 step install bash -c install
 
 # -- 2. models -------------------------------------------------------------------------------------
@@ -189,8 +203,42 @@ for m in "${MODELS[@]}"; do
 done
 
 # -- 5. summary ------------------------------------------------------------------------------------
-if [[ "$KEEP_MODELS" == 0 ]]; then rm -rf "${WORK:?}/$SCALE"; fi
 summary
+goal=0
 if [[ "$SCALE" == real ]] && ! "$PY" -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["goal_met"] else 1)' "$OUTDIR/summary.json"; then
-  exit 4
+  goal=4
 fi
+
+# -- 6. Ray + vLLM ---------------------------------------------------------------------------------
+ray_ok() { "$PY" -c 'import ray, ray.data.llm; assert ray.__version__.startswith("2.60.")' 2>/dev/null; }
+if [[ "$RAY" != 1 ]]; then
+  echo "(Ray + vLLM step not run: RAY=$RAY)"
+elif ! ray_ok; then
+  echo "(Ray + vLLM step skipped: ray[data,llm] 2.60 is not importable for $PY)"
+elif ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  echo "(Ray + vLLM step skipped: no CUDA GPU; the Ray stage asks for one)"
+elif (($(date +%s) + RAY_MIN_S > DEADLINE)); then
+  echo "(Ray + vLLM step skipped: $((DEADLINE - $(date +%s))) s of the budget left, it needs RAY_MIN_S=$RAY_MIN_S; raise BUDGET_S)"
+else
+  RAY_STORE="$OUTDIR/gpu-check-ray.duckdb"
+  RAY_STUDY="$OUTDIR/gpu-check-ray.yaml"
+  rm -rf "$RAY_STORE" "$RAY_STORE.wal" "$RAY_STORE.shards"
+  # the same model, suite, samples and sampling as the study above; one engine on the one GPU
+  "$PY" - "$STUDY" "$RAY_STUDY" "$RAY_MODEL" <<'PYEOF'
+import sys, yaml
+study, out, name = sys.argv[1:4]
+d = yaml.safe_load(open(study))
+d["name"], d["store"] = "gpu-check-ray", "gpu-check-ray.duckdb"
+d["models"] = [m for m in d["models"] if m["name"] == name]
+if len(d["models"]) != 1:
+    sys.exit(f"RAY_MODEL={name}: not a model of {study}")
+d["executor"] = {"kind": "ray", "concurrency": 1, "batch_size": 16}
+d.pop("measure", None)
+d.pop("report", None)
+yaml.safe_dump(d, open(out, "w"), sort_keys=False)
+PYEOF
+  step "ray $RAY_MODEL" "$PY" "$HERE/gpu_check_ray.py" "$RAY_STUDY" --baseline "$OUTDIR/baseline/$RAY_MODEL.json" \
+    --json "$OUTDIR/ray.json" --goal 0.9
+fi
+if [[ "$KEEP_MODELS" == 0 ]]; then rm -rf "${WORK:?}/$SCALE"; fi
+exit "$goal"
