@@ -222,16 +222,20 @@ def _vllm_preprocess(row: dict[str, Any], *, sampling: dict[str, Any]) -> dict[s
     return {"messages": json.loads(row["messages"]), "sampling_params": params}
 
 
-def _vllm_outcome(row: dict[str, Any]) -> dict[str, Any]:
+def _vllm_outcome(row: dict[str, Any], *, max_tokens: int) -> dict[str, Any]:
+    """The engine stage's output row as one result. Ray 2.60's stage keeps the text and token
+    counts but not vLLM's finish reason, so it is inferred: "length" when the answer used the
+    whole budget, else "stop" (a stop string also ends an answer early)."""
     keys, indices = json.loads(row["keys"]), json.loads(row["indices"])
+    n_gen = row.get("num_generated_tokens")
     results = [
         {
             "key": keys[0],
             "sample_index": indices[0],
             "text": row.get("generated_text") or "",
-            "finish_reason": row.get("finish_reason") or None,
+            "finish_reason": "length" if n_gen is not None and n_gen >= max_tokens else "stop",
             "prompt_tokens": row.get("num_input_tokens"),
-            "completion_tokens": row.get("num_generated_tokens"),
+            "completion_tokens": n_gen,
         }
     ]
     return {
@@ -329,7 +333,9 @@ class RayExecutor:
                 should_continue_on_error=True,  # a failed row is recorded with its error, not fatal
             )
             return build_processor(
-                engine_config, preprocess=functools.partial(_vllm_preprocess, sampling=sp), postprocess=_vllm_outcome
+                engine_config,
+                preprocess=functools.partial(_vllm_preprocess, sampling=sp),
+                postprocess=functools.partial(_vllm_outcome, max_tokens=sampling.max_tokens),
             )
         import aiohttp
 
