@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monoculture.embedders import embed_cached, get_embedder
+from monoculture.embedders import Embedder, embed_cached, get_embedder
 from monoculture.errors import UserError
 from monoculture.executors.ray_embed import EmbedActor, embed_on_ray
 from monoculture.hashing import text_hash
@@ -28,6 +28,16 @@ TEXTS = [f"Answer {i}: the sea is calm today." for i in range(30)] + [
 
 
 @pytest.fixture(scope="module")
+def cluster():
+    """One local cluster for the module's Ray tests: starting Ray costs seconds here."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'monoculture[ray]')")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
 def tiny() -> str:
     return f"sentence-transformers:{cached_tiny_model('sentence-transformer')}"
 
@@ -39,24 +49,18 @@ def cached(path: Path, key: str) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_ray_embedding_fills_the_cache_a_local_measure_reads(tmp_path, tiny):
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'monoculture[ray]')")
+def test_ray_embedding_fills_the_cache_a_local_measure_reads(tmp_path, tiny, cluster):
     emb = get_embedder(tiny)
     key = emb.cache_key
     assert "@" in key  # versioned: the actors must agree with the driver on it
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        with Store(tmp_path / "ray.duckdb") as st:
-            # 10 texts already cached: only the rest go to Ray
-            embed_cached(st, emb, TEXTS[:10])
-            sent = embed_on_ray(st, tiny, TEXTS, batch_size=16, actors=1, show_progress=False)
-            assert sent == len(set(TEXTS)) - 10
-            assert embed_on_ray(st, tiny, TEXTS, show_progress=False) == 0  # nothing missing: nothing sent
-            X_after, _, new = embed_cached(st, emb, TEXTS)
-            assert new == 0  # the local path finds every vector Ray wrote
-    finally:
-        ray.shutdown()
+    with Store(tmp_path / "ray.duckdb") as st:
+        # 10 texts already cached: only the rest go to Ray
+        embed_cached(st, emb, TEXTS[:10])
+        sent = embed_on_ray(st, tiny, TEXTS, batch_size=16, actors=1, show_progress=False)
+        assert sent == len(set(TEXTS)) - 10
+        assert embed_on_ray(st, tiny, TEXTS, show_progress=False) == 0  # nothing missing: nothing sent
+        X_after, _, new = embed_cached(st, emb, TEXTS)
+        assert new == 0  # the local path finds every vector Ray wrote
     with Store(tmp_path / "local.duckdb") as st:
         X_local, _, new = embed_cached(st, get_embedder(tiny), TEXTS)
         assert new == len(set(TEXTS))
@@ -65,6 +69,24 @@ def test_ray_embedding_fills_the_cache_a_local_measure_reads(tmp_path, tiny):
     for h in want:  # other batch compositions pad differently: equal to float32 rounding
         np.testing.assert_allclose(got[h], want[h], rtol=0, atol=2e-6)
     np.testing.assert_allclose(X_after, X_local, rtol=0, atol=2e-6)
+
+
+class DriverOnly(Embedder):
+    """Built on the driver, but its name loads nothing on a worker (a model the nodes lack)."""
+
+    name = "sentence-transformers:/nonexistent/model-dir"
+    version = "v1"
+
+    def embed(self, texts):
+        return np.ones((len(texts), 4), dtype=np.float32)
+
+
+@pytest.mark.slow
+def test_a_failing_worker_is_one_clear_error_and_writes_nothing_wrong(tmp_path, cluster):
+    with Store(tmp_path / "s.duckdb") as st:
+        with pytest.raises(UserError, match=r"embedding on the Ray cluster failed after 0 of 3 texts.*model-dir"):
+            embed_on_ray(st, DriverOnly(), ["a", "b", "c"], show_progress=False)
+        assert st.con.execute("SELECT count(*) FROM embeddings").fetchone() == (0,)
 
 
 def test_a_worker_with_another_revision_is_refused(tiny):

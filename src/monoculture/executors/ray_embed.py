@@ -129,12 +129,20 @@ def embed_on_ray(
         **per_actor,
     )
     done = 0
-    for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
-        hashes = [str(h) for h in batch["text_hash"]]
-        _save(store, key, hashes, np.asarray(batch["vector"], dtype=np.float32), batch["truncated"])
-        done += len(hashes)
-        if progress:
-            progress(len(hashes))
+    try:
+        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+            hashes = [str(h) for h in batch["text_hash"]]
+            _save(store, key, hashes, np.asarray(batch["vector"], dtype=np.float32), batch["truncated"])
+            done += len(hashes)
+            if progress:
+                progress(len(hashes))
+    except ray.exceptions.RayError as e:
+        # The batches written so far stay in the cache: a rerun embeds only the rest.
+        cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"embedding on the Ray cluster failed after {done} of {len(todo)} texts were cached ({cause}); "
+            "those are kept, and a rerun embeds only the rest"
+        ) from e
     if done != len(todo):
         raise RuntimeError(f"Ray returned {done} vectors for {len(todo)} texts")
     return done
