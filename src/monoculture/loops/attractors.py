@@ -6,10 +6,14 @@ and **position** a / (1 - b), clipped to the property's range; otherwise both ar
 at step 10; the p-value of |b| < 1 from two one-sided t tests (the larger of the two one-sided
 p's, so a small p says the slope is inside (-1, 1) on both sides).
 
-What the paper lacks, added here: a bootstrap interval over chains (chains resampled within
-the model and task), and a paired test between two models' strengths on the same task and
-property. Every bootstrap is one matrix product: a replicate is a row of multinomial weights
-over chains, and its least-squares slope is a weighted one, so B slopes come out at once.
+What the paper lacks, added here: a bootstrap interval (seeds resampled within the model and
+task, each seed with all its replicate chains), and a paired test between two models' strengths
+on the same task and property. Replicate chains of one seed share everything but the sampling
+seed, so they are not independent draws: resampling them one by one made intervals too narrow
+(docs/loops.md gives the coverage figures). With one chain per seed the draw is exactly the
+bootstrap over chains. Every bootstrap is one matrix product: a replicate is a row of weights
+over chains (each chain its seed's multiplicity), and its least-squares slope is a weighted one,
+so B slopes come out at once.
 
 For chains x_{t+1} = a + b x_t + noise the line from x_0 to x_T has slope b^T, so the strength
 at step T is 1 - |b|^T (a chain forgets its start geometrically) while the position a / (1 - b)
@@ -37,6 +41,22 @@ X_FROM = ("seed", "first")
 def _rng(seed: int, *parts: object) -> np.random.Generator:
     """A generator for one group, independent of the order groups are visited in."""
     return np.random.default_rng([int(seed), int(digest([str(p) for p in parts])[:8], 16)])
+
+
+def cluster_weights(clusters: np.ndarray, bootstrap: int, rng: np.random.Generator) -> np.ndarray:
+    """(bootstrap, n) weights of a cluster bootstrap: the clusters (seeds) drawn with
+    replacement, each point (chain) weighted by its cluster's multiplicity. Clusters are
+    numbered in the order they first appear, so with one point per cluster this is exactly
+    ``rng.multinomial(n, 1/n)`` over the points: the chain bootstrap, draw for draw."""
+    clusters = np.asarray(clusters).astype(str)
+    if clusters.size == 0 or bootstrap <= 0:
+        return np.zeros((max(bootstrap, 0), clusters.size))
+    _, first, inverse = np.unique(clusters, return_index=True, return_inverse=True)
+    rank = np.empty(first.size, dtype=int)
+    rank[np.argsort(first)] = np.arange(first.size)
+    k = first.size
+    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=bootstrap).astype(float)
+    return counts[:, rank[inverse.ravel()]]
 
 
 def weighted_lines(x: np.ndarray, y: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,9 +170,11 @@ def fit_attractor(
     *,
     bootstrap: int = 1000,
     rng: np.random.Generator | None = None,
+    clusters: np.ndarray | None = None,
 ) -> dict:
     """Strength, position, slope, intercept and p of one regression, with percentile intervals
-    from ``bootstrap`` resamples of its points (chains). The position's interval is taken over
+    from ``bootstrap`` resamples of its points (chains), or of ``clusters`` of them (the seed of
+    each chain: a seed is drawn with all its chains; None: every chain its own). The position's interval is taken over
     the replicates whose line has a fixed point (None when fewer than half have one: the
     position is then not a meaningful number). Near strength 1 the strength's interval sits
     below the truth (|slope| folds the noise of a slope near 0 to one side); the slope's
@@ -168,9 +190,10 @@ def fit_attractor(
     s, pos = strength_position(b, a, bounds)
     out |= {"strength": _f(s[0]), "position": _f(pos[0]), "slope": _f(b[0]), "intercept": _f(a[0])}
     out["p"] = tost_p(x, y, float(b[0]), float(a[0]))
-    if bootstrap > 0 and n >= 3 and np.isfinite(b[0]):
+    groups = np.arange(n) if clusters is None else np.asarray(clusters)
+    if bootstrap > 0 and n >= 3 and np.unique(groups.astype(str)).size >= 3 and np.isfinite(b[0]):
         rng = rng or np.random.default_rng(0)
-        W = rng.multinomial(n, np.full(n, 1.0 / n), size=bootstrap).astype(float)
+        W = cluster_weights(groups, bootstrap, rng)
         bb, ab = weighted_lines(x, y, W)
         sb, pb = strength_position(bb, ab, bounds)
         out["ci"] = _interval(sb)
@@ -211,7 +234,9 @@ def attractor_table(
                 if step <= (1 if x_from == "first" else 0):
                     continue  # no step after x: nothing to regress
                 cv = chain_values(group, prop, step=step, x_from=x_from)
-                fit = fit_attractor(cv.x, cv.y, bounds, bootstrap=bootstrap, rng=_rng(seed, label, task, prop, step, x_from))
+                fit = fit_attractor(
+                    cv.x, cv.y, bounds, bootstrap=bootstrap, rng=_rng(seed, label, task, prop, step, x_from), clusters=cv.seed_id
+                )
                 rows.append(
                     {
                         "model": label,
@@ -232,6 +257,11 @@ def attractor_table(
                     )
                 if 0 < cv.x.size < 3:
                     notes.append(f"{label} / {task} / {prop} at step {step}: only {cv.x.size} chain(s), no interval or p-value")
+                elif cv.x.size and np.unique(cv.seed_id.astype(str)).size < 3:
+                    notes.append(
+                        f"{label} / {task} / {prop} at step {step}: chains of fewer than 3 seeds, no interval "
+                        "(seeds are resampled, each with its chains)"
+                    )
     return rows, list(dict.fromkeys(notes))
 
 
@@ -246,8 +276,8 @@ def paired_difference(
     """Strength of model A minus that of model B on the same task and property.
 
     The interval: when both models ran the same seeds, seeds are resampled and each keeps its
-    chains in both models (a paired bootstrap); otherwise each model's chains are resampled on
-    their own. The p-value: model labels are shuffled among the chains of each seed (a seed's
+    chains in both models (a paired bootstrap); otherwise each model's seeds (each with its
+    chains) are resampled on their own. The p-value: model labels are shuffled among the chains of each seed (a seed's
     chains of both models pooled, each model keeping its count), which leaves the seeds' spread
     of starting values alone; among all chains when the models share no seed. All shuffles'
     strengths come from one weight matrix."""
@@ -278,8 +308,8 @@ def paired_difference(
             Wa = counts[:, [index[s] for s in a.seed_id]]
             Wb = counts[:, [index[s] for s in b.seed_id]]
         else:
-            Wa = rng.multinomial(a.x.size, np.full(a.x.size, 1.0 / a.x.size), size=bootstrap).astype(float)
-            Wb = rng.multinomial(b.x.size, np.full(b.x.size, 1.0 / b.x.size), size=bootstrap).astype(float)
+            Wa = cluster_weights(a.seed_id, bootstrap, rng)
+            Wb = cluster_weights(b.seed_id, bootstrap, rng)
         out["ci"] = _interval(_strengths(a.x, a.y, Wa) - _strengths(b.x, b.y, Wb))
     if permutations > 0:
         x = np.concatenate([a.x, b.x])

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from monoculture.errors import UserError
-from monoculture.loops.attractors import X_FROM, _rng, attractor_table, paired_table
+from monoculture.loops.attractors import X_FROM, _rng, attractor_table, cluster_weights, paired_table
 from monoculture.loops.scorers import DEFAULT_SCORERS, Scorer, get_scorers, score_frame
 from monoculture.loops.tables import read_steps
 from monoculture.store import Store
@@ -59,9 +59,12 @@ def _records(df: pd.DataFrame | None) -> list[dict]:
 
 def trajectories(scored: pd.DataFrame, properties: Sequence[str], *, bootstrap: int = 1000, seed: int = 0) -> list[dict]:
     """Per (model, task, property, step): the mean over chains that reached the step and a
-    percentile band from resampling chains (one weight matrix per group, all steps at once)."""
+    percentile band from resampling seeds, each with all its replicate chains (the chains of one
+    seed are not independent draws; with one chain per seed this is the chain bootstrap). One
+    weight matrix per group, all steps at once."""
     rows: list[dict] = []
     for (label, task), g in scored.groupby(["label", "task"], sort=True):
+        seed_of = g.drop_duplicates("chain_id").set_index("chain_id")["seed_id"]
         for prop in properties:
             wide = g.pivot_table(index="chain_id", columns="step", values=prop, aggfunc="first", dropna=False)
             Y = wide.to_numpy(dtype=float)  # (chains, steps), NaN where a chain has no score
@@ -72,9 +75,9 @@ def trajectories(scored: pd.DataFrame, properties: Sequence[str], *, bootstrap: 
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = Y0.sum(axis=0) / count
             lo = hi = np.full(Y.shape[1], np.nan)
-            if bootstrap > 0 and n >= 2:
+            if bootstrap > 0 and n >= 2 and seed_of.reindex(wide.index).nunique() >= 2:
                 rng = _rng(seed, "trajectory", label, task, prop)
-                W = rng.multinomial(n, np.full(n, 1.0 / n), size=bootstrap).astype(float)
+                W = cluster_weights(seed_of.reindex(wide.index).to_numpy(), bootstrap, rng)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     R = (W @ Y0) / (W @ M)  # (B, steps): NaN where a replicate drew no chain there
                 with np.errstate(all="ignore"):
@@ -147,13 +150,15 @@ def _methods(x_from: str, scorers: Sequence[Scorer], embedder: str | None, boots
         f"with x = {x}, at the final step T (the longest chain's last step; shorter chains left out and counted) and at "
         f"step {EARLY_STEP}. If -1 < b < 1, strength = 1 - |b| and position = a / (1 - b) clipped to the property's range; "
         "otherwise both are 0. p: the p-value of |b| < 1 from two one-sided t tests (the larger of the two). "
-        f"Intervals: 95% percentile intervals from {bootstrap} resamples of the chains of each model and task (the "
-        "position's over the resamples whose line has a fixed point). Strength at step T is 1 - |b|^T for chains "
+        f"Intervals: 95% percentile intervals from {bootstrap} resamples of the seeds of each model and task, each seed "
+        "with all its replicate chains (they share everything but the sampling seed, so they are not independent draws); "
+        "the position's over the resamples whose line has a fixed point. Strength at step T is 1 - |b|^T for chains "
         "x_{t+1} = a + b x_t + noise, so it grows with the chain's length: compare strengths at the same step.",
         f"Paired test: the difference of two models' strengths on the same task and property; seeds resampled in both "
-        f"when the models ran the same seeds (else each model's chains on their own), and p from {permutations} "
+        f"when the models ran the same seeds (else each model's seeds on their own), and p from {permutations} "
         "shuffles of the model labels among each seed's chains.",
-        "Trajectories: the mean of each property over the chains that reached each step, with a 95% band from resampling chains.",
+        "Trajectories: the mean of each property over the chains that reached each step, with a 95% band from resampling "
+        "seeds (each with its chains).",
         f"Properties: {props}. The built-in scorers remove #hashtags first, as the paper's code does.",
     ]
     if embedder:

@@ -516,7 +516,7 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
             name=f"loops_trajectory_{_slug(prop)}" + ("" if [_slug(q) for q in properties].count(_slug(prop)) == 1 else f"_{i}"),
             title=f"{_upper_first(PROPERTY_LABELS.get(prop, prop))} along the chains",
             caption=f"The mean {prop} of the texts at each step over a model's chains, with its bootstrap interval over "
-            "chains (band); one panel per task. Lines that meet from different starts: an attractor.",
+            "seeds, each with all its chains (band); one panel per task. Lines that meet from different starts: an attractor.",
             y_title=str(PROPERTY_LABELS.get(prop, prop)),
             value="mean",
             group="model",
@@ -653,7 +653,7 @@ def _images(images: Any, labels: list[str], figs: list[F.Figure], notes: list[st
             "similarity to the first image",
             None,
             "Mean cosine similarity (image embeddings) of each round's image to the chain's first image, with its "
-            "bootstrap interval over chains.",
+            "bootstrap interval over seeds (each with all its chains).",
         ),
         (
             images.get("convergence"),
