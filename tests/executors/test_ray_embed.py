@@ -14,6 +14,8 @@ from monoculture.embedders import Embedder, embed_cached, get_embedder
 from monoculture.errors import UserError
 from monoculture.executors.ray_embed import EmbedActor, embed_on_ray
 from monoculture.hashing import text_hash
+from monoculture.importers import Imported, import_records
+from monoculture.measure import measure
 from monoculture.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -54,13 +56,20 @@ def test_ray_embedding_fills_the_cache_a_local_measure_reads(tmp_path, tiny, clu
     key = emb.cache_key
     assert "@" in key  # versioned: the actors must agree with the driver on it
     with Store(tmp_path / "ray.duckdb") as st:
+        # the texts as two models' answers, two samples each, to four-answer prompts
+        recs = [
+            Imported("ab"[i % 2], f"p{i // 4}", f"Question {i // 4}?", t, sample_index=i % 4 // 2) for i, t in enumerate(TEXTS)
+        ]
+        import_records(st, recs, "jsonl")
         # 10 texts already cached: only the rest go to Ray
         embed_cached(st, emb, TEXTS[:10])
-        sent = embed_on_ray(st, tiny, TEXTS, batch_size=16, actors=1, show_progress=False)
+        sent = embed_on_ray(st, tiny, st.generations()["text"].tolist(), batch_size=16, actors=1, show_progress=False)
         assert sent == len(set(TEXTS)) - 10
         assert embed_on_ray(st, tiny, TEXTS, show_progress=False) == 0  # nothing missing: nothing sent
+        # a local measure finds every vector Ray wrote
+        assert measure(st, embedder=tiny, n_boot=20, n_perm=9, separability=False, show_progress=False).newly_embedded == 0
         X_after, _, new = embed_cached(st, emb, TEXTS)
-        assert new == 0  # the local path finds every vector Ray wrote
+        assert new == 0
     with Store(tmp_path / "local.duckdb") as st:
         X_local, _, new = embed_cached(st, get_embedder(tiny), TEXTS)
         assert new == len(set(TEXTS))
