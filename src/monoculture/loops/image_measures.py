@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from monoculture.hashing import text_hash
-from monoculture.loops.tables import read_steps
+from monoculture.loops.images import image_bytes, image_keys
+from monoculture.loops.tables import chain_progress, read_steps
 from monoculture.store import Store
 
 #: Thumbnails' edge in pixels (the report inlines them; 64 x 64 PNGs are about 8-12 KB).
@@ -83,21 +84,22 @@ def thumbnail(png: bytes, size: int = THUMB) -> str:
     img = png_image(png)
     img.thumbnail((size, size))
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    img.save(buf, format="PNG", optimize=True)  # 64 x 64: optimising costs nothing here
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def image_frame(store: Store, study: str | None) -> pd.DataFrame:
-    """The image chains' long frame with the PNG bytes and each image's cache hash."""
-    from monoculture.loops.images import image_hash
-
-    frame = read_steps(store, study, kind="image", with_images=True)
+    """The image chains' long frame with each round's step ``key`` and its image's cache hash
+    (hashed by DuckDB: the PNGs stay in the store; :func:`_thumbnails` reads the few it shows)."""
+    frame = read_steps(store, study, kind="image")
     if frame.empty:
-        return frame.assign(image_hash=pd.Series(dtype=object))
+        return frame.assign(key=pd.Series(dtype=object), image_hash=pd.Series(dtype=object))
     frame = frame.drop_duplicates(["chain_id", "step"]).reset_index(drop=True)
-    frame["image_hash"] = [
-        image_hash(bytes(b)) if isinstance(b, (bytes, bytearray, memoryview)) else None for b in frame["image"]
-    ]
+    prefix = chain_progress(store, list(dict.fromkeys(frame["chain_id"])))
+    key_of = {(cid, s["step"]): s["key"] for cid, steps in prefix.items() for s in steps}
+    frame["key"] = [key_of.get((c, int(t))) for c, t in zip(frame["chain_id"], frame["step"])]
+    hashes = image_keys(store, [k for k in frame["key"] if k])
+    frame["image_hash"] = [hashes.get(k) if k else None for k in frame["key"]]
     return frame
 
 
@@ -189,7 +191,7 @@ def image_summary(
         Xf = np.stack([ivec[h] for h in final["image_hash"]])
         motifs = find_motifs(final, Xf, seed=seed)
         out["motifs"] = motifs.to_dict()
-        out["thumbnails"] = _thumbnails(frame, final, motifs, out["motifs"], thumbnail_chains, motif_thumbnails)
+        out["thumbnails"] = _thumbnails(store, frame, final, motifs, out["motifs"], thumbnail_chains, motif_thumbnails)
     elif name is not None:
         notes.append("no image with a CLIP vector starts its chain; nothing to measure on images")
 
@@ -204,7 +206,7 @@ def image_summary(
             caps["diversity"] = dynamics.frame_records(dynamics.diversity_loss(cap, Xc, bootstrap=bootstrap, seed=seed))
         except ValueError as e:
             notes.append(f"caption diversity not computed: {e}")
-        caps["lexical"] = dynamics.frame_records(dynamics.lexical_by_step(frame.drop(columns=["image", "image_hash"])))
+        caps["lexical"] = dynamics.frame_records(dynamics.lexical_by_step(frame.drop(columns=["key", "image_hash"])))
     return out
 
 
@@ -224,36 +226,26 @@ def _prompt_match(
     T = np.stack([tvec[text_hash(str(t))] for t in seeds["text"]])
     if T.shape[1] != X.shape[1]:
         return []  # a text tower of another width: not the same CLIP model
-    both = pd.concat([seeds.drop(columns=["image"], errors="ignore"), img.drop(columns=["image"], errors="ignore")])
+    both = pd.concat([seeds, img])
     d = drift(both, np.concatenate([T, X]), bootstrap=bootstrap, seed=seed)
     return frame_records(d[d["step"] > 0])  # step 0 would be the prompt against itself
 
 
 def _thumbnails(
-    frame: pd.DataFrame, final: pd.DataFrame, motifs: Any, motifs_dict: dict, n_chains: int, per_motif: int
+    store: Store, frame: pd.DataFrame, final: pd.DataFrame, motifs: Any, motifs_dict: dict, n_chains: int, per_motif: int
 ) -> list[dict]:
     """First, middle and last image of a few chains (spread over labels and seeds: the first
     replicate of each seed, labels in turn), and each motif's most central last images."""
     by_key = {(r.chain_id, int(r.step)): r for r in frame[frame["step"] > 0].itertuples(index=False)}
     last = frame.groupby("chain_id")["step"].max()
-    out: dict[tuple[str, int], dict] = {}
+    out: dict[tuple[str, int], Any] = {}  # (chain, round) -> its frame row, in order of choice
     motif_of = dict(zip(motifs.assignments["chain_id"].astype(str), motifs.assignments["motif"].astype(int)))
     final_step = final.set_index("chain_id")["step"]
 
     def add(chain_id: str, step: int) -> None:
         r = by_key.get((chain_id, step))
-        if r is None or r.image is None or (chain_id, step) in out:
-            return
-        is_final = chain_id in final_step.index and int(final_step[chain_id]) == step
-        out[(chain_id, step)] = {
-            "chain_id": chain_id,
-            "label": str(r.label),
-            "seed_id": str(r.seed_id),
-            "step": int(step),
-            "motif": motif_of.get(chain_id) if is_final else None,
-            "caption": str(r.text),
-            "png_base64": thumbnail(bytes(r.image)),
-        }
+        if r is not None and r.image_hash is not None and (chain_id, step) not in out:
+            out[(chain_id, step)] = r
 
     firsts = frame[(frame["step"] == 0)].sort_values(["replicate", "seed_id", "label"], kind="stable")
     order = []
@@ -283,4 +275,19 @@ def _thumbnails(
         m["thumbnail_chains"] = ids  # their last images are among the thumbnails
         for cid in ids:
             add(cid, int(final_step[cid]))
-    return list(out.values())
+    pngs = image_bytes(store, [r.key for r in out.values()])
+    thumbs = []
+    for (chain_id, step), r in out.items():
+        is_final = chain_id in final_step.index and int(final_step[chain_id]) == step
+        thumbs.append(
+            {
+                "chain_id": chain_id,
+                "label": str(r.label),
+                "seed_id": str(r.seed_id),
+                "step": int(step),
+                "motif": motif_of.get(chain_id) if is_final else None,
+                "caption": str(r.text),
+                "png_base64": thumbnail(pngs[r.key]),
+            }
+        )
+    return thumbs

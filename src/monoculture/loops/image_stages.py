@@ -75,9 +75,11 @@ def model_ref(model: str, where: str) -> str:
 
 
 def png_bytes(image: Image) -> bytes:
-    """The image as PNG (lossless, so the store keeps exactly what the captioner saw)."""
+    """The image as PNG (lossless, so the store keeps exactly what the captioner saw), at zlib's
+    fastest level: encoding runs between GPU batches, and ``optimize`` took seconds per
+    1024 x 1024 image (level 1: about 0.15 s, files about a fifth larger than level 6's)."""
     buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="PNG", optimize=True)
+    image.convert("RGB").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 

@@ -476,37 +476,57 @@ def image_hash(png: bytes) -> str:
     return "png:" + hashlib.sha256(png).hexdigest()[:28]
 
 
-def _image_rows(store: Store, chain_ids: Sequence[str]) -> list[tuple[str, bytes]]:
-    """(image hash, PNG) of every successful round of these chains."""
-    if not chain_ids:
-        return []
-    ids = pd.DataFrame({"chain_id": list(chain_ids)})  # noqa: F841 - read by the SQL
+#: The same hash as :func:`image_hash`, computed by DuckDB, so that finding which images lack a
+#: vector never reads the PNGs out of the store (2,400 SDXL rounds hold gigabytes of them).
+IMAGE_HASH_SQL = "'png:' || substr(sha256(image), 1, 28)"
+
+
+def image_keys(store: Store, step_keys: Sequence[str]) -> dict[str, str]:
+    """Step key -> image hash for those of these steps that hold an image."""
+    if not step_keys:
+        return {}
+    keys = pd.DataFrame({"key": list(step_keys)})  # noqa: F841 - read by the SQL
     rows = store.con.execute(
-        "SELECT image FROM loop_steps WHERE chain_id IN (SELECT chain_id FROM ids) AND error IS NULL AND image IS NOT NULL"
+        f"SELECT key, {IMAGE_HASH_SQL} FROM loop_steps WHERE key IN (SELECT key FROM keys) AND image IS NOT NULL"
     ).fetchall()
-    return [(image_hash(bytes(r[0])), bytes(r[0])) for r in rows]
+    return {str(k): str(h) for k, h in rows}
+
+
+def image_bytes(store: Store, step_keys: Sequence[str]) -> dict[str, bytes]:
+    """Step key -> PNG bytes, for the few steps a caller needs the pictures of."""
+    if not step_keys:
+        return {}
+    keys = pd.DataFrame({"key": list(step_keys)})  # noqa: F841 - read by the SQL
+    rows = store.con.execute(
+        "SELECT key, image FROM loop_steps WHERE key IN (SELECT key FROM keys) AND image IS NOT NULL"
+    ).fetchall()
+    return {str(k): bytes(b) for k, b in rows}
 
 
 def embed_image_steps(store: Store, chain_ids: Sequence[str], embedder: ImageEmbedderSpec, *, device: str | None = None) -> int:
-    """Embed, with CLIP, every stored image and caption (and seed prompt) of these chains that
-    the store's embedding cache lacks; returns how many vectors were made. Loads CLIP only
-    when something is missing."""
+    """Embed, with CLIP, every image and caption (and seed prompt) of these chains' stored
+    prefixes that the store's embedding cache lacks; returns how many vectors were made. Reads
+    only the missing images' bytes, and loads CLIP only when something is missing."""
     from monoculture.embed import EMBED_SCHEMA, _load, _save
     from monoculture.hashing import text_hash
     from monoculture.loops.image_stages import ClipEmbedder, png_image, resolve_device
 
     store.con.execute(EMBED_SCHEMA)
     clip = ClipEmbedder(embedder, resolve_device(device) if device is None else device)
-    images = dict(_image_rows(store, chain_ids))
+    prefix = chain_progress(store, chain_ids)
+    hashes = image_keys(store, [s["key"] for p in prefix.values() for s in p])  # step key -> image hash
+    by_hash = {h: k for k, h in hashes.items()}
     frame = read_steps_for(store, chain_ids)
     texts = {text_hash(t): t for t in frame["text"].astype(str)}
     made = 0
-    todo_img = [h for h in images if h not in _load(store, clip.image_name, list(images))]
+    have = _load(store, clip.image_name, list(by_hash))
+    todo_img = [h for h in by_hash if h not in have]
     todo_txt = [h for h in texts if h not in _load(store, clip.text_name, list(texts))]
     step = max(4 * embedder.batch_size, 64)
     for start in range(0, len(todo_img), step):
         chunk = todo_img[start : start + step]
-        X = clip.embed_images([png_image(images[h]) for h in chunk])
+        data = image_bytes(store, [by_hash[h] for h in chunk])
+        X = clip.embed_images([png_image(data[by_hash[h]]) for h in chunk])
         _save(store, clip.image_name, chunk, X, np.zeros(len(chunk), dtype=bool))
         made += len(chunk)
     for start in range(0, len(todo_txt), step):
