@@ -26,6 +26,7 @@ from monoculture.loops.images import (  # noqa: E402
     IMAGE_SEEDS,
     IMAGE_TASK,
     ImageLoopSpec,
+    image_hash,
     image_summary,
     plan_image_chains,
     preflight_images,
@@ -151,6 +152,9 @@ def test_runs_every_round_once_and_resume_adds_nothing(ran):
         frame = read_steps(st, "study", kind="image", with_images=True)
     assert len(frame) == 2 * 4 and sorted(frame["step"].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
     assert set(frame["label"]) == {"tiny-sd+tiny-cap"} and set(frame["task"]) == {IMAGE_TASK}
+    with Store(ran["path"], read_only=True) as st:
+        cached = {h for (h,) in st.con.execute("SELECT text_hash FROM embeddings WHERE embedder LIKE 'clip-image:%'").fetchall()}
+    assert {image_hash(bytes(b)) for b in frame["image"].dropna()} == cached  # DuckDB's hash is image_hash
     for r in frame[frame["step"] > 0].itertuples():
         img = Image.open(io.BytesIO(bytes(r.image)))
         assert img.format == "PNG" and img.size == (32, 32)
