@@ -73,6 +73,9 @@ def table(path: Path) -> list[tuple]:
 
 def test_ray_run_equals_single_machine_run(tmp_path, cluster, monkeypatch):
     monkeypatch.setenv("RAYTEST_KEY", SECRET)
+    # Small planning chunks and dataset windows, so that a plan spans several datasets.
+    monkeypatch.setattr("monoculture.collect.CHUNK_SAMPLES", 8)
+    monkeypatch.setattr("monoculture.executors.ray.WINDOW", 10)
     with FakeOpenAIServer(latency=0.01, fail_rate=0.2, api_key=SECRET, slow_s=1.0) as server:
         local_study = load_study(write_study(tmp_path, server.base_url, n_prompts=12, store="local"))
         with Store(local_study.store_path()) as st:

@@ -48,6 +48,8 @@ FINAL_ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", 
 _MENTIONS_N = re.compile(r"(?<![\w])n(?![\w])")
 _MAX_ERROR_CHARS = 300
 SUPPORTED = ("openai", "vllm")
+#: Rows per dataset: the driver holds one window of the plan at a time.
+WINDOW = 20_000
 #: CPUs Ray reserves for each HTTP worker (an actor that mostly waits on the network).
 HTTP_WORKER_CPUS = 0.25
 
@@ -372,14 +374,25 @@ class RayExecutor:
 
     # -- running --
 
-    def run_plan(self, plan, store: Store, counts: dict[str, int], on_rows=None) -> None:
-        """Every missing sample of one plan; final outcomes go to shards, merged as they come."""
+    def run_plan(self, plan, store: Store, counts: dict[str, int]) -> None:
+        """Every missing sample of one plan; final outcomes go to shards, merged as they come.
+        The plan's chunks become datasets of at most :data:`WINDOW` rows, so the driver's memory
+        does not grow with the study (each dataset costs the start of its workers, so not fewer)."""
+        processor = self._processor(plan.spec, plan.sampling)
+        window: list[Unit] = []
+        for jobs in plan.chunks(store):
+            window.extend(self.units(plan.spec, jobs, plan.sampling))
+            if len(window) >= WINDOW:
+                self._run_units(window, plan, processor, store, counts)
+                window = []
+        if window:
+            self._run_units(window, plan, processor, store, counts)
+
+    def _run_units(self, units: list[Unit], plan, processor, store: Store, counts: dict[str, int]) -> None:
         import ray
 
         spec, sampling = plan.spec, plan.sampling
         params = {"sampling": sampling.key_params(), "system_prompt": sampling.system_prompt}
-        units = [u for jobs in plan.chunks(store) for u in self.units(spec, jobs, sampling)]
-        processor = self._processor(spec, sampling)
         retries = int(spec.params.get("max_retries", 6))
         attempt = 0
         while units:
