@@ -147,7 +147,10 @@ class LlamaCppBackend(Backend):
         content = (choice.get("logprobs") or {}).get("content") or []
         if not content:
             return None
-        return {t["token"]: float(t["logprob"]) for t in content[0].get("top_logprobs") or []}
+        out: dict[str, float] = {}
+        for t in content[0].get("top_logprobs") or []:  # tokens sharing a text: the likeliest keeps it
+            out[t["token"]] = max(float(t["logprob"]), out.get(t["token"], float("-inf")))
+        return out
 
     # -----------------------------------------------------------------------------------------
 

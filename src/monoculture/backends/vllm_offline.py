@@ -208,10 +208,14 @@ class VLLMBackend(Backend):
         steps = getattr(completion, "logprobs", None)
         if not steps:
             return None
-        first = steps[0]
-        return {
-            (getattr(lp, "decoded_token", None) or self.tokenizer.decode([tid])): float(lp.logprob) for tid, lp in first.items()
-        }
+        # Distinct tokens can decode to the same text (byte-level BPE: every partial UTF-8 byte
+        # is "\ufffd"); the likeliest keeps the text, as in the openai backend, so the entry does
+        # not depend on the order the engine lists them in.
+        out: dict[str, float] = {}
+        for tid, lp in steps[0].items():
+            text = getattr(lp, "decoded_token", None) or self.tokenizer.decode([tid])
+            out[text] = max(float(lp.logprob), out.get(text, float("-inf")))
+        return out
 
     # -----------------------------------------------------------------------------------------
 
