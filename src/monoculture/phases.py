@@ -444,15 +444,40 @@ def _run_loops(plan: StudyPlan, out: StudyOutcome, console, err, show_progress) 
     prepared = plan.loops or prepare_loops(plan.study)
     with Store(plan.store) as st:
         res = run_loops(plan.study, st, console=err, show_progress=show_progress, prepared=prepared)
+        summarised, summary = _summarise_loops(plan, st, err)
     out.looped += res.generated
     out.failed += res.all_failed
     images = f"; images: {res.images.describe()}" if res.images is not None and hasattr(res.images, "describe") else ""
     did_images = res.images is not None and bool(getattr(res.images, "generated", 0) or getattr(res.images, "failed", 0))
     if not res.generated and not res.failed and not did_images:
-        return False, f"all {res.chains} chains complete: {res.skipped} steps already in the store" + images
+        return summarised, f"all {res.chains} chains complete: {res.skipped} steps already in the store" + images + summary
     line = f"{res.generated} steps generated, {res.skipped} already in the store, {res.failed} failed"
     line += (" (rerun to retry)" if res.failed else "") + f"; {res.finished} of {res.chains} chains complete"
-    return True, line + images
+    return True, line + images + summary
+
+
+def _summarise_loops(plan: StudyPlan, st, err) -> tuple[bool, str]:
+    """The chains' summary with the study's ``loops: summary:`` settings, computed and kept in
+    the store (loop_summaries) unless it holds one for these chains already, so the report (and
+    ``monoculture loop summary STUDY.yaml``) reuse it. (whether it was computed, a line's end).
+    A summary that cannot be computed is a note: the chains stay, and the report says why."""
+    from monoculture.loops.summary import stored_loop_summary
+    from monoculture.report.loops import has_chains
+
+    lp = plan.study.loops
+    assert lp is not None
+    name = plan.study.name
+    if not has_chains(st, name):
+        return False, ""
+    t0 = time.perf_counter()
+    try:
+        _, reused = stored_loop_summary(st, name, **lp.summary.settings())
+    except UserError as e:
+        err.print(f"note: the loop summary was not computed: {e}", style="dim", highlight=False, soft_wrap=True)
+        return False, "; summary not computed (see the note)"
+    if reused:
+        return False, "; summary unchanged (stored)"
+    return True, f"; summary computed and stored ({time.perf_counter() - t0:.1f} s)"
 
 
 def _measure_request(plan: StudyPlan) -> dict:
@@ -528,6 +553,7 @@ def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress)
                 "measured_at": created,
                 "probes": _probe_digest(st),
                 "loops": _loops_digest(st, name),
+                "loop_summary": plan.study.loops.summary.settings() if plan.study.loops is not None else None,
                 "options": r.model_dump(mode="json"),
                 "path": str(plan.report),
                 "figures": str(plan.figures) if plan.figures else None,
@@ -546,7 +572,15 @@ def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress)
     from monoculture.report.build import build_report  # plotting libraries: imported only to write
 
     # the report reads the store on a connection of its own, so ours is closed while it writes
-    info = build_report(plan.store, plan.report, label=label, max_prompts=r.max_prompts, export_figures=plan.figures, study=name)
+    info = build_report(
+        plan.store,
+        plan.report,
+        label=label,
+        max_prompts=r.max_prompts,
+        export_figures=plan.figures,
+        study=name,
+        loop_settings=plan.study.loops.summary.settings() if plan.study.loops is not None else None,
+    )
     with Store(plan.store) as st:
         _set_state(st, name, "report", inputs, {"label": label, "path": str(plan.report), "sha256": _file_sha(plan.report)})
     for note in info.notes:

@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS loop_steps (
     attempts INTEGER,
     created_at DOUBLE
 );
+CREATE TABLE IF NOT EXISTS loop_summaries (digest TEXT PRIMARY KEY, study TEXT, settings JSON, summary JSON, created_at DOUBLE);
 CREATE TABLE IF NOT EXISTS generations (
     key TEXT PRIMARY KEY,
     model TEXT,

@@ -123,38 +123,46 @@ def summary_cmd(
     target: str | None = typer.Argument(None, help="store file or study YAML (default ./monoculture.duckdb)"),
     store: Path | None = typer.Option(None, "--store", help="DuckDB store (default: the study's, else ./monoculture.duckdb)"),
     study: str | None = typer.Option(None, "--study", help="only this study's chains (default: the study file's, else all)"),
-    x_from: str = typer.Option("seed", "--x-from", help="x: seed (f(x_0)) or first (f(x_1), the paper's length variant)"),
-    scorers: str = typer.Option("length,positivity,difficulty", "--scorers", help="comma-separated scorer names"),
-    embedder: str = typer.Option("tfidf", "--embedder", help="embedder for drift, convergence, motifs ('none': leave out)"),
-    bootstrap: int = typer.Option(1000, "--bootstrap", "-B", help="bootstrap resamples of chains"),
-    permutations: int = typer.Option(999, "--permutations", help="label shuffles for the paired test"),
-    seed: int = typer.Option(0, "--seed"),
+    x_from: str | None = typer.Option(
+        None, "--x-from", help="x: seed (f(x_0)) or first (f(x_1), the paper's length variant) [default: seed]"
+    ),
+    scorers: str | None = typer.Option(
+        None, "--scorers", help="comma-separated scorer names [default: length,positivity,difficulty]"
+    ),
+    embedder: str | None = typer.Option(
+        None, "--embedder", help="embedder for drift, convergence, motifs ('none': leave out) [default: tfidf]"
+    ),
+    bootstrap: int | None = typer.Option(None, "--bootstrap", "-B", help="bootstrap resamples of seeds [default: 1000]"),
+    permutations: int | None = typer.Option(None, "--permutations", help="label shuffles for the paired test [default: 999]"),
+    seed: int | None = typer.Option(None, "--seed", help="[default: 0]"),
+    recompute: bool = typer.Option(False, "--recompute", help="compute it again even if the store holds it"),
     as_json: bool = typer.Option(False, "--json", help="print the whole summary as one JSON object (attractors first)"),
 ):
     """The attractors of every model and task (strength, position, interval, p), the paired tests
-    between models, and (with --json) trajectories, drift, convergence, diversity and motifs."""
+    between models, and (with --json) trajectories, drift, convergence, diversity and motifs.
+
+    Settings left out come from the study file's ``loops: summary:`` (when a study file is
+    given), else the defaults. The summary is kept in the store (table loop_summaries) and read
+    back while the chains and settings are unchanged; the report reads it too."""
     import sys
 
     from monoculture.cli import resolve_store  # lazily: monoculture.cli imports this module
     from monoculture.errors import reported
-    from monoculture.loops.summary import loop_summary, print_summary
+    from monoculture.loops.summary import print_summary, stored_loop_summary, study_file_settings
     from monoculture.results import dumps
     from monoculture.store import Store
 
     with reported():
         path, study_name = resolve_store(target, store, must_exist=True)
-        names = [s.strip() for s in scorers.split(",") if s.strip()]
+        settings = study_file_settings(target)
+        given = {"x_from": x_from, "bootstrap": bootstrap, "seed": seed, "permutations": permutations}
+        settings |= {k: v for k, v in given.items() if v is not None}
+        if scorers is not None:
+            settings["scorers"] = [s.strip() for s in scorers.split(",") if s.strip()]
+        if embedder is not None:
+            settings["embedder"] = None if embedder.lower() == "none" else embedder
         with Store(path) as st:
-            result = loop_summary(
-                st,
-                study or study_name,
-                embedder=None if embedder.lower() == "none" else embedder,
-                scorers=names,
-                x_from=x_from,
-                bootstrap=bootstrap,
-                seed=seed,
-                permutations=permutations,
-            )
+            result, _ = stored_loop_summary(st, study or study_name, recompute=recompute, **settings)
     if as_json:
         sys.stdout.write(dumps(result) + "\n")
         return

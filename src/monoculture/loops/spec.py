@@ -18,6 +18,13 @@ Fields (all optional; ``loops:`` alone runs the defaults)::
       temperature: 0.8                           # on top of the study's (and each model's) sampling
       max_tokens: 512
       images: {...}                              # an image loop (monoculture.loops.images.ImageLoopSpec)
+      summary:                                   # how the loops phase and the report summarise the chains
+        embedder: tfidf                          # or none: no drift, convergence, motifs
+        scorers: [length, positivity, difficulty]
+        x_from: seed                             # or first
+        bootstrap: 1000
+        seed: 0
+        permutations: 999
 """
 
 from __future__ import annotations
@@ -73,6 +80,64 @@ class TaskSpec(BaseModel):
         return v
 
 
+class SummarySpec(BaseModel):
+    """``loops: summary:``: the settings of the chains' summary, which the study's loops phase
+    computes and stores and its report shows (``monoculture loop summary``'s options; the
+    defaults are its defaults). Names are checked here without loading anything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedder: str | None = Field("tfidf", min_length=1, description="embedder of drift, convergence, motifs; none: leave out")
+    scorers: list[str] = Field(default_factory=lambda: ["length", "positivity", "difficulty"], min_length=1, max_length=50)
+    x_from: Literal["seed", "first"] = "seed"
+    bootstrap: int = Field(1000, ge=0, le=1_000_000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    permutations: int = Field(999, ge=0, le=1_000_000)
+
+    _numbers = field_validator("bootstrap", "seed", "permutations", mode="before")(_no_bool)
+    _lists = field_validator("scorers", mode="before")(_names)
+
+    @field_validator("embedder", mode="before")
+    @classmethod
+    def _none(cls, v: Any) -> Any:
+        return None if v is None or (isinstance(v, str) and v.strip().lower() == "none") else v
+
+    @field_validator("embedder")
+    @classmethod
+    def _known_embedder(cls, v: str | None) -> str | None:
+        if v is not None:
+            from monoculture.embed import check_embedder_name
+            from monoculture.errors import UserError
+
+            try:
+                check_embedder_name(v)  # the name only: a model loads when the summary is computed
+            except UserError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("scorers")
+    @classmethod
+    def _known_scorers(cls, v: list[str]) -> list[str]:
+        import re
+
+        from monoculture.loops.scorers import available_scorers
+
+        known = available_scorers()
+        for name in v:
+            kind, _, arg = name.partition(":")
+            custom = arg and re.fullmatch(r"[A-Za-z_][\w.]*", kind) and re.fullmatch(r"[A-Za-z_][\w.]*", arg)
+            if kind not in known and not custom:
+                raise ValueError(f"unknown scorer {name!r}; known: {', '.join(sorted(known))}, or module:function")
+        dup = sorted({n for n in v if v.count(n) > 1})
+        if dup:
+            raise ValueError(f"scorer {dup[0]!r} is given twice")
+        return v
+
+    def settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`monoculture.loops.summary.stored_loop_summary`."""
+        return self.model_dump()
+
+
 def _default_tasks() -> list[TaskSpec]:
     from monoculture.loops.seeds import shipped_instructions
 
@@ -100,6 +165,7 @@ class LoopsSection(BaseModel):
     temperature: float | None = Field(None, ge=0.0, le=5.0)
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     images: dict[str, Any] | None = Field(None, description="an image loop: monoculture.loops.images.ImageLoopSpec")
+    summary: SummarySpec = Field(default_factory=SummarySpec, description="how the chains are summarised")
 
     _numbers = field_validator("steps", "chains", "temperature", "max_tokens", mode="before")(_no_bool)
     _lists = field_validator("seed_ids", "models", mode="before")(_names)

@@ -8,14 +8,20 @@ property (mean and bootstrap band over chains, step by step), the embedding meas
 loop's own summary (:mod:`monoculture.loops.images`). ``monoculture loop summary`` prints it and
 the report's Loops section draws it.
 
-Nothing is written to the store but the embeddings cache (and not even that when the store is
-open read-only); scores are not stored: every text is scored once per call.
+:func:`loop_summary` writes nothing to the store but the embeddings cache (and not even that
+when the store is open read-only); scores are not stored: every text is scored once per call.
+:func:`stored_loop_summary` is what the commands call: it keeps each computed summary in the
+``loop_summaries`` table under a digest of its settings and of the study's chains and step keys
+(:func:`summary_digest`), and hands a stored one back while that digest still matches, so a
+report of a large store does not rescore and re-embed every text each time it is written. A chain
+that grows, a step retried, other settings or another release: another digest, a fresh summary.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +35,21 @@ from monoculture.store import Store
 
 #: The second step attractors are reported at (METRICS.md: "the same at t = 10").
 EARLY_STEP = 10
+
+#: The settings a summary is computed with, and their defaults (``loops: summary:`` in a study
+#: file and ``monoculture loop summary``'s options).
+SUMMARY_DEFAULTS: dict[str, Any] = {
+    "embedder": "tfidf",
+    "scorers": list(DEFAULT_SCORERS),
+    "x_from": "seed",
+    "bootstrap": 1000,
+    "seed": 0,
+    "permutations": 999,
+}
+
+#: Packages behind the built-in scorers and the default embedder: a summary computed under other
+#: versions of them is not reused.
+_SUMMARY_PACKAGES = ("monoculture", "numpy", "scipy", "scikit-learn", "vaderSentiment", "textstat", "pyphen", "detoxify")
 
 
 def _json(v: Any) -> Any:
@@ -377,3 +398,173 @@ def print_summary(summary: dict) -> None:
         console.print(pt)
     for note in summary["notes"]:
         console.print(f"note: {note}", style="dim")
+
+
+# -- stored summaries ---------------------------------------------------------------------------
+def summary_settings(**given: Any) -> dict[str, Any] | None:
+    """The full, canonical settings of a summary (defaults filled in, scorers as a list of
+    names, ``embedder`` a name or None), or None when a scorer or the embedder is an object
+    rather than a name: such a summary cannot be keyed, so it is neither stored nor reused."""
+    unknown = set(given) - set(SUMMARY_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown summary settings: {', '.join(sorted(unknown))}")
+    # None leaves a setting at its default, except the embedder's: None leaves the embedding measures out
+    out = {**SUMMARY_DEFAULTS, **{k: v for k, v in given.items() if v is not None or k == "embedder"}}
+    scorers = out["scorers"]
+    if isinstance(scorers, str):
+        scorers = [x.strip() for x in scorers.split(",") if x.strip()]
+    if not all(isinstance(x, str) for x in scorers) or not (out["embedder"] is None or isinstance(out["embedder"], str)):
+        return None
+    out["scorers"] = list(scorers)
+    return out
+
+
+def study_file_settings(target: str | Path | None) -> dict[str, Any]:
+    """The ``loops: summary:`` settings of a study file (all of them, defaults filled in), or an
+    empty dict when ``target`` is not a study file or the study has no ``loops:`` section."""
+    if target is None or not str(target).endswith((".yaml", ".yml")):
+        return {}
+    from monoculture.study import load_study
+
+    loops = load_study(target).loops
+    return loops.summary.settings() if loops is not None else {}
+
+
+def chains_digest(store: Store, study: str | None) -> str | None:
+    """A digest of the chains a summary of ``study`` (all studies when None) reads: their ids
+    and the keys of their successful steps (a key hashes the chain, the step and the exact
+    input, so a retried or regenerated step changes it). None in a store without loop tables."""
+    scope = "SELECT chain_id FROM study_loop_chains WHERE study = ?" if study is not None else "SELECT chain_id FROM loop_chains"
+    args = [study] if study is not None else []
+    try:
+        chains = store.con.execute(
+            f"SELECT count(*), md5(coalesce(string_agg(chain_id, ',' ORDER BY chain_id), '')) FROM ({scope})", args
+        ).fetchall()[0]
+        steps = store.con.execute(
+            "SELECT count(*), md5(coalesce(string_agg(key, ',' ORDER BY key), '')) FROM loop_steps "
+            f"WHERE error IS NULL AND chain_id IN ({scope})",
+            args,
+        ).fetchall()[0]
+    except Exception:  # noqa: BLE001 - a store from before the loop tables
+        return None
+    return f"{chains[0]}:{chains[1]}/{steps[0]}:{steps[1]}"
+
+
+def summary_digest(store: Store, study: str | None, settings: dict[str, Any]) -> str | None:
+    """The key of a stored summary: the settings, the chains (:func:`chains_digest`), the
+    versions of the packages behind the scorers, and a VADER lexicon named in the environment.
+    A scorer or embedder named by a path is keyed by its path, not its files."""
+    import os
+
+    from monoculture.hashing import digest
+    from monoculture.loops.scorers import VADER_LEXICON_ENV, _pkg_version
+
+    chains = chains_digest(store, study)
+    if chains is None:
+        return None
+    return digest(
+        {
+            "study": study,
+            "settings": settings,
+            "chains": chains,
+            "packages": {p: _pkg_version(p) for p in _SUMMARY_PACKAGES},
+            "vader_lexicon": os.environ.get(VADER_LEXICON_ENV, ""),
+        }
+    )
+
+
+def read_stored_summary(store: Store, key: str | None) -> dict | None:
+    """The summary stored under ``key``, or None (none there, no table yet, or unreadable)."""
+    import json
+
+    if key is None:
+        return None
+    try:
+        rows = store.con.execute("SELECT summary FROM loop_summaries WHERE digest = ?", [key]).fetchall()
+    except Exception:  # noqa: BLE001 - a store from before the table (opened read-only, nothing creates it)
+        return None
+    if not rows or rows[0][0] is None:
+        return None
+    try:
+        out = json.loads(rows[0][0])
+    except (TypeError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def write_stored_summary(store: Store, key: str, study: str | None, settings: dict, summary: dict) -> bool:
+    """Keep ``summary`` under ``key``; the study's earlier summaries with the same settings
+    (for chains since grown) are dropped. False when the store is open read-only."""
+    import json
+    import time
+
+    from monoculture.results import dumps
+
+    if _read_only(store):
+        return False
+    settings = json.loads(dumps(settings))
+    with store.transaction():
+        old = store.con.execute(
+            "SELECT digest, settings FROM loop_summaries WHERE study IS NOT DISTINCT FROM ?", [study]
+        ).fetchall()
+        stale = [d for d, s in old if d == key or _loads(s) == settings]
+        for d in stale:
+            store.con.execute("DELETE FROM loop_summaries WHERE digest = ?", [d])
+        store.con.execute(
+            "INSERT INTO loop_summaries VALUES (?, ?, ?, ?, ?)", [key, study, dumps(settings), dumps(summary), time.time()]
+        )
+    return True
+
+
+def _loads(text: Any) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def stored_loop_summary(
+    store: Store,
+    study: str | None = None,
+    *,
+    recompute: bool = False,
+    write: bool = True,
+    pending: list[tuple[str, str | None, dict, dict]] | None = None,
+    **settings: Any,
+) -> tuple[dict, bool]:
+    """(the summary of ``study`` with ``settings`` (:data:`SUMMARY_DEFAULTS` where left out),
+    whether it was read from the store). A stored summary whose digest matches is returned as
+    it is, without scoring or embedding a text; otherwise it is computed and, with ``write``
+    and a writable store, kept for next time. A summary computed on a store open read-only is
+    appended to ``pending`` as (digest, study, settings, summary), for :func:`keep_summaries`
+    to write once the store can be opened for writing."""
+    canon = summary_settings(**settings)
+    key = summary_digest(store, study, canon) if canon is not None else None
+    if not recompute:
+        found = read_stored_summary(store, key)
+        if found is not None:
+            return found, True
+    full = canon if canon is not None else {**SUMMARY_DEFAULTS, **settings}
+    result = loop_summary(store, study, **full)
+    if write and key is not None and canon is not None:
+        if not write_stored_summary(store, key, study, canon, result) and pending is not None:
+            pending.append((key, study, canon, result))
+    return result, False
+
+
+def keep_summaries(store_path: str | Path, pending: Sequence[tuple[str, str | None, dict, dict]]) -> str | None:
+    """Write summaries computed on a read-only connection (see :func:`stored_loop_summary`) to
+    the store at ``store_path``; a note when it cannot be opened for writing (another process
+    holds it, or the file is read-only), None otherwise. The summaries are only a cache, so a
+    failure here loses nothing but the time the next reader spends computing them again."""
+    if not pending:
+        return None
+    try:
+        with Store(Path(store_path)) as st:
+            for key, study, settings, summary in pending:
+                write_stored_summary(st, key, study, settings, summary)
+    except Exception as e:  # noqa: BLE001 - a cache write must never cost the report
+        return f"the loop summary could not be kept in the store ({type(e).__name__}: {e}); the next report computes it again"
+    return None

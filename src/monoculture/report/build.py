@@ -59,6 +59,7 @@ class ReportInfo:
     label: str
     exported: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    loop_chains: int = 0  # text and image chains in the Loops section (0: no section)
 
 
 def _num(x) -> float | None:
@@ -401,12 +402,16 @@ def _over_time(store, measured, notes: list[str]) -> tuple[dict | None, list[F.F
     return over_time_section(store, measured.label, notes, **options)
 
 
-def _loops(store, study: str | None, notes: list[str]) -> tuple[dict | None, list[F.Figure]]:
+def _loops(
+    store, study: str | None, notes: list[str], settings: dict | None = None, pending: list | None = None
+) -> tuple[dict | None, list[F.Figure]]:
     """The "Loops" section (present when the study has loop chains), computed as `monoculture
-    loop summary` computes it for the study, so the page and the command agree."""
+    loop summary` computes it for the study (with the study's ``loops: summary:`` settings), so
+    the page and the command agree; a summary the store holds for them is reused, and one
+    computed here is added to ``pending``, kept in the store once the report is written."""
     from monoculture.report.loops import loops_section
 
-    return loops_section(store, study, notes)
+    return loops_section(store, study, notes, settings, pending)
 
 
 def _loops_only(store, study: str | None) -> bool:
@@ -501,14 +506,49 @@ def build_report(
     export_figures: str | Path | None = None,
     study: str | None = None,
     title: str | None = None,
+    loop_settings: dict | None = None,
 ) -> ReportInfo:
     """Write the report for ``store_path``'s measurement ``label`` (default: the latest).
 
     ``max_prompts`` bounds the prompts whose answers the explorer holds (0: none); ``study``
     only checks that the measurement is that study's. A store (or study) with loop chains and
     no measurement gets a report of its loops alone. ``export_figures``: a folder to write
-    each figure to as PNG and SVG as well.
+    each figure to as PNG and SVG as well. ``loop_settings``: the Loops section's summary
+    settings (a study's ``loops: summary:``; None: the defaults).
     """
+    from monoculture.loops.summary import keep_summaries
+
+    pending: list = []  # loop summaries computed on the read-only connection, kept once it is closed
+    info = _build_report(
+        store_path,
+        out,
+        label=label,
+        max_prompts=max_prompts,
+        export_figures=export_figures,
+        study=study,
+        title=title,
+        loop_settings=loop_settings,
+        pending=pending,
+    )
+    note = keep_summaries(store_path, pending)
+    if note:
+        info.notes.append(note)
+    return info
+
+
+def _build_report(
+    store_path: str | Path,
+    out: str | Path,
+    *,
+    label: str | None,
+    max_prompts: int,
+    export_figures: str | Path | None,
+    study: str | None,
+    title: str | None,
+    loop_settings: dict | None,
+    pending: list,
+) -> ReportInfo:
+    """:func:`build_report`'s work, on one read-only connection."""
     from monoculture.results import load_results
     from monoculture.store import Store
 
@@ -521,7 +561,16 @@ def build_report(
     notes: list[str] = []
     with Store(store_path, read_only=True) as store:
         if not label and _loops_only(store, study):
-            return _loops_report(store, store_path, out, study=study, title=title, export_figures=export_figures)
+            return _loops_report(
+                store,
+                store_path,
+                out,
+                study=study,
+                title=title,
+                export_figures=export_figures,
+                settings=loop_settings,
+                pending=pending,
+            )
         if study and not label:
             label = _latest_label_of_study(store, study)
         measured = load_results(store, label)
@@ -554,7 +603,7 @@ def build_report(
         methods = _methods(store, measured, gen_m, attrs, per_model, created_at, mstudy)
         perspectives = _perspectives(store, mstudy, notes)
         over_time, time_figs = _over_time(store, measured, notes)
-        loops, loop_figs = _loops(store, mstudy, notes)
+        loops, loop_figs = _loops(store, mstudy, notes, loop_settings, pending)
         lineage = _lineage(measured.tables, measured.summary)
 
     sep = measured.summary.get("separability") if isinstance(measured.summary.get("separability"), dict) else None
@@ -593,6 +642,7 @@ def build_report(
         label=measured.label,
         exported=exported,
         notes=notes,
+        loop_chains=int(loops["total_chains"]) if loops else 0,
     )
 
 
@@ -631,11 +681,19 @@ def loops_page(
 
 
 def _loops_report(
-    store, store_path: Path, out: Path, *, study: str | None, title: str | None, export_figures: str | Path | None
+    store,
+    store_path: Path,
+    out: Path,
+    *,
+    study: str | None,
+    title: str | None,
+    export_figures: str | Path | None,
+    settings: dict | None = None,
+    pending: list | None = None,
 ) -> ReportInfo:
     """The page of a store (or study) that ran loops and measured nothing: the Loops section alone."""
     notes: list[str] = []
-    loops, figs = _loops(store, study, notes)
+    loops, figs = _loops(store, study, notes, settings, pending)
     if loops is None:
         raise UserError(
             f"nothing measured yet, and the loop chains could not be summarised ({'; '.join(notes) or 'no chains'}); "
@@ -658,4 +716,5 @@ def _loops_report(
         exported=exported,
         notes=notes
         + ["no measurement in the store: the report holds its loop chains only (`monoculture measure` adds the rest)"],
+        loop_chains=int(loops["total_chains"]),
     )

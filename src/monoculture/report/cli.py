@@ -25,23 +25,41 @@ def report_command(
     """Write a self-contained HTML report of the latest measurement: headline, figures, prompt explorer, methods."""
     from monoculture.cli import resolve_store  # lazily: monoculture.cli imports this module
     from monoculture.errors import reported
+    from monoculture.loops.summary import study_file_settings
     from monoculture.report.build import build_report
     from monoculture.terminal import stderr_console, stdout_console
 
     with reported():
         path, study = resolve_store(target, store, must_exist=True)
-        info = build_report(path, out, label=label, max_prompts=max_prompts, export_figures=export_figures, study=study)
+        info = build_report(
+            path,
+            out,
+            label=label,
+            max_prompts=max_prompts,
+            export_figures=export_figures,
+            study=study,
+            loop_settings=study_file_settings(target) or None,  # a study file's loops: summary:
+        )
     console = stdout_console()
-    held = (
-        f"answers to all {info.total_prompts} prompts"
-        if info.explorer_prompts == info.total_prompts
-        else f"answers to {info.explorer_prompts} of {info.total_prompts} prompts"
-    )
-    console.print(
-        f"wrote {info.path} ({info.bytes / 1e6:.1f} MB; {len(info.figures)} figures; explorer holds {held})",
-        highlight=False,
-        soft_wrap=True,
-    )
+    if not info.label:  # a loops-only report: no measurement, no explorer
+        loops = f"the Loops section alone ({info.loop_chains} loop chains; nothing measured yet)"
+        console.print(
+            f"wrote {info.path} ({info.bytes / 1e6:.1f} MB; {len(info.figures)} figures; {loops})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        held = (
+            f"answers to all {info.total_prompts} prompts"
+            if info.explorer_prompts == info.total_prompts
+            else f"answers to {info.explorer_prompts} of {info.total_prompts} prompts"
+        )
+        loops = f"; Loops section: {info.loop_chains} chains" if info.loop_chains else ""
+        console.print(
+            f"wrote {info.path} ({info.bytes / 1e6:.1f} MB; {len(info.figures)} figures; explorer holds {held}{loops})",
+            highlight=False,
+            soft_wrap=True,
+        )
     if info.exported:
         console.print(f"wrote {len(info.exported)} figure files to {export_figures}", highlight=False, soft_wrap=True)
     for n in info.notes:

@@ -740,15 +740,28 @@ def has_chains(store, study: str | None) -> bool:
     return bool(row and row[0])
 
 
-def loops_section(store, study: str | None, notes: list[str], **options: Any) -> tuple[dict | None, list[F.Figure]]:
+def loops_section(
+    store,
+    study: str | None,
+    notes: list[str],
+    settings: dict[str, Any] | None = None,
+    pending: list | None = None,
+    **options: Any,
+) -> tuple[dict | None, list[F.Figure]]:
     """(the section's data, its figures), or (None, []) when the study has no loop chains. Any
-    other failure leaves the section out with a note naming it."""
+    other failure leaves the section out with a note naming it.
+
+    ``settings`` (a study's ``loops: summary:``; None: the defaults) and ``options`` are the
+    summary's settings. A summary the store holds for them and for the chains as they are now
+    (``monoculture loop summary`` and a study's loops phase store it) is drawn as it is, without
+    scoring or embedding a text; otherwise it is computed and kept where the store is writable,
+    or added to ``pending`` (for :func:`monoculture.loops.summary.keep_summaries`) where it is not."""
     if not has_chains(store, study):
         return None, []
     try:
-        from monoculture.loops.summary import loop_summary
+        from monoculture.loops.summary import stored_loop_summary
 
-        summary = loop_summary(store, study, **options)
+        summary, _ = stored_loop_summary(store, study, pending=pending, **{**(settings or {}), **options})
         data, figs = section_from_summary(summary)
     except UserError as e:
         notes.append(f"loops section left out: {e}")
