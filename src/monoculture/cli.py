@@ -231,9 +231,11 @@ def export(
 @app.command()
 @user_errors
 def rm(
-    model: list[str] = typer.Option([], "--model", help="remove this model and all its generations (repeatable)"),
+    model: list[str] = typer.Option(
+        [], "--model", help="remove this model, all its generations and every loop chain it takes part in (repeatable)"
+    ),
     study: list[str] = typer.Option(
-        [], "--study", help="remove this study and the generations only it accounts for (repeatable)"
+        [], "--study", help="remove this study and the generations and loop chains only it accounts for (repeatable)"
     ),
     prompt: list[str] = typer.Option(
         [], "--prompt", help="remove every prompt with this id (or prompt key) and its generations (repeatable)"
@@ -250,8 +252,9 @@ def rm(
     with Store(path) as st:
         res = st.remove(models=model, studies=study, prompts=prompt, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
+    loops = f", {res['loop_chains']} loop chains ({res['loop_steps']} steps)" if res.get("loop_chains") else ""
     console.print(
-        f"{verb} {res['generations']} generations, {res['models']} models, {res['prompts']} prompts, {res['studies']} studies from {path}",
+        f"{verb} {res['generations']} generations, {res['models']} models, {res['prompts']} prompts, {res['studies']} studies{loops} from {path}",
         markup=False,
         highlight=False,
     )
