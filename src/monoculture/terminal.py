@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.markup import escape
-from rich.progress import Task, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.segment import Segment
 from rich.text import Text
 
@@ -88,3 +88,19 @@ def description_column(style: str = "") -> TextColumn:
     """A progress bar's description column that prints the description as typed (a model or
     file name), never as markup: rich's default column parses it, so ``[/x]`` would crash."""
     return _DescriptionColumn("{task.description}", style=style, markup=False)
+
+
+def work_progress(console: Console | None, show: bool = True, style: str = "") -> Progress:
+    """The progress bar of long work (collecting, loops, image rounds): description as typed,
+    bar, done of total, elapsed and remaining; kept on screen when done; off when ``show`` is
+    False (quiet runs, tests)."""
+    return Progress(
+        description_column(style),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+        transient=False,
+    )

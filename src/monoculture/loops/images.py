@@ -353,10 +353,9 @@ def run_image_loops(
     run and are retried by the next. Finally every stored image and caption of these chains is
     embedded with CLIP into the store's embedding cache, so that :func:`image_summary` needs
     no model."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
     from monoculture.loops.image_stages import make_captioner, make_text_to_image, resolve_device
-    from monoculture.terminal import description_column, stderr_console
+    from monoculture.terminal import stderr_console, work_progress
 
     console = console or stderr_console()
     preflight_images(spec)  # before the first write
@@ -373,16 +372,7 @@ def run_image_loops(
         out.skipped += s.done
         states.setdefault(c.label, []).append(s)
 
-    with Progress(
-        description_column(),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show_progress,
-        transient=False,
-    ) as progress:
+    with work_progress(console, show_progress) as progress:
         task = progress.add_task("image rounds", total=out.planned, completed=out.skipped)
         loaded_t2i: dict[str, Any] = {}
         for t2i_spec, cap_spec in spec.pairs():

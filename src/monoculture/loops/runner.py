@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from monoculture.backends import backend_class, create_backend
 from monoculture.backends.base import Job, Result
@@ -40,7 +40,7 @@ from monoculture.loops.tables import Chain, chain_progress, register_chains, ste
 from monoculture.store import Store
 from monoculture.study import MAX_SEED, ModelSpec, Sampling, Study
 from monoculture.suites import Prompt
-from monoculture.terminal import description_column, stderr_console
+from monoculture.terminal import stderr_console, work_progress
 
 
 @dataclass
@@ -260,16 +260,7 @@ def run_loops(
             s.done, s.chain.steps
         )
     by_name = {m.spec.name: m for m in prepared.models}
-    with Progress(
-        description_column(),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show_progress,
-        transient=False,
-    ) as progress:
+    with work_progress(console, show_progress) as progress:
         task = progress.add_task("loop steps", total=out.planned, completed=out.skipped)
         # single-model chains one model at a time, then the mixed chains with all their models
         for name in by_name:
