@@ -59,8 +59,9 @@ fi
 if [ "${MONOCULTURE_SKIP_LLAMACPP:-0}" != 1 ]; then
   rm -f "$STATUS"/llamacpp*.failed
   if ! "$PY" -c 'import llama_cpp, gguf' >/dev/null 2>&1; then
-    # CMAKE_BUILD_PARALLEL_LEVEL: the compile uses every core (cmake's default is one job)
-    if ! CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
+    # CMAKE_BUILD_PARALLEL_LEVEL: the compile uses every core (cmake's default is one job);
+    # LLAVA_BUILD=OFF: the multimodal library (mtmd, a good part of the compile) is not used here
+    if ! CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} CMAKE_ARGS=${CMAKE_ARGS:--DLLAVA_BUILD=OFF} \
       step llamacpp-install "$PY" -m pip install -q --disable-pip-version-check "$LLAMA_PIN" "gguf>=0.17"; then
       cp "$STATUS/llamacpp-install.failed" "$STATUS/llamacpp.failed"
       echo "warning: llama-cpp-python could not be installed; the llama.cpp engine test will skip" >&2

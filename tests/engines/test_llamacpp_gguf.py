@@ -1,9 +1,9 @@
 """The real llama.cpp engine (llama-cpp-python) on a tiny GGUF written here (tiny_gguf.py) from
 the tiny Qwen2 checkpoint, through our ``llamacpp`` backend, checked against the transformers
 backend's rows of the same study: the same (prompt, sample index) pairs, no errors, finish
-reasons, token counts, logprobs present, the main environment's keys. Sampled texts are not
-compared (two engines, two random streams); greedy texts are, since both engines run the same
-float32 weights on the same prompt tokens.
+reasons, token counts, logprobs present, the main environment's keys; and the first-token
+logprobs of both backends, which agree (the same float32 weights on the same prompt tokens).
+Texts are not compared (two engines, two random streams; see the last test on greedy).
 
 llama-cpp-python is an sdist compiled at install (scripts/setup_engines.sh); where it could not
 be installed the test skips with the install's own failure message.
@@ -104,19 +104,21 @@ def test_llamacpp_study_against_transformers(tiny, temperature):
     assert set(got) == set(ref) and len(got) == N_PROMPTS * K
     for pair, r in got.items():
         assert r["error"] is None and isinstance(r["text"], str), (pair, r["error"])
-        assert r["finish_reason"] in ("stop", "length") and 0 < r["completion_tokens"] <= MAX_TOKENS
+        # no upper bound: llama-cpp-python keeps decoding past max_tokens while the text ends in
+        # an incomplete UTF-8 character (measured: 17 tokens for max_tokens 12 on this random model)
+        assert r["finish_reason"] in ("stop", "length") and r["completion_tokens"] > 0
+        assert ref[pair]["completion_tokens"] <= MAX_TOKENS
         lp = json.loads(r["logprobs"]) if isinstance(r["logprobs"], str) else r["logprobs"]
         assert lp and all(math.isfinite(v) and v <= 1e-6 for v in lp.values()), lp
-    if temperature == 0:
-        # same weights, same prompt tokens, argmax decoding: the engines agree on the text
-        assert {p: r["text"] for p, r in got.items()} == {p: r["text"] for p, r in ref.items()}
+    if temperature == 0:  # greedy: one answer per prompt, shared by its k samples
+        assert all(len({got[(p, i)]["text"] for i in range(K)}) == 1 for p, _ in got)
     with Store(study.store_path()) as st:  # the keys: nothing left to plan
         assert run_study(study, st, show_progress=False).generated == 0
     print(f"llama.cpp + transformers study ({temperature=}): {2 * N_PROMPTS * K} rows in {took:.1f} s")
 
 
 def test_llamacpp_sample_alone_and_first_token_logprobs(tiny):
-    _, gguf, _ = tiny
+    model, gguf, _ = tiny
     sampling = Sampling(temperature=0.8, top_p=0.9, max_tokens=8, seed=3)
 
     def job(indices):
@@ -136,3 +138,10 @@ def test_llamacpp_sample_alone_and_first_token_logprobs(tiny):
         lp = b.first_token_logprobs([{"role": "user", "content": "A or B?"}], ["A", "B", "C", "D"])
         assert set(lp) == {"A", "B", "C", "D"} and all(math.isfinite(v) and v <= 0 for v in lp.values())
         assert sum(math.exp(v) for v in lp.values()) <= 1 + 1e-6
+    # the same float32 weights on the same prompt tokens: the transformers backend scores the
+    # candidates alike. (Greedy texts are not compared: a random model's near-tied logits flip
+    # the argmax between the two engines' float sums within a few tokens, and llama.cpp drops
+    # incomplete UTF-8 bytes where transformers writes U+FFFD.)
+    with create_backend(ModelSpec(name="t", backend="transformers", model=str(model), params={"dtype": "float32"})) as t:
+        ref = t.first_token_logprobs([{"role": "user", "content": "A or B?"}], ["A", "B", "C", "D"])
+    assert lp == pytest.approx(ref, abs=1e-3)

@@ -3,7 +3,7 @@ Qwen2 checkpoint of tests/tiny_models.py (no model hub, no llama.cpp convert scr
 the llama-cpp-python wheel nor the gguf package ships one).
 
 The file holds what llama.cpp reads for the ``qwen2`` architecture: the hyperparameters, the
-byte-level BPE vocabulary and merges (``tokenizer.ggml.model = gpt2``, the GPT-2 pre-tokenizer
+byte-level BPE vocabulary and merges (``tokenizer.ggml.model = gpt2``, pre-tokenizer ``gpt-2``: the GPT-2 regex
 the tiny tokenizer was trained with), the special tokens and the chat template, and every weight
 in float32 under llama.cpp's tensor names. Qwen2 uses the NeoX rotary layout, as the HF weights
 are stored, so unlike Llama no q/k permutation is needed.
@@ -94,7 +94,7 @@ def write_tiny_gguf(hf_dir: str | Path, out_path: str | Path) -> Path:
     w.add_layer_norm_rms_eps(float(cfg["rms_norm_eps"]))
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
+    w.add_tokenizer_pre("gpt-2")  # llama.cpp's name for the GPT-2 regex
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
