@@ -462,12 +462,11 @@ def _summarise_loops(plan: StudyPlan, st, err) -> tuple[bool, str]:
     ``monoculture loop summary STUDY.yaml``) reuse it. (whether it was computed, a line's end).
     A summary that cannot be computed is a note: the chains stay, and the report says why."""
     from monoculture.loops.summary import stored_loop_summary
-    from monoculture.report.loops import has_chains
 
     lp = plan.study.loops
     assert lp is not None
     name = plan.study.name
-    if not has_chains(st, name):
+    if not st.con.execute("SELECT 1 FROM study_loop_chains WHERE study = ? LIMIT 1", [name]).fetchall():
         return False, ""
     t0 = time.perf_counter()
     try:
