@@ -471,8 +471,9 @@ def _summarise_loops(plan: StudyPlan, st, err) -> tuple[bool, str]:
     t0 = time.perf_counter()
     try:
         _, reused = stored_loop_summary(st, name, **lp.summary.settings())
-    except UserError as e:
-        err.print(f"note: the loop summary was not computed: {e}", style="dim", highlight=False, soft_wrap=True)
+    except Exception as e:  # noqa: BLE001 - the chains are stored; the report names the failure again
+        why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        err.print(f"note: the loop summary was not computed: {why}", style="dim", highlight=False, soft_wrap=True)
         return False, "; summary not computed (see the note)"
     if reused:
         return False, "; summary unchanged (stored)"

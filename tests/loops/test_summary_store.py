@@ -226,3 +226,25 @@ def test_bad_summary_settings_exit_2_naming_the_field(tmp_path, summary, field, 
     for command in (("loop", "summary", f), ("study", f, "--check")):
         code, out = mc(*command)
         assert code == 2 and field in out and message in out, (command, out)
+
+
+def test_loops_phase_survives_a_failing_summary(tmp_path, monkeypatch):
+    """The chains are stored whatever the summary does: a summary that fails is a note."""
+    from fake_openai import FakeOpenAIServer
+
+    def broken(*a, **k):
+        raise RuntimeError("scorer exploded")
+
+    monkeypatch.setattr(summary_mod, "loop_summary", broken)
+    with FakeOpenAIServer() as server:
+        path = tmp_path / "f.yaml"
+        params = f'{{base_url: "{server.base_url}", api_key_env: none, timeout: 2}}'
+        path.write_text(
+            f"name: f\nstore: {tmp_path / 'f.duckdb'}\nmodels:\n  - {{name: a, backend: openai, model: a, params: {params}}}\n"
+            "loops: {tasks: [rephrase], seed_ids: [story-short, tiny-thirty], steps: 2, chains: 1}\n"
+        )
+        code, out = mc("study", path, "-q")
+    assert code == 0 and "summary not computed" in out and "RuntimeError: scorer exploded" in out, out
+    with Store(tmp_path / "f.duckdb", read_only=True) as st:
+        assert st.con.execute("SELECT count(*) FROM loop_steps WHERE error IS NULL").fetchone()[0] == 4
+        assert st.con.execute("SELECT count(*) FROM loop_summaries").fetchone()[0] == 0
