@@ -169,7 +169,8 @@ class LlamaCppBackend(Backend):
             bos_token=self._token_text(self.llm.token_bos()),
             add_generation_prompt=True,
         )
-        return formatter(messages=messages).prompt
+        # llama_cpp types messages as its TypedDicts; ours are plain role/content dicts of that shape
+        return formatter(messages=messages).prompt  # type: ignore[arg-type,unused-ignore]
 
     def _token_text(self, token: int) -> str:
         if token is None or token < 0:
