@@ -38,7 +38,9 @@ step() { # step NAME COMMAND...: run, time, and record a failure's last lines as
   return $rc
 }
 
-if [ "${MONOCULTURE_SKIP_VLLM:-0}" != 1 ]; then
+# vLLM's install is mostly download and unpacking, llama.cpp's mostly compiling: the two run side
+# by side (the vLLM one in a background subshell) and the script waits for both.
+install_vllm() {
   rm -f "$STATUS"/vllm*.failed
   if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import vllm, monoculture' >/dev/null 2>&1; then
     step vllm-venv "$PY" -m venv "$VENV" &&
@@ -54,6 +56,12 @@ if [ "${MONOCULTURE_SKIP_VLLM:-0}" != 1 ]; then
   else
     echo "vllm-venv: $VENV already has vllm and monoculture" | tee -a "$STATUS/times.txt"
   fi
+}
+
+VLLM_PID=""
+if [ "${MONOCULTURE_SKIP_VLLM:-0}" != 1 ]; then
+  install_vllm &
+  VLLM_PID=$!
 fi
 
 if [ "${MONOCULTURE_SKIP_LLAMACPP:-0}" != 1 ]; then
@@ -70,4 +78,5 @@ if [ "${MONOCULTURE_SKIP_LLAMACPP:-0}" != 1 ]; then
     echo "llamacpp-install: llama_cpp and gguf already importable" | tee -a "$STATUS/times.txt"
   fi
 fi
+[ -n "$VLLM_PID" ] && wait "$VLLM_PID"
 exit 0
