@@ -133,6 +133,8 @@ def tiny_classifier(tmp_path_factory):
         id2label={0: "toxic", 1: "insult"},
         label2id={"toxic": 0, "insult": 1},
         problem_type="multi_label_classification",
+        hidden_dropout_prob=0.0,  # no dropout: 20 steps on 8 texts then fit them the same way on every run
+        attention_probs_dropout_prob=0.0,
     )
     torch.manual_seed(0)
     model = BertForSequenceClassification(config)
@@ -158,14 +160,15 @@ def test_toxicity_wraps_a_local_transformers_classifier(tiny_classifier):
 
     s = get_scorer(f"toxicity:{tiny_classifier}")
     assert s.bounds == (0.0, 1.0) and "transformers" in s.version and "label toxic" in s.version
-    v = s.score(["what a lovely garden #nice", "you stupid fool #mean", "thank you friend"])
+    # texts it was trained on (a model this small need not generalise), with hashtags to remove
+    v = s.score(["what a lovely day #nice", "you stupid idiot #mean", "thank you my friend"])
     assert ((0 <= v) & (v <= 1)).all()
     assert v[1] > 0.8 and v[0] < 0.2 and v[2] < 0.2  # it learned, and the scorer reads the toxic label
     # the same numbers as the model's own sigmoid of the "toxic" logit (hashtags removed first)
     tok = AutoTokenizer.from_pretrained(tiny_classifier)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_classifier).eval()
     with torch.inference_mode():
-        ref = torch.sigmoid(model(**tok(["you stupid fool "], return_tensors="pt")).logits)[0, 0].item()
+        ref = torch.sigmoid(model(**tok(["you stupid idiot "], return_tensors="pt")).logits)[0, 0].item()
     assert v[1] == pytest.approx(ref, abs=1e-5)
     # batching does not change a score (padding is masked)
     s.batch_size = 2
