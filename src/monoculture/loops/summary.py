@@ -362,7 +362,8 @@ def print_summary(summary: dict) -> None:
         )
     )
     t = Table(
-        title="attractors (strength 1 - |slope|, position a / (1 - slope); 95% intervals over seeds, each with its chains)", title_justify="left"
+        title="attractors (strength 1 - |slope|, position a / (1 - slope); 95% intervals over seeds, each with its chains)",
+        title_justify="left",
     )
     for col in ("model", "task", "property", "step", "strength", "95% CI", "position", "95% CI ", "p (|b|<1)", "chains"):
         t.add_column(col, overflow="fold")
