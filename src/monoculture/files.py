@@ -4,7 +4,9 @@ for study files, suites, imports, registries and exports alike."""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from monoculture.errors import UserError
@@ -40,6 +42,22 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
             f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {col}); re-save the file as UTF-8", where=f"{path}:{line}"
         ) from None
     return text.removeprefix("\ufeff")
+
+
+def jsonl_objects(text: str, where: str, not_object: str = "a record must be a JSON object") -> Iterator[tuple[str, int, dict]]:
+    """The records of JSONL text as (``where:line``, line number, object), blank lines skipped; a
+    line that is not JSON, or not an object, is a UserError naming the file and line."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        at = f"{where}:{n}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"not valid JSON ({e.msg})", where=at) from None
+        if not isinstance(rec, dict):
+            raise UserError(not_object, where=at)
+        yield at, n, rec
 
 
 def writable_file(target: str | Path) -> Path:

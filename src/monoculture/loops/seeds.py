@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from monoculture.errors import UserError
-from monoculture.files import read_utf8
+from monoculture.files import jsonl_objects, read_utf8
 
 #: The name of the shipped seed set in a study file (``seeds: shipped``).
 SHIPPED = "shipped"
@@ -53,16 +53,7 @@ def parse_seeds(text: str, where: str) -> list[Seed]:
     """Seeds from JSONL text; ``where`` names the file in errors (``file:line``)."""
     seeds: list[Seed] = []
     seen: dict[str, int] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        at = f"{where}:{n}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"not valid JSON ({e.msg})", where=at) from None
-        if not isinstance(rec, dict):
-            raise UserError("each line must be a JSON object with id and text", where=at)
+    for at, n, rec in jsonl_objects(text, where, "each line must be a JSON object with id and text"):
         sid, body, kind = rec.get("id"), rec.get("text"), rec.get("kind", "text")
         if not isinstance(sid, (str, int)) or isinstance(sid, bool) or not str(sid).strip():
             raise UserError("field 'id': a non-empty string is required", where=at)

@@ -7,13 +7,12 @@ suites (multiple choice) add ``question``, ``options`` and ``ordered``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from monoculture.errors import UserError
-from monoculture.files import read_utf8
+from monoculture.files import jsonl_objects, read_utf8
 from monoculture.hashing import digest
 
 SHIPPED = ("open-ended", "multilingual", "values")
@@ -81,16 +80,7 @@ def load_suite(name: str, limit: int | None = None, languages: list[str] | None 
     prompts: list[Prompt] = []
     seen: dict[str, int] = {}
     text = read_utf8(path)
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"not valid JSON ({e.msg})", where=where) from None
-        if not isinstance(rec, dict):
-            raise UserError("a record must be a JSON object", where=where)
+    for where, lineno, rec in jsonl_objects(text, str(path)):
         p = _parse_record(rec, suite_name, where)
         if p.id in seen:
             raise UserError(f"duplicate id {p.id!r} (first on line {seen[p.id]})", where=where)
