@@ -207,10 +207,11 @@ def measure(
 
         on_ray = embed_on_ray(
             store,
-            embedder if embedder is not None else emb,
+            emb,  # the loaded instance: the driver does not load the weights a second time
             [t for t, b in zip(texts, blank) if not b],
             address=ray_address,
             show_progress=show_progress,
+            spec=embedder if isinstance(embedder, str) else None,  # the actors rebuild it from the name given
         )
     with Progress(
         TextColumn("[bold]embedding"),

@@ -55,6 +55,17 @@ def check_number(value: Any, field: str, lo: float, hi: float, *, where: str | N
     return value
 
 
+def best_logprobs(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """First-token logprobs as text -> logprob, the likeliest token keeping a text that several
+    share. Distinct tokens can decode to the same text (byte-level BPE: every partial UTF-8 byte
+    is "\ufffd"; servers list spellings twice), so the entry must not depend on the order the
+    engine lists them in. Every backend and the Ray executor read logprobs through this."""
+    out: dict[str, float] = {}
+    for tok, lp in pairs:
+        out[tok] = max(float(lp), out.get(tok, float("-inf")))
+    return out
+
+
 class LogprobsUnavailable(Exception):
     """The backend (or the server behind it) cannot give first-token log-probabilities; the
     probes then tell the user to use sampled answers instead."""

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from monoculture.backends.base import Backend, Job, Result, import_extra
+from monoculture.backends.base import Backend, Job, Result, best_logprobs, import_extra
 from monoculture.backends.local_common import (
     apply_stop,
     engine_seed,
@@ -147,10 +147,7 @@ class LlamaCppBackend(Backend):
         content = (choice.get("logprobs") or {}).get("content") or []
         if not content:
             return None
-        out: dict[str, float] = {}
-        for t in content[0].get("top_logprobs") or []:  # tokens sharing a text: the likeliest keeps it
-            out[t["token"]] = max(float(t["logprob"]), out.get(t["token"], float("-inf")))
-        return out
+        return best_logprobs((t["token"], t["logprob"]) for t in content[0].get("top_logprobs") or [])
 
     # -----------------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from monoculture.backends.base import Backend, Job, LogprobsUnavailable, Result
+from monoculture.backends.base import Backend, Job, LogprobsUnavailable, Result, best_logprobs
 from monoculture.errors import UserError
 from monoculture.retry import Again, Backoff, aretry, backoff_delay, retry_after_seconds  # noqa: F401 - backoff_delay: public here too
 from monoculture.study import ModelSpec, Sampling
@@ -91,15 +91,6 @@ def _first_top_logprobs(choice: Any) -> list[tuple[str, float]] | None:
     if not pairs and getattr(first, "token", None) is not None and first.logprob is not None:
         pairs = [(first.token, first.logprob)]
     return pairs or None
-
-
-def _logprob_dict(pairs: list[tuple[str, float]] | None) -> dict[str, float] | None:
-    if pairs is None:
-        return None
-    out: dict[str, float] = {}
-    for tok, lp in pairs:
-        out[tok] = max(lp, out.get(tok, -math.inf))
-    return out
 
 
 def _http_module():
@@ -444,6 +435,7 @@ class OpenAIBackend(Backend):
         refusal = getattr(message, "refusal", None)
         if refusal:
             meta["refusal"] = refusal
+        pairs = _first_top_logprobs(choice) if self.want_logprobs else None
         return Result(
             key=key,
             sample_index=index,
@@ -454,7 +446,7 @@ class OpenAIBackend(Backend):
             completion_tokens=completion_tokens,
             latency_s=outcome.latency_s,
             n_mode=n_mode,
-            logprobs=_logprob_dict(_first_top_logprobs(choice)) if self.want_logprobs else None,
+            logprobs=best_logprobs(pairs) if pairs is not None else None,
             meta=meta,
         )
 

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from monoculture.backends.base import Backend, Job, Result, import_extra
+from monoculture.backends.base import Backend, Job, Result, best_logprobs, import_extra
 from monoculture.backends.local_common import (
     apply_stop,
     candidate_token_ids,
@@ -208,14 +208,9 @@ class VLLMBackend(Backend):
         steps = getattr(completion, "logprobs", None)
         if not steps:
             return None
-        # Distinct tokens can decode to the same text (byte-level BPE: every partial UTF-8 byte
-        # is "\ufffd"); the likeliest keeps the text, as in the openai backend, so the entry does
-        # not depend on the order the engine lists them in.
-        out: dict[str, float] = {}
-        for tid, lp in steps[0].items():
-            text = getattr(lp, "decoded_token", None) or self.tokenizer.decode([tid])
-            out[text] = max(float(lp.logprob), out.get(text, float("-inf")))
-        return out
+        return best_logprobs(
+            (getattr(lp, "decoded_token", None) or self.tokenizer.decode([tid]), lp.logprob) for tid, lp in steps[0].items()
+        )
 
     # -----------------------------------------------------------------------------------------
 

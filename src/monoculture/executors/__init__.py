@@ -6,11 +6,3 @@ cluster and brings results back as Parquet shards (:mod:`monoculture.executors.s
 are merged into the store. An executor decides only where the work runs: the plan, the keys and
 the store are the same, so a study may move between executors and keep its work.
 """
-
-from __future__ import annotations
-
-#: Executor kinds, as ``executor: {kind: ...}`` in a study file names them.
-EXECUTORS: dict[str, str] = {
-    "local": "monoculture.collect:run_study (the backends, in this process)",
-    "ray": "monoculture.executors.ray:RayExecutor",
-}

@@ -29,13 +29,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monoculture.backends.base import api_key_env
+from monoculture.backends.base import api_key_env, best_logprobs
+from monoculture.backends.openai_compat import _MAX_ERROR_CHARS, _MENTIONS_N, DEFAULT_BASE_URL, TOP_LOGPROBS
 from monoculture.errors import UserError
 from monoculture.executors.shards import merge_shard, write_shard
 from monoculture.store import Store
@@ -45,8 +45,6 @@ from monoculture.study import ExecutorSection, ModelSpec, Sampling
 RAY_VERSION = "2.60"
 #: Error types of an OpenAI-style error body that the same request cannot pass later.
 FINAL_ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", "not_found_error", "permission_error"})
-_MENTIONS_N = re.compile(r"(?<![\w])n(?![\w])")
-_MAX_ERROR_CHARS = 300
 SUPPORTED = ("openai", "vllm")
 #: Rows per dataset: the driver holds one window of the plan at a time.
 WINDOW = 20_000
@@ -68,6 +66,16 @@ def import_ray():
             f"monoculture's Ray executor is written for ray {RAY_VERSION}.*, and ray {ray.__version__} is installed; "
             f"install it with: pip install 'monoculture[ray]'"
         )
+    return ray
+
+
+def connect(address: str | None = None, *, show_progress: bool = True):
+    """Ray, connected to ``address`` (else RAY_ADDRESS, else a new local cluster), unless this
+    process is connected already (a test's ``ray.init(num_cpus=2)``)."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    ray.data.DataContext.get_current().enable_progress_bars = show_progress
     return ray
 
 
@@ -138,7 +146,7 @@ def _payload(row: dict[str, Any], *, model: str, sampling: dict[str, Any], logpr
         payload["n"] = n
     if logprobs:
         payload["logprobs"] = True
-        payload["top_logprobs"] = 20
+        payload["top_logprobs"] = TOP_LOGPROBS
     return {"payload": payload}
 
 
@@ -155,10 +163,7 @@ def _first_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
     pairs = [(t["token"], t["logprob"]) for t in first.get("top_logprobs") or [] if t.get("token") is not None]
     if not pairs and first.get("token") is not None:
         pairs = [(first["token"], first["logprob"])]
-    out: dict[str, float] = {}
-    for tok, lp in pairs:
-        out[tok] = max(float(lp), out.get(tok, float("-inf")))
-    return out or None
+    return best_logprobs(pairs) or None
 
 
 def _outcome(row: dict[str, Any], *, logprobs: bool) -> dict[str, Any]:
@@ -259,23 +264,16 @@ class PassResult:
 class RayExecutor:
     """Runs plans on a Ray cluster: ``executor: {kind: ray, address: ...}`` or ``run --ray``."""
 
-    kind = "ray"
-
     def __init__(self, section: ExecutorSection, shards: Path, *, show_progress: bool = True):
         self.section = section
         self.shards = shards
         self.show_progress = show_progress
-        self.requests = 0  # rows sent, every pass counted
 
     def start(self) -> None:
         """Connect to the cluster (``address``, else RAY_ADDRESS, else a local one), unless this
         process is connected already (a test's ``ray.init(num_cpus=2)``)."""
-        ray = import_ray()
-        if not ray.is_initialized():
-            ray.init(address=self.section.address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = self.show_progress
-        ctx.max_errored_blocks = -1  # a failed batch's rows go again in the next pass
+        ray = connect(self.section.address, show_progress=self.show_progress)
+        ray.data.DataContext.get_current().max_errored_blocks = -1  # a failed batch's rows go again in the next pass
 
     # -- planning --
 
@@ -341,9 +339,7 @@ class RayExecutor:
             )
         import aiohttp
 
-        base_url = str(spec.params.get("base_url") or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip(
-            "/"
-        )
+        base_url = str(spec.params.get("base_url") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         var = api_key_env(spec, "OPENAI_API_KEY")
         headers = {}
         if var is not None:
@@ -399,7 +395,6 @@ class RayExecutor:
             attempt += 1
             last = attempt > retries
             sent = {u.keys[0]: u for u in units}
-            self.requests += len(units)
             ds = processor(
                 ray.data.from_items([u.row() for u in units], override_num_blocks=max(1, len(units) // self.section.batch_size))
             )

@@ -25,6 +25,7 @@ from monoculture.embedders.base import Embedder
 from monoculture.embedders.cache import EMBED_SCHEMA, _save
 from monoculture.embedders.registry import get_embedder
 from monoculture.errors import UserError
+from monoculture.executors.ray import connect
 from monoculture.hashing import text_hash
 
 
@@ -86,16 +87,17 @@ def embed_on_ray(
     address: str | None = None,
     show_progress: bool = True,
     progress: Callable[[int], None] | None = None,
+    spec: str | None = None,
 ) -> int:
     """Embed on Ray every distinct text of ``texts`` the store's cache lacks for this embedder,
     writing the vectors into the cache; returns how many were embedded.
 
     ``actors``: embedder copies (default: one per GPU when the cluster has GPUs, else one per
     CPU); ``batch_size``: texts per batch (default: the embedder's own batch size, four times).
+    ``embedder`` may be the driver's loaded instance (so its weights are not loaded twice here);
+    ``spec``: the name the actors build it from (default: the name given, or the instance's).
     """
-    from monoculture.executors.ray_measure import connect
-
-    spec = spec_of(embedder)
+    spec = spec or spec_of(embedder)
     emb = get_embedder(embedder)
     if type(emb).fit is not Embedder.fit:
         raise UserError(

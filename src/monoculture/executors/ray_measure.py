@@ -23,20 +23,10 @@ from typing import Any
 import numpy as np
 
 from monoculture.errors import UserError
-from monoculture.executors.ray import import_ray
+from monoculture.executors.ray import connect
 from monoculture.metrics.pipeline import PerPromptHook, PromptFigures, prompt_figures
 from monoculture.metrics.responses import index_cells
 from monoculture.metrics.voices import VoicesResult
-
-
-def connect(address: str | None = None, *, show_progress: bool = True):
-    """Ray, connected to ``address`` (else RAY_ADDRESS, else a new local cluster), unless this
-    process is connected already (a test's ``ray.init(num_cpus=2)``)."""
-    ray = import_ray()
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = show_progress
-    return ray
 
 
 def _shard(
