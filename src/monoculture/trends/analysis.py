@@ -30,7 +30,7 @@ import numpy as np
 from monoculture.errors import UserError
 from monoculture.metrics.responses import ResponseSet
 from monoculture.metrics.similarity import pair_similarity, prompt_means
-from monoculture.metrics.stats import percentile_ci, replicate_means
+from monoculture.metrics.stats import percentile_ci, replicate_means, resample_counts
 from monoculture.trends.series import (
     centre_distance,
     earlier_mask,
@@ -95,13 +95,6 @@ def _num(v: float) -> float | None:
 
 def _point(d: date, value: float, lo: float, hi: float, models: list[str], **extra) -> dict:
     return {"date": d.isoformat(), "value": _num(value), "ci": [_num(lo), _num(hi)], "models": models, **extra}
-
-
-def _model_weights(M: int, n_boot: int, seed: int) -> np.ndarray:
-    """(B, M) multiplicities of a bootstrap draw of the models, from its own seeded stream."""
-    rng = np.random.default_rng([seed, 14, 1])
-    draws = rng.integers(0, M, size=(n_boot, M))
-    return np.stack([np.bincount(r, minlength=M) for r in draws]).astype(np.float64)
 
 
 def _permutations(M: int, n_perm: int, seed: int, within: np.ndarray | None = None) -> np.ndarray:
@@ -214,7 +207,8 @@ def analyse(
     x = np.array([decimal_year(v) for v in d])
     if np.unique(x).size < 2:
         raise UserError(f"all {M} dated models share one release date ({d[0].isoformat()}): there is no time axis")
-    w = _model_weights(M, B, seed)
+    # (B, M) model multiplicities, from their own seeded stream (default_rng takes the seed list)
+    w = resample_counts(M, B, [seed, 14, 1])  # type: ignore[arg-type]
     counts = st.counts
     notes: list[str] = []  # measure's own notes (k >= 2 for W) do not concern the trend
 
@@ -293,8 +287,8 @@ def analyse(
     lo_, hi_ = percentile_ci(H_b, level)
     series["homogeneity"] = [_win_point(wn, H[i], lo_[i], hi_[i], models) for i, wn in enumerate(wins)]
     V = pool_voices(st.X, st.index, a, q)
-    Vm = np.array([subset_means(V[i : i + 1], None, None)[0] for i in range(len(wins))])
-    V_b = np.stack([subset_means(V[i : i + 1], None, counts) for i in range(len(wins))], axis=1) if wins else np.zeros((B, 0))
+    Vm = replicate_means(V.T, np.ones((1, P)))[0]  # (W,) each window's mean voices over prompts
+    V_b = replicate_means(V.T, counts)  # (B, W)
     lo_, hi_ = percentile_ci(V_b, level)
     series["voices"] = [_win_point(wn, Vm[i], lo_[i], hi_[i], models) for i, wn in enumerate(wins)]
 
@@ -413,20 +407,17 @@ def _voices_slope(X, index, a, eq_wins, mids, n_eq, draws, seed, q, eq_point, eq
     if len(eq_wins) < 2:
         nan = float("nan")
         return Slope("voices_equal_n", None, nan, nan, nan, nan, M, len(eq_wins), 0)
-    masks, where = [], []
+    masks, sizes = [], []
     for k, pk in enumerate(perm):
-        for j, i in enumerate(eq_wins):
+        for i in eq_wins:
             members = np.flatnonzero(a[i][pk])
             sub = equal_n_subsets(members, M, n_eq, draws, seed + 7919 * (k + 1))
             masks.append(sub)
-            where += [(k, j)] * len(sub)
+            sizes.append(len(sub))
     V = pool_voices(X, index, np.vstack(masks), q)
-    kj = np.asarray(where)
-    perm_vals = np.full((len(perm), len(eq_wins)), np.nan)
-    for k in range(len(perm)):
-        for j in range(len(eq_wins)):
-            rows = np.flatnonzero((kj[:, 0] == k) & (kj[:, 1] == j))
-            perm_vals[k, j] = subset_means(V[rows], None, None)[0]
+    cuts = np.cumsum([0] + sizes)  # the (k, j) blocks of rows, appended in order
+    perm_vals = np.array([subset_means(V[cuts[r] : cuts[r + 1]], None, None)[0] for r in range(len(sizes))])
+    perm_vals = perm_vals.reshape(len(perm), len(eq_wins))
     return slope_summary(
         "voices_equal_n",
         None,

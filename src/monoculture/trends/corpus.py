@@ -26,6 +26,9 @@ from datetime import date
 import numpy as np
 
 from monoculture.errors import UserError
+from monoculture.metrics.stats import percentile_ci, resample_counts
+from monoculture.trends.series import window_homogeneity
+from monoculture.trends.slopes import permutation_p, weighted_slope
 from monoculture.trends.windows import Window, make_windows
 
 
@@ -37,29 +40,12 @@ def _members(w: Window, day: np.ndarray) -> np.ndarray:
 def _pair_means(C: np.ndarray, groups: list[np.ndarray], w: np.ndarray) -> np.ndarray:
     """(B, T): the weighted mean of C over pairs of distinct sources within each group;
     ``w`` (B, S) multiplicities (a source drawn twice pairs with everyone else twice, never with
-    itself: that would be a text's similarity to its own source)."""
-    out = np.full((w.shape[0], len(groups)), np.nan)
+    itself: that would be a text's similarity to its own source). The cohorts' homogeneity of
+    the model-release analysis, with the groups as its windows."""
+    members = np.zeros((len(groups), C.shape[0]), dtype=bool)
     for t, idx in enumerate(groups):
-        wt = w[:, idx]
-        Ct = C[np.ix_(idx, idx)]
-        num = np.einsum("bi,ij,bj->b", wt, Ct, wt) - (wt**2 * np.diag(Ct)).sum(axis=1)
-        den = wt.sum(axis=1) ** 2 - (wt**2).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, t] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-    return out
-
-
-def _slopes(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Least-squares slope of each row of Y (..., T) against x (T), over its finite points."""
-    Y = np.atleast_2d(Y)
-    ok = np.isfinite(Y)
-    out = np.full(Y.shape[0], np.nan)
-    for i in range(Y.shape[0]):
-        xi, yi = x[ok[i]], Y[i, ok[i]]
-        if len(xi) >= 2 and np.ptp(xi) > 0:
-            xc = xi - xi.mean()
-            out[i] = float((xc * (yi - yi.mean())).sum() / (xc**2).sum())
-    return out
+        members[t, idx] = True
+    return window_homogeneity(C, members, w)
 
 
 def corpus_similarity(
@@ -113,16 +99,13 @@ def corpus_similarity(
         raise UserError("the similarity is the same in every period: nothing to normalise")
     rng = np.random.default_rng([seed, 14, 4])
     w = np.zeros((n_boot, len(names)))
-    for idx in groups:  # resample the sources within each period
-        draws = idx[rng.integers(0, len(idx), size=(n_boot, len(idx)))]
-        for b in range(n_boot):
-            np.add.at(w[b], draws[b], 1.0)
+    for idx in groups:  # resample the sources within each period (the one seeded stream, in turn)
+        w[:, idx] += resample_counts(len(idx), n_boot, rng)  # type: ignore[arg-type]  # default_rng passes a Generator through
     boot = _pair_means(C, groups, w)
     perm_slopes = np.empty(n_perm)
     for k in range(n_perm):
-        perm_slopes[k] = _slopes(x, _pair_means(C, groups_of(rng.permutation(day)), np.ones((1, len(names)))))[0]
-    a = (1 - level) / 2
-    lo, hi = np.nanquantile(boot, [a, 1 - a], axis=0)
+        perm_slopes[k] = weighted_slope(x, _pair_means(C, groups_of(rng.permutation(day)), np.ones((1, len(names))))[0])
+    lo, hi = percentile_ci(boot, level)
     z = (raw - mu) / sd
     series = [
         {
@@ -135,10 +118,9 @@ def corpus_similarity(
         }
         for t, w in enumerate(wins)
     ]
-    observed = float(_slopes(x, raw)[0])
-    b_slopes = _slopes(x, boot)
-    s_lo, s_hi = np.nanquantile(b_slopes, [a, 1 - a])
-    p = (1 + int((np.abs(perm_slopes) >= abs(observed) - 1e-12).sum())) / (n_perm + 1)
+    observed = float(weighted_slope(x, raw))
+    s_lo, s_hi = percentile_ci(weighted_slope(x, boot), level)
+    p = permutation_p(observed, perm_slopes)
     return {
         "series": {"similarity_z": series},
         "slopes": [
