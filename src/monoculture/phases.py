@@ -309,20 +309,6 @@ def _probe_digest(st) -> str:
     return digest(parts)
 
 
-def _loops_digest(st, study: str) -> str:
-    """A digest of the study's loop steps the report's Loops section reads (the successful
-    steps' keys: a new or retried step changes it)."""
-    row = st.con.execute(
-        """
-        SELECT count(*), md5(coalesce(string_agg(s.key, ',' ORDER BY s.key), '')) FROM loop_steps s
-        JOIN study_loop_chains c ON c.chain_id = s.chain_id
-        WHERE c.study = ? AND s.error IS NULL AND s.text IS NOT NULL
-        """,
-        [study],
-    ).fetchone()
-    return f"{row[0]}:{row[1]}"
-
-
 def _file_sha(path: Path) -> str | None:
     if not path.is_file():
         return None
@@ -462,11 +448,12 @@ def _summarise_loops(plan: StudyPlan, st, err) -> tuple[bool, str]:
     ``monoculture loop summary STUDY.yaml``) reuse it. (whether it was computed, a line's end).
     A summary that cannot be computed is a note: the chains stay, and the report says why."""
     from monoculture.loops.summary import stored_loop_summary
+    from monoculture.report.loops import has_chains
 
     lp = plan.study.loops
     assert lp is not None
     name = plan.study.name
-    if not st.con.execute("SELECT 1 FROM study_loop_chains WHERE study = ? LIMIT 1", [name]).fetchall():
+    if not has_chains(st, name):
         return False, ""
     t0 = time.perf_counter()
     try:
@@ -529,7 +516,9 @@ def _run_measure(plan: StudyPlan, out: StudyOutcome, console, err, show_progress
 
 
 def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress) -> tuple[bool, str]:
-    from monoculture.results import list_runs, resolve_label
+    from monoculture.loops.summary import summary_digest, summary_settings
+    from monoculture.report.loops import loops_only
+    from monoculture.results import resolve_label
     from monoculture.store import Store, scalar
 
     r = plan.study.report
@@ -537,6 +526,7 @@ def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress)
         _check_report(plan)
     assert r is not None and plan.report is not None
     name = plan.study.name
+    loop_settings = plan.study.loops.summary.settings() if plan.study.loops is not None else None
     with Store(plan.store) as st:
         label = out.label
         if label is None:  # measure did not run in this invocation: the one it last made, else the latest
@@ -544,16 +534,16 @@ def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress)
             label = state[1].get("label") if state else None
             if not label or not st.con.execute("SELECT 1 FROM measure_runs WHERE label = ?", [label]).fetchone():
                 # a study that ran loops and measured nothing gets the report of its loops alone
-                loops_only = plan.study.loops is not None and list_runs(st, name).empty
-                label = None if loops_only else resolve_label(st, None, name)
+                label = None if loops_only(st, name) else resolve_label(st, None, name)
         created = scalar(st.con, "SELECT created_at FROM measure_runs WHERE label = ?", [label]) if label else None
+        # the key of the summary the Loops section draws (its settings, the chains, the scorers' versions)
+        canon = summary_settings(**(loop_settings or {}))
         inputs = digest(
             {
                 "label": label,
                 "measured_at": created,
                 "probes": _probe_digest(st),
-                "loops": _loops_digest(st, name),
-                "loop_summary": plan.study.loops.summary.settings() if plan.study.loops is not None else None,
+                "loops": summary_digest(st, name, canon) if canon is not None else None,
                 "options": r.model_dump(mode="json"),
                 "path": str(plan.report),
                 "figures": str(plan.figures) if plan.figures else None,
@@ -579,7 +569,7 @@ def _run_report(plan: StudyPlan, out: StudyOutcome, console, err, show_progress)
         max_prompts=r.max_prompts,
         export_figures=plan.figures,
         study=name,
-        loop_settings=plan.study.loops.summary.settings() if plan.study.loops is not None else None,
+        loop_settings=loop_settings,
     )
     with Store(plan.store) as st:
         _set_state(st, name, "report", inputs, {"label": label, "path": str(plan.report), "sha256": _file_sha(plan.report)})

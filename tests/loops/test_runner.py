@@ -20,8 +20,8 @@ from clihelp import mc
 from fake_openai import FakeOpenAIServer, expected_text
 from monoculture.backends.base import Backend, Result
 from monoculture.loops.runner import prepare_loops, run_loops, step_messages, step_model, step_seed
+from monoculture.loops.summary import chains_digest, summary_digest, summary_settings
 from monoculture.loops.tables import read_steps
-from monoculture.phases import _loops_digest
 from monoculture.store import Store
 from monoculture.study import load_study
 
@@ -156,7 +156,8 @@ def test_lengthening_continues_the_same_chains(tmp_path):
             run_loops(study, st, show_progress=False)
         before = step_rows(study.store_path())
         with Store(study.store_path()) as st:
-            digest_before = _loops_digest(st, "lp")
+            # the report phase's key of the Loops section (phases._run_report)
+            digest_before = summary_digest(st, "lp", summary_settings(**study.loops.summary.settings()))
         longer = loop_study(tmp_path, server.base_url, steps=5, chains=1, mix="random")
         server.reset_counts()
         study = load_study(longer)
@@ -167,7 +168,8 @@ def test_lengthening_continues_the_same_chains(tmp_path):
         after = step_rows(study.store_path())
         assert before.items() <= after.items() and len(after) == 60
         with Store(study.store_path()) as st:  # the study's report is rewritten: its Loops section changed
-            assert _loops_digest(st, "lp") != digest_before and _loops_digest(st, "lp").startswith("60:")
+            assert summary_digest(st, "lp", summary_settings(**study.loops.summary.settings())) != digest_before
+            assert str(chains_digest(st, "lp")).split("/")[1].startswith("60:")  # all 60 steps are keyed
         assert check_chains(longer, study.store_path()) == 60
         # the same as a five-step run from scratch
         fresh = tmp_path / "fresh.duckdb"

@@ -23,8 +23,8 @@ from browser import open_page, require_browser
 from monoculture.errors import UserError
 from monoculture.loops.tables import Chain, register_chains, step_key, write_steps
 from monoculture.report import build_report
-from monoculture.report.build import _loops_only, loops_page
-from monoculture.report.loops import loops_section, section_from_summary, thumbnails
+from monoculture.report.build import loops_page
+from monoculture.report.loops import loops_only, loops_section, section_from_summary, thumbnails
 from monoculture.store import Store
 
 EVIL = "evil<img src=x onerror=alert(4)>"
@@ -128,7 +128,7 @@ def test_loops_only_store_gets_a_loops_report(loops_report, loops_store):
         assert bad not in html, bad
     assert "evil&lt;img src=x onerror=alert(4)&gt;" in html
     with Store(loops_store, read_only=True) as st:  # a study file names its study: the same page
-        assert _loops_only(st, "loopy") and _loops_only(st, None) and not _loops_only(st, "another")
+        assert loops_only(st, "loopy") and loops_only(st, None) and not loops_only(st, "another")
 
 
 def _strengths(html: str, prop: str) -> dict[tuple[str, str], float]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from monoculture.metrics.responses import blank_texts, prompt_labels
 from monoculture.report import figures as F
 from monoculture.report.explorer import build_explorer, load_vectors, unit_rows
 from monoculture.report.htmlsafe import content_security_policy, inline_script, install_filters, script_json
+from monoculture.report.loops import loops_only, loops_section
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -62,17 +62,9 @@ class ReportInfo:
     loop_chains: int = 0  # text and image chains in the Loops section (0: no section)
 
 
-def _num(x) -> float | None:
-    try:
-        xf = float(x)
-    except (TypeError, ValueError):
-        return None
-    return xf if math.isfinite(xf) else None
-
-
 def _est(d: dict | None) -> dict | None:
     """A summary estimate as the template shows it: value, interval, prompts, few-prompt flag."""
-    if not isinstance(d, dict) or _num(d.get("value")) is None:
+    if not isinstance(d, dict) or F.num(d.get("value")) is None:
         return None
     ci = d.get("ci") or [None, None]
     prompts = d.get("prompts")
@@ -121,7 +113,7 @@ def headline(summary: dict, per_model: pd.DataFrame | None, groups: pd.DataFrame
         "voices": _est(summary.get("voices")),
         "homogeneity": hom,
         "floor": {"value": F.fmt(floor.get("value")), "sd": F.fmt(floor.get("sd")), "pairs": floor.get("pairs")}
-        if isinstance(floor, dict) and _num(floor.get("value")) is not None
+        if isinstance(floor, dict) and F.num(floor.get("value")) is not None
         else None,
         "n_models": len(summary.get("models") or []),
         "models": [],
@@ -402,26 +394,6 @@ def _over_time(store, measured, notes: list[str]) -> tuple[dict | None, list[F.F
     return over_time_section(store, measured.label, notes, **options)
 
 
-def _loops(
-    store, study: str | None, notes: list[str], settings: dict | None = None, pending: list | None = None
-) -> tuple[dict | None, list[F.Figure]]:
-    """The "Loops" section (present when the study has loop chains), computed as `monoculture
-    loop summary` computes it for the study (with the study's ``loops: summary:`` settings), so
-    the page and the command agree; a summary the store holds for them is reused, and one
-    computed here is added to ``pending``, kept in the store once the report is written."""
-    from monoculture.report.loops import loops_section
-
-    return loops_section(store, study, notes, settings, pending)
-
-
-def _loops_only(store, study: str | None) -> bool:
-    """A store (or study) with loop chains and no measurement is reported by its loops alone."""
-    from monoculture.report.loops import has_chains
-    from monoculture.results import list_runs
-
-    return list_runs(store, study).empty and has_chains(store, study)
-
-
 def _figure_context(f: F.Figure) -> dict:
     return {"name": f.name, "title": f.title, "caption": f.caption, "json": script_json(f.to_dict()), "height": f.height}
 
@@ -560,7 +532,7 @@ def _build_report(
         raise UserError("is a folder; give a file name such as report.html", where=str(out))
     notes: list[str] = []
     with Store(store_path, read_only=True) as store:
-        if not label and _loops_only(store, study):
+        if not label and loops_only(store, study):
             return _loops_report(
                 store,
                 store_path,
@@ -603,7 +575,7 @@ def _build_report(
         methods = _methods(store, measured, gen_m, attrs, per_model, created_at, mstudy)
         perspectives = _perspectives(store, mstudy, notes)
         over_time, time_figs = _over_time(store, measured, notes)
-        loops, loop_figs = _loops(store, mstudy, notes, loop_settings, pending)
+        loops, loop_figs = loops_section(store, mstudy, notes, loop_settings, pending)
         lineage = _lineage(measured.tables, measured.summary)
 
     sep = measured.summary.get("separability") if isinstance(measured.summary.get("separability"), dict) else None
@@ -693,7 +665,7 @@ def _loops_report(
 ) -> ReportInfo:
     """The page of a store (or study) that ran loops and measured nothing: the Loops section alone."""
     notes: list[str] = []
-    loops, figs = _loops(store, study, notes, settings, pending)
+    loops, figs = loops_section(store, study, notes, settings, pending)
     if loops is None:
         raise UserError(
             f"nothing measured yet, and the loop chains could not be summarised ({'; '.join(notes) or 'no chains'}); "

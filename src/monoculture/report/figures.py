@@ -85,6 +85,21 @@ def fmt(x: Any, digits: int = 3) -> str:
     return f"{xf:.{digits}f}"
 
 
+def num(x: Any) -> float | None:
+    """A summary's value as a finite float, or None (missing, not a number, NaN or infinite):
+    JSON-read summaries and frames hold all of these, and the pages show each as a gap."""
+    try:
+        xf = float(x)
+    except (TypeError, ValueError):
+        return None
+    return xf if math.isfinite(xf) else None
+
+
+def rgba(colour: str, alpha: float) -> str:
+    """``#rrggbb`` with an opacity, for the translucent interval bands under a line."""
+    return f"rgba({int(colour[1:3], 16)}, {int(colour[3:5], 16)}, {int(colour[5:7], 16)}, {alpha})"
+
+
 def _finite(a) -> np.ndarray:
     return np.isfinite(np.asarray(a, dtype=float))
 

@@ -57,31 +57,23 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 # -- small helpers ---------------------------------------------------------------------------
 
 
-def _num(x: Any) -> float | None:
-    try:
-        xf = float(x)
-    except (TypeError, ValueError):
-        return None
-    return xf if math.isfinite(xf) else None
-
-
 def _ci_of(row: dict, key: str = "ci") -> tuple[float | None, float | None]:
     """A row's interval: ``ci: [lo, hi]`` as the summary writes it, or ``ci_low``/``ci_high``
     as D's frames name them."""
     ci = row.get(key)
     if isinstance(ci, (list, tuple)) and len(ci) == 2:
-        return _num(ci[0]), _num(ci[1])
-    return _num(row.get("ci_low")), _num(row.get("ci_high"))
+        return F.num(ci[0]), F.num(ci[1])
+    return F.num(row.get("ci_low")), F.num(row.get("ci_high"))
 
 
 def _est(value: Any, ci: tuple[Any, Any] | None) -> dict:
     lo, hi = ci or (None, None)
-    return {"value": F.fmt(value), "lo": F.fmt(lo), "hi": F.fmt(hi), "has_ci": _num(lo) is not None}
+    return {"value": F.fmt(value), "lo": F.fmt(lo), "hi": F.fmt(hi), "has_ci": F.num(lo) is not None}
 
 
 def _p(p: Any) -> str:
     """A p-value for a table cell: "< 0.001" below that (t-test p-values can be tiny, never 0)."""
-    x = _num(p)
+    x = F.num(p)
     if x is not None and x < 0.001:
         return "< 0.001"
     s = F.pvalue(p)
@@ -100,10 +92,6 @@ def _order(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(v for v in values if v is not None))
 
 
-def _rgba(colour: str, alpha: float) -> str:
-    return f"rgba({int(colour[1:3], 16)}, {int(colour[3:5], 16)}, {int(colour[5:7], 16)}, {alpha})"
-
-
 def _upper_first(s: Any) -> str:
     s = str(s)
     return s[:1].upper() + s[1:]
@@ -111,7 +99,7 @@ def _upper_first(s: Any) -> str:
 
 def _bounds(b: Any) -> str:
     """A property's range as text: [lo, hi], >= lo, <= hi, or none."""
-    lo, hi = (_num(b[0]), _num(b[1])) if isinstance(b, (list, tuple)) and len(b) == 2 else (None, None)
+    lo, hi = (F.num(b[0]), F.num(b[1])) if isinstance(b, (list, tuple)) and len(b) == 2 else (None, None)
     if lo is None and hi is None:
         return "unbounded"
     if hi is None:
@@ -152,7 +140,7 @@ def curves_by_task(
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    rows = [r for r in rows if _num(r.get(value)) is not None and r.get("step") is not None]
+    rows = [r for r in rows if F.num(r.get(value)) is not None and r.get("step") is not None]
     if not rows:
         return None
     tasks = _order(r.get("task") for r in rows)
@@ -177,7 +165,7 @@ def curves_by_task(
             if not pts:
                 continue
             xs = [int(p["step"]) for p in pts]
-            ys = [_num(p.get(value)) for p in pts]
+            ys = [F.num(p.get(value)) for p in pts]
             ci = [_ci_of(p) for p in pts]
             lo = [c[0] for c in ci]
             hi = [c[1] for c in ci]
@@ -197,7 +185,7 @@ def curves_by_task(
                         mode="lines",
                         line={"width": 0},
                         fill="tonexty",
-                        fillcolor=_rgba(col, 0.16),
+                        fillcolor=F.rgba(col, 0.16),
                         hoverinfo="skip",
                         showlegend=False,
                         legendgroup=str(g),
@@ -227,7 +215,7 @@ def curves_by_task(
             )
             legend_done.add(g)
             if baseline:
-                bys = [_num(p.get(baseline)) for p in pts]
+                bys = [F.num(p.get(baseline)) for p in pts]
                 if any(b is not None for b in bys):
                     fig.add_trace(
                         go.Scatter(
@@ -274,7 +262,7 @@ def _motif_heatmap(motifs: list[dict], shares: list[dict], labels: list[str], na
         row, trow = [], []
         for mid in ids:
             hit = [s for s in shares if s.get("label") == g and str(s.get("motif")) == mid]
-            v = _num(hit[0].get("share")) if hit else 0.0
+            v = F.num(hit[0].get("share")) if hit else 0.0
             row.append(v)
             n = hit[0].get("chains") if hit else None
             trow.append(F.label(f"{g} · {mid}: {F.fmt(v, 2)}" + (f" ({n} chains)" if n is not None else "")))
@@ -333,7 +321,7 @@ def attractor_rows(rows: list[dict], properties: list[str]) -> list[dict]:
     def weak(r: dict) -> bool:
         """No fixed point to speak of: the strength is 0, or its interval reaches 0."""
         lo = _ci_of(r)[0]
-        return (_num(r.get("strength")) or 0.0) <= 0.0 or (lo is not None and lo <= 0.0)
+        return (F.num(r.get("strength")) or 0.0) <= 0.0 or (lo is not None and lo <= 0.0)
 
     def cell(r: dict | None) -> dict | None:
         if r is None:
@@ -386,7 +374,7 @@ def motif_panels(motifs: dict | None, labels: list[str], images: dict[str, dict]
             hit = [x for x in shares if x.get("label") == g and str(x.get("motif")) == str(mid)]
             if not hit:
                 continue
-            v = _num(hit[0].get("share")) or 0.0
+            v = F.num(hit[0].get("share")) or 0.0
             mshares.append(
                 {"label": g, "share": F.fmt(v, 2), "width": round(100 * max(0.0, min(1.0, v)), 1), "chains": hit[0].get("chains")}
             )
@@ -414,13 +402,13 @@ def motif_panels(motifs: dict | None, labels: list[str], images: dict[str, dict]
         )
     ov = motifs.get("overlap") if isinstance(motifs.get("overlap"), dict) else None
     overlap = None
-    if ov and _num(ov.get("value")) is not None:
+    if ov and F.num(ov.get("value")) is not None:
         null_ci = ov.get("null_ci") if isinstance(ov.get("null_ci"), list) else [None, None]
         overlap = {
             "value": F.fmt(ov.get("value")),
             "p": _p(ov.get("p")),
             "permutations": ov.get("permutations"),
-            "null_mean": F.fmt(ov.get("null_mean")) if _num(ov.get("null_mean")) is not None else None,
+            "null_mean": F.fmt(ov.get("null_mean")) if F.num(ov.get("null_mean")) is not None else None,
             "null_lo": F.fmt(null_ci[0] if null_ci else None),
             "null_hi": F.fmt(null_ci[1] if len(null_ci) > 1 else None),
         }
@@ -509,11 +497,12 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
     x_from = summary.get("x_from") or "seed"
     x_text = "the seed text" if x_from == "seed" else "the first generation (step 1), as Perez et al.'s published length figures"
     figs: list[F.Figure] = []
-    for i, prop in enumerate(properties):
+    slugs = [_slug(q) for q in properties]
+    for i, (prop, slug) in enumerate(zip(properties, slugs, strict=True)):
         f = curves_by_task(
             [r for r in trajectories if r.get("property") == prop],
             # "a:b" and "a_b" would share a slug: the property's place keeps ids (and export files) apart
-            name=f"loops_trajectory_{_slug(prop)}" + ("" if [_slug(q) for q in properties].count(_slug(prop)) == 1 else f"_{i}"),
+            name=f"loops_trajectory_{slug}" + ("" if slugs.count(slug) == 1 else f"_{i}"),
             title=f"{_upper_first(PROPERTY_LABELS.get(prop, prop))} along the chains",
             caption=f"The mean {prop} of the texts at each step over a model's chains, with its bootstrap interval over "
             "seeds, each with all its chains (band); one panel per task. Lines that meet from different starts: an attractor.",
@@ -582,6 +571,7 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
         }
         for r in _rows(summary.get("paired"))
     ]
+    attractor_table = attractor_rows(attractors, properties)
     data = {
         "chains": int(summary.get("chains") or 0),
         "total_chains": int(summary.get("chains") or 0) + image_chains,
@@ -611,7 +601,7 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
         ],
         # the VADER caveat, unless the scorer's own note (among the summary's) already says it
         "vader": "positivity" in properties and not any("vader" in n.lower() for n in notes),
-        "attractors": attractor_rows(attractors, properties),
+        "attractors": attractor_table,
         "paired": paired,
         "diversity": diversity,
         "motifs": motifs,
@@ -622,7 +612,7 @@ def section_from_summary(summary: dict) -> tuple[dict | None, list[F.Figure]]:
             f.name for f in figs if f.name.startswith(("loops_image_", "loops_caption_")) and f.name != "loops_image_motifs"
         ],
         "image_motif_figures": [f.name for f in figs if f.name == "loops_image_motifs"],
-        "final_steps": sorted({r["final"]["step"] for r in attractor_rows(attractors, properties) if r["final"]}),
+        "final_steps": sorted({r["final"]["step"] for r in attractor_table if r["final"]}),
         "methods": str(summary.get("methods") or ""),
         "notes": notes,
     }
@@ -738,6 +728,14 @@ def has_chains(store, study: str | None) -> bool:
     except Exception:  # noqa: BLE001 - no loop tables in this store
         return False
     return bool(row and row[0])
+
+
+def loops_only(store, study: str | None) -> bool:
+    """A store (or study) with loop chains and no measurement is reported by its loops alone
+    (the report and a study's report phase both ask this)."""
+    from monoculture.results import list_runs
+
+    return list_runs(store, study).empty and has_chains(store, study)
 
 
 def loops_section(

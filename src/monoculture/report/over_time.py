@@ -101,11 +101,17 @@ def _band_traces(points: list[dict], name: str, colour: str, *, dash: str | None
                 hoverinfo="text",
             )
         ]
-    rgba = f"rgba({int(colour[1:3], 16)}, {int(colour[3:5], 16)}, {int(colour[5:7], 16)}, 0.18)"
     return [
         go.Scatter(x=xs, y=hi, mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False),
         go.Scatter(
-            x=xs, y=lo, mode="lines", line={"width": 0}, fill="tonexty", fillcolor=rgba, hoverinfo="skip", showlegend=False
+            x=xs,
+            y=lo,
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor=F.rgba(colour, 0.18),
+            hoverinfo="skip",
+            showlegend=False,
         ),
         go.Scatter(
             x=xs,
