@@ -12,7 +12,7 @@ where the figure is defined, exactly as the point estimate does over all of them
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,8 +46,9 @@ def _num(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def resample_counts(n_prompts: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """(n_boot, n_prompts) multiplicities of each prompt in each resample, seeded."""
+def resample_counts(n_prompts: int, n_boot: int = 1000, seed: int | Sequence[int] | np.random.Generator = 0) -> np.ndarray:
+    """(n_boot, n_prompts) multiplicities of each prompt in each resample, seeded (anything
+    ``np.random.default_rng`` takes: an int, a seed sequence, or a generator to draw from)."""
     if n_prompts <= 0 or n_boot <= 0:
         return np.zeros((max(n_boot, 0), max(n_prompts, 0)))
     rng = np.random.default_rng(seed)

@@ -208,7 +208,7 @@ def analyse(
     if np.unique(x).size < 2:
         raise UserError(f"all {M} dated models share one release date ({d[0].isoformat()}): there is no time axis")
     # (B, M) model multiplicities, from their own seeded stream (default_rng takes the seed list)
-    w = resample_counts(M, B, [seed, 14, 1])  # type: ignore[arg-type]
+    w = resample_counts(M, B, [seed, 14, 1])
     counts = st.counts
     notes: list[str] = []  # measure's own notes (k >= 2 for W) do not concern the trend
 

@@ -100,7 +100,7 @@ def corpus_similarity(
     rng = np.random.default_rng([seed, 14, 4])
     w = np.zeros((n_boot, len(names)))
     for idx in groups:  # resample the sources within each period (the one seeded stream, in turn)
-        w[:, idx] += resample_counts(len(idx), n_boot, rng)  # type: ignore[arg-type]  # default_rng passes a Generator through
+        w[:, idx] += resample_counts(len(idx), n_boot, rng)  # default_rng passes a Generator through
     boot = _pair_means(C, groups, w)
     perm_slopes = np.empty(n_perm)
     for k in range(n_perm):
