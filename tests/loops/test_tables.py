@@ -51,6 +51,12 @@ def test_prefix_stops_at_failure_and_stale_steps(tmp_path):
         assert [s["text"] for s in chain_progress(st, [cid])[cid]] == ["t1", "t2"]
         frame = read_steps(st, "one")
         assert list(frame["step"]) == [0, 1, 2] and list(frame["text"]) == ["Once upon a time.", "t1", "t2"]
+        assert list(frame["key"]) == ["", k1, k2]  # the step rows' keys; the seed has none
         write_steps(st, [{"key": k3, "chain_id": cid, "step": 3, "model": "a", "input_key": k2, "text": "t3"}])
         assert read_steps(st)["text"].iloc[-1] == "t3"
         assert st.con.execute("SELECT attempts FROM loop_steps WHERE key = ?", [k3]).fetchone()[0] == 2
+        other = _chain(seed_id="s2", seed_text="Elsewhere.")
+        register_chains(st, "one", [other])
+        assert list(read_steps(st, "one", chain_ids=[cid])["text"]) == ["Once upon a time.", "t1", "t2", "t3"]
+        assert list(read_steps(st, "one", chain_ids=[other.chain_id])["key"]) == [""]
+        assert read_steps(st, "one", chain_ids=[]).empty

@@ -29,7 +29,7 @@ import pandas as pd
 
 from monoculture.hashing import text_hash
 from monoculture.loops.images import image_bytes, image_keys
-from monoculture.loops.tables import chain_progress, read_steps
+from monoculture.loops.tables import read_steps
 from monoculture.store import Store
 
 #: Thumbnails' edge in pixels (the report inlines them; 64 x 64 PNGs are about 8-12 KB).
@@ -89,15 +89,12 @@ def thumbnail(png: bytes, size: int = THUMB) -> str:
 
 
 def image_frame(store: Store, study: str | None) -> pd.DataFrame:
-    """The image chains' long frame with each round's step ``key`` and its image's cache hash
+    """The image chains' long frame (each round's step ``key`` in it) with its image's cache hash
     (hashed by DuckDB: the PNGs stay in the store; :func:`_thumbnails` reads the few it shows)."""
     frame = read_steps(store, study, kind="image")
     if frame.empty:
-        return frame.assign(key=pd.Series(dtype=object), image_hash=pd.Series(dtype=object))
+        return frame.assign(image_hash=pd.Series(dtype=object))
     frame = frame.drop_duplicates(["chain_id", "step"]).reset_index(drop=True)
-    prefix = chain_progress(store, list(dict.fromkeys(frame["chain_id"])))
-    key_of = {(cid, s["step"]): s["key"] for cid, steps in prefix.items() for s in steps}
-    frame["key"] = [key_of.get((c, int(t))) for c, t in zip(frame["chain_id"], frame["step"])]
     hashes = image_keys(store, [k for k in frame["key"] if k])
     frame["image_hash"] = [hashes.get(k) if k else None for k in frame["key"]]
     return frame

@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monoculture.hashing import digest
+from monoculture.loops.spec import _no_bool
 from monoculture.loops.tables import Chain, chain_progress, read_steps, register_chains, step_key, write_steps
 from monoculture.store import Store
 
@@ -58,13 +59,6 @@ IMAGE_SEEDS: list[dict[str, str]] = [
     {"id": "img-concert", "text": "A brass band marching through a village street during a summer festival."},
     {"id": "img-lab", "text": "A chemistry lab bench with colourful flasks, a notebook and a half-eaten sandwich."},
 ]
-
-
-def _no_bool(v: Any) -> Any:
-    """YAML reads ``yes`` as a boolean, which pydantic would take as 1 for a number."""
-    if isinstance(v, bool):
-        raise ValueError(f"must be a number, not {str(v).lower()}")  # noqa: TRY004 - pydantic reports ValueError only
-    return v
 
 
 class _Stage(BaseModel):
@@ -503,10 +497,9 @@ def embed_image_steps(store: Store, chain_ids: Sequence[str], embedder: ImageEmb
 
     store.con.execute(EMBED_SCHEMA)
     clip = ClipEmbedder(embedder, resolve_device(device) if device is None else device)
-    prefix = chain_progress(store, chain_ids)
-    hashes = image_keys(store, [s["key"] for p in prefix.values() for s in p])  # step key -> image hash
+    frame = read_steps(store, None, kind="image", chain_ids=chain_ids).drop_duplicates(["chain_id", "step"])
+    hashes = image_keys(store, [k for k in frame["key"] if k])  # step key -> image hash (step 0, the seed, has no key)
     by_hash = {h: k for k, h in hashes.items()}
-    frame = read_steps_for(store, chain_ids)
     texts = {text_hash(t): t for t in frame["text"].astype(str)}
     made = 0
     have = _load(store, clip.image_name, list(by_hash))
@@ -526,12 +519,6 @@ def embed_image_steps(store: Store, chain_ids: Sequence[str], embedder: ImageEmb
         made += len(chunk)
     clip.close()
     return made
-
-
-def read_steps_for(store: Store, chain_ids: Sequence[str]) -> pd.DataFrame:
-    """The long frame (seed rows included) of these chains only."""
-    frame = read_steps(store, None, kind="image")
-    return frame[frame["chain_id"].isin(set(chain_ids))].drop_duplicates(["chain_id", "step"])
 
 
 def image_summary(store: Store, study: str | None = None, *, seed: int = 0, **kw: Any) -> dict[str, Any] | None:

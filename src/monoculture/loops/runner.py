@@ -180,11 +180,9 @@ def prepare_loops(study: Study) -> PreparedLoops:
             raise UserError(f"field {field_name!r}: {e}", where=where) from None
     images = section.image_spec()
     if images is not None:
-        from monoculture.loops import images as image_module
+        from monoculture.loops.images import preflight_images
 
-        preflight = getattr(image_module, "preflight_images", None)
-        if preflight is not None:
-            preflight(images)  # engines, model folders, device: before any store exists
+        preflight_images(images)  # engines, model folders, device: before any store exists
     return PreparedLoops(study, section, models, seeds, plan_chains(section, models, seeds), images)
 
 
@@ -276,12 +274,9 @@ def run_loops(
 
 def _run_images(prepared: PreparedLoops, store: Store, console: Console, show_progress: bool) -> Any:
     """The ``images:`` section, run by the image module's own runner."""
-    from monoculture.loops import images
+    from monoculture.loops.images import run_image_loops
 
-    runner = getattr(images, "run_image_loops", None)
-    if runner is None:
-        raise UserError("image loops cannot run in this version of monoculture (no image runner); remove loops.images")
-    return runner(store, prepared.study.name, prepared.images, console=console, show_progress=show_progress)
+    return run_image_loops(store, prepared.study.name, prepared.images, console=console, show_progress=show_progress)
 
 
 def _advance(

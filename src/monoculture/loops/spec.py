@@ -43,6 +43,7 @@ MAX_TOKENS = 1_048_576
 
 
 def _no_bool(v: Any) -> Any:
+    """YAML reads ``yes`` as a boolean, which pydantic would take as 1 for a number."""
     if isinstance(v, bool):
         raise ValueError(f"must be a number, not {str(v).lower()}")  # noqa: TRY004 - pydantic reports ValueError only
     return v

@@ -28,7 +28,10 @@ import numpy as np
 import pandas as pd
 
 from monoculture.errors import UserError
+from monoculture.loops import dynamics
 from monoculture.loops.attractors import X_FROM, _rng, attractor_table, cluster_weights, paired_table
+from monoculture.loops.image_measures import image_summary
+from monoculture.loops.motifs import find_motifs
 from monoculture.loops.scorers import DEFAULT_SCORERS, Scorer, get_scorers, score_frame
 from monoculture.loops.tables import read_steps
 from monoculture.store import Store
@@ -282,11 +285,6 @@ def _embedding_measures(
         return
     out["embedder"] = name
     notes.extend(emb_notes)
-    try:
-        from monoculture.loops import dynamics
-    except ImportError as e:
-        notes.append(f"drift, convergence and diversity not available here ({e})")
-        return
     for key, call in (
         ("drift", lambda: dynamics.drift(frame, X, bootstrap=bootstrap, seed=seed)),
         ("convergence", lambda: dynamics.convergence(frame, X, bootstrap=bootstrap, seed=seed)),
@@ -297,34 +295,21 @@ def _embedding_measures(
             out[key] = _records(call())
         except (UserError, ValueError) as e:
             notes.append(f"{key} left out: {e}")
-    try:
-        from monoculture.loops.motifs import find_motifs
-    except ImportError as e:
-        notes.append(f"motifs not available here ({e})")
-        return
-    final = dynamics.final_rows(frame.assign(_row=np.arange(len(frame))))
+    final, X_final = dynamics.finals(frame, X)
     if final["chain_id"].nunique() < 3:
         notes.append("motifs left out: fewer than 3 chains with a final text")
         return
     try:
-        res = find_motifs(final.drop(columns="_row"), X[final["_row"].to_numpy()], seed=seed, permutations=permutations)
+        res = find_motifs(final, X_final, seed=seed, permutations=permutations)
         out["motifs"] = _json(res.to_dict())
     except (UserError, ValueError) as e:
         notes.append(f"motifs left out: {e}")
 
 
 def _images(store: Store, study: str | None, seed: int, notes: list[str]) -> dict | None:
-    """The image loop's summary (None when there are no image chains, or where this install
-    has no image summary)."""
+    """The image loop's summary (None when there are no image chains)."""
     try:
-        from monoculture.loops import images
-    except ImportError:
-        return None
-    fn = getattr(images, "image_summary", None)
-    if fn is None:
-        return None
-    try:
-        return _json(fn(store, study, seed=seed))
+        return _json(image_summary(store, study, seed=seed))
     except (UserError, ValueError) as e:
         notes.append(f"image loops left out: {e}")
         return None

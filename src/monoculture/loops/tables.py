@@ -65,7 +65,21 @@ STEP_COLUMNS = [
 ]
 
 #: Columns of the frame :func:`read_steps` returns, in order.
-FRAME_COLUMNS = ["chain_id", "study", "kind", "label", "task", "seed_id", "replicate", "order_kind", "step", "model", "text"]
+#: ``key`` is the step's row key in ``loop_steps`` ("" for step 0, the seed, which has no row).
+FRAME_COLUMNS = [
+    "chain_id",
+    "study",
+    "kind",
+    "label",
+    "task",
+    "seed_id",
+    "replicate",
+    "order_kind",
+    "step",
+    "key",
+    "model",
+    "text",
+]
 
 
 @dataclass
@@ -248,15 +262,25 @@ def chain_progress(store: Store, chain_ids: Sequence[str]) -> dict[str, list[dic
     return out
 
 
-def read_steps(store: Store, study: str | None = None, *, kind: str | None = None, with_images: bool = False) -> pd.DataFrame:
+def read_steps(
+    store: Store,
+    study: str | None = None,
+    *,
+    kind: str | None = None,
+    with_images: bool = False,
+    chain_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """The long frame every loop measure reads: one row per chain and step (step 0 = the seed,
-    ``model`` None there), columns :data:`FRAME_COLUMNS` (plus ``image`` bytes when
-    ``with_images``), only each chain's unbroken prefix of successful steps, sorted by chain and
-    step. A chain used by two studies appears once per study when ``study`` is None."""
-    chains = read_chains(store, study)
+    ``model`` None and ``key`` "" there), columns :data:`FRAME_COLUMNS` (plus ``image`` bytes
+    when ``with_images``), only each chain's unbroken prefix of successful steps, sorted by chain
+    and step; only the chains ``chain_ids`` names when given. A chain used by two studies
+    appears once per study when ``study`` is None."""
+    cols = FRAME_COLUMNS + (["image"] if with_images else [])
+    if chain_ids is not None and not len(chain_ids):  # (an empty id column is float to DuckDB: no IN against text)
+        return pd.DataFrame(columns=cols)
+    chains = read_chains(store, study, chain_ids)
     if kind is not None:
         chains = chains[chains["kind"] == kind]
-    cols = FRAME_COLUMNS + (["image"] if with_images else [])
     if chains.empty:
         return pd.DataFrame(columns=cols)
     ids = list(dict.fromkeys(chains["chain_id"]))
@@ -277,9 +301,9 @@ def read_steps(store: Store, study: str | None = None, *, kind: str | None = Non
             "replicate": int(c.replicate),
             "order_kind": c.order_kind,
         }
-        out.append({**base, "step": 0, "model": None, "text": c.seed_text, **({"image": None} if with_images else {})})
+        out.append({**base, "step": 0, "key": "", "model": None, "text": c.seed_text, **({"image": None} if with_images else {})})
         for s in progress.get(c.chain_id, []):
-            row = {**base, "step": s["step"], "model": s["model"], "text": s["text"]}
+            row = {**base, "step": s["step"], "key": s["key"], "model": s["model"], "text": s["text"]}
             if with_images:
                 row["image"] = images.get(s["key"])
             out.append(row)
