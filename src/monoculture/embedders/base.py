@@ -106,12 +106,14 @@ _WHOLE_HASH_LIMIT = 64 << 20
 _EDGE = 4 << 20
 
 
-def files_fingerprint(folder: Path | str, pattern: str = "**/*") -> str:
+def files_fingerprint(folder: Path | str, pattern: str = "**/*", skip: tuple[str, ...] = ()) -> str:
     """A short hash of the files under ``folder`` (names, sizes, contents): the version of a
-    model that has no revision. A retrained model saved in the same folder gets another one."""
+    model that has no revision. A retrained model saved in the same folder gets another one.
+    ``skip``: top-level subfolders left out (files derived from the model, such as exports)."""
     h = hashlib.sha256()
     root = Path(folder)
-    for p in sorted(x for x in root.glob(pattern) if x.is_file() and "__pycache__" not in x.parts):
+    files = (x for x in root.glob(pattern) if x.is_file() and "__pycache__" not in x.parts)
+    for p in sorted(x for x in files if x.relative_to(root).parts[0] not in skip):
         size = p.stat().st_size
         h.update(f"{p.relative_to(root).as_posix()}\0{size}\0".encode())
         with p.open("rb") as f:

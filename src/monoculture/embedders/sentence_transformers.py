@@ -1,9 +1,12 @@
 """Any sentence-transformers model, on torch, ONNX Runtime or OpenVINO.
 
 ``sentence-transformers:<model>[?backend=onnx|openvino][&device=cpu|cuda][&fp16=true][&batch_size=64][&revision=<rev>]``.
-``backend`` is the library's own option (SentenceTransformer(..., backend=...)): ONNX and
-OpenVINO run faster than torch on CPUs; a model without an exported ONNX file is exported on
-load (optimum). ``fp16`` halves the weights on a GPU (torch backend). Texts are embedded longest
+``backend`` is the library's own option (SentenceTransformer(..., backend=...)): OpenVINO runs
+2-5x faster than torch on CPUs, ONNX Runtime about as fast (docs/embedders.md). A model without
+an export of its own is exported on every load (optimum; the library keeps no copy): saved into
+the folder's onnx/ or openvino/ it is loaded from there, and those subfolders are not part of
+the folder's version. They need optimum, which needs an older transformers than the main
+environment's: tests/engines/test_st_backends.py runs them in .venv-st. ``fp16`` halves the weights on a GPU (torch backend). Texts are embedded longest
 first, so a batch pads to lengths close to its own (batch by length), and put back in order.
 """
 
@@ -21,6 +24,7 @@ from monoculture.errors import UserError
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 BACKENDS = ("torch", "onnx", "openvino")
 PARAMS = ("backend", "device", "fp16", "batch_size", "revision")
+EXPORT_DIRS = ("onnx", "openvino")  # where sentence-transformers saves and looks for a backend's export
 
 
 def _e5_prefix(model: str) -> str:
@@ -31,9 +35,12 @@ def _e5_prefix(model: str) -> str:
 
 def model_version(model: str, revision: str | None = None) -> str:
     """The revision of the model's files: the Hub commit of the cached snapshot for a Hub name,
-    a hash of the files for a local folder (a retrained model in the same folder differs)."""
+    a hash of the files for a local folder (a retrained model in the same folder differs).
+    The folder's onnx/ and openvino/ subfolders are left out: they hold exports of the same
+    weights, which the library tells its users to save there, and saving one must not change
+    the key of every vector already embedded with the model (the backends share the cache)."""
     if Path(model).is_dir():
-        return "files-" + files_fingerprint(model)
+        return "files-" + files_fingerprint(model, skip=EXPORT_DIRS)
     try:
         from huggingface_hub import try_to_load_from_cache
 
@@ -45,6 +52,19 @@ def model_version(model: str, revision: str | None = None) -> str:
         if m:
             return m.group(1)[:12]
     return f"rev-{revision}" if revision else "unknown-revision"
+
+
+def _cached_snapshot(model: str, revision: str | None) -> str | None:
+    """The folder of a Hub model's cached snapshot, or None where there is none (or ``model``
+    is a folder already)."""
+    if Path(model).is_dir():
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(model, revision=revision, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached, or an odd name: nothing to load locally
+        return None
 
 
 class SentenceTransformersEmbedder(Embedder):
@@ -104,7 +124,16 @@ class SentenceTransformersEmbedder(Embedder):
         if fp16 and backend == "torch":
             kwargs["model_kwargs"] = {"torch_dtype": torch.float16}
         try:
-            self.model = SentenceTransformer(model, **kwargs)
+            try:
+                self.model = SentenceTransformer(model, **kwargs)
+            except OSError:
+                # ONNX and OpenVINO on a Hub name list the repo's files online to look for an
+                # export, even for a cached model with the Hub offline: load the cached snapshot's
+                # folder instead (exported on load, as any folder is); name and version stay the Hub's.
+                local = _cached_snapshot(model, revision) if backend != "torch" else None
+                if local is None:
+                    raise
+                self.model = SentenceTransformer(local, **{**kwargs, "revision": None})
         except OSError as e:
             raise UserError(f"cannot load embedding model {model!r}: {e}".splitlines()[0]) from None
         except Exception as e:  # onnx / openvino without optimum: the library raises a bare Exception
