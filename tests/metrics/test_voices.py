@@ -45,10 +45,11 @@ def assert_matches_direct(rs, vr, n_models, n_prompts, grp, q):
         assert vr.group_baseline["g"][p] == pytest.approx(np.mean(diffs), abs=1e-9)
 
 
-@pytest.mark.parametrize("d,ragged", [(12, True), (12, False), (5, True)])
-def test_voices_loo_and_groups_match_direct_computation(rng, d, ragged):
+@pytest.mark.parametrize("d,ragged,k", [(12, True, 3), (12, False, 3), (5, True, 3), (12, True, 1), (3, False, 1)])
+def test_voices_loo_and_groups_match_direct_computation(rng, d, ragged, k):
     # d = 12 >= pool size: Gram path (ragged and complete layouts); d = 5: the d x d path.
-    rs = synthetic_study(rng, n_models=4, n_prompts=6, k=3, d=d)
+    # k = 1: every model's leave-one-out takes vendi_loo (d = 3: pools wider than d).
+    rs = synthetic_study(rng, n_models=4, n_prompts=6, k=k, d=d)
     if ragged:
         rs = rs.subset(rng.random(rs.n) > 0.3)
     idx = index_cells(rs.model, rs.prompt, 4, 6, rs.sample)

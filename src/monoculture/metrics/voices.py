@@ -28,6 +28,7 @@ import numpy as np
 
 from .responses import CellIndex
 from .vendi import vendi_from_eigenvalues, vendi_pools
+from .vendi_loo import loo_vendi, single_answer_models
 
 _WEIGHT_BYTES = 32 * 2**20
 
@@ -260,7 +261,12 @@ def voices_analysis(
     present = index.counts > 0
     multi = present.sum(axis=1) >= 2
 
-    scen = [np.ones((1, M), dtype=bool), ~np.eye(M, dtype=bool)]
+    # Models with one answer per prompt are left out by one eigendecomposition per prompt
+    # (vendi_loo); the others, and every group, are decomposed scenario by scenario.
+    fast = single_answer_models(index)
+    slow = np.flatnonzero(~fast)
+    head = 0 if fast.any() else 1  # the full pool, when vendi_loo does not give it
+    scen = [np.ones((head, M), dtype=bool), ~np.eye(M, dtype=bool)[slow]]
     group_names = list(groups)
     group_masks = np.array([np.asarray(groups[g], dtype=bool) for g in group_names], dtype=bool).reshape(-1, M)
     scen.append(~group_masks)
@@ -272,8 +278,15 @@ def voices_analysis(
     uniq, inverse = np.unique(allmasks, axis=0, return_inverse=True)
     v_uniq = scenario_vendi(X, index, uniq, q)
     v_all = v_uniq[inverse.ravel()]
+    v_loo = np.full((M, index.n_prompts), np.nan)
+    v_loo[slow] = v_all[head : head + len(slow)]
+    if head:
+        v_full = v_all[0]
+    else:
+        v_full, v_fast = loo_vendi(X, index, fast, q)
+        v_loo[fast] = v_fast[fast]
 
-    V = np.where(multi, v_all[0], np.nan)
+    V = np.where(multi, v_full, np.nan)
 
     def loss(removed: np.ndarray, v_rest: np.ndarray) -> np.ndarray:
         """V(p) - V_{-S}(p) over (n, M) removed masks and (n, P) rest scores."""
@@ -282,9 +295,8 @@ def voices_analysis(
         ok = touched & left & multi[None]
         return np.where(ok, V[None] - v_rest, np.nan)
 
-    pos = 1
-    loo = loss(np.eye(M, dtype=bool), v_all[pos : pos + M]).T
-    pos += M
+    loo = loss(np.eye(M, dtype=bool), v_loo).T
+    pos = head + len(slow)
     g_loss = loss(group_masks, v_all[pos : pos + len(group_names)]) if group_names else np.zeros((0, len(V)))
     pos += len(group_names)
     base_by_size: dict[int, np.ndarray] = {}
