@@ -157,20 +157,29 @@ def lexical_theirs(mods, model_sets: list[list[str]], cell_sets: list[list[str]]
     return t_ng, t_sr, t_gz
 
 
-def lexical_ours_parts(texts, sids, sizes) -> tuple[Clock, Clock, Clock]:
-    """Our lexical step split as lexical_table runs it: tokenising, then counting (every n-gram
-    order and self-repetition at both levels), on the caller's thread; gzip level 9 on its own."""
+def lexical_ours_parts(texts, sids, sizes) -> tuple[Clock, Clock, Clock, Clock, Clock]:
+    """Our lexical step split as lexical_table runs it: tokenising (and, within it, the regex
+    tokeniser on the non-ASCII texts alone), then counting (every n-gram order and
+    self-repetition at both levels); gzip level 9 on its own. First, the compiled kernels are
+    loaded from numba's cache (compiled, the first time on a machine) by a call on two texts,
+    timed on its own: a process pays it once, not per call."""
+    with Clock() as t_load:
+        lexical_table(texts[:2], [np.zeros(2, dtype=np.int64)], [1])
     has = np.fromiter((isinstance(t, str) for t in texts), dtype=bool, count=len(texts))
     uses = [has & (sid >= 0) for sid in sids]
     results: list[dict] = [{} for _ in sids]
     with Clock() as t_tok:
         tok, lens, V = _tokenize_all(texts, has)
+    with Clock() as t_regex:
+        for t in texts:
+            if isinstance(t, str) and not t.isascii():
+                tokenize(t)
     with Clock() as t_count:
         _count_passes(tok, lens, V, sids, uses, sizes, results)
     with Clock() as t_gz:
         for sid, use, S in zip(sids, uses, sizes):
             _compression_ratios(_members(texts, sid, use, S))
-    return t_tok, t_count, t_gz
+    return t_load, t_tok, t_regex, t_count, t_gz
 
 
 def agreement_lexical(mods, texts, model, prompt, M, P) -> dict[str, tuple[float, int, float | None]]:
@@ -276,7 +285,7 @@ def main() -> int:
         sids, sizes = [model, cell_of_row], [M, len(texts)]
         model_sets = [[texts[i] for i in np.flatnonzero(model == m)] for m in range(M)]
         cell_sets = [[t] for t in texts]
-        t_tok, t_count, gz_ours = lexical_ours_parts(texts, sids, sizes)
+        t_load, t_tok, t_regex, t_count, gz_ours = lexical_ours_parts(texts, sids, sizes)
         t_ng, t_sr, gz_theirs = lexical_theirs(mods, model_sets, cell_sets)
         ours_w, ours_c = t_tok.wall + t_count.wall, t_tok.cpu + t_count.cpu
         th_w, th_c = t_ng.wall + t_sr.wall, t_ng.cpu + t_sr.cpu
@@ -287,14 +296,18 @@ def main() -> int:
             f"  diversity: ngram_diversity_score {t_ng.wall:.1f} s ({t_ng.cpu:.1f} CPU s), "
             f"self_repetition_score on the per-model sets {t_sr.wall:.1f} s ({t_sr.cpu:.1f} CPU s)"
         )
+        n_plain = sum(isinstance(t, str) and t.isascii() for t in texts)
         print(
-            f"  monoculture: tokenise {t_tok.wall:.2f} s ({t_tok.cpu:.2f} CPU s) + count every order and self-repetition "
-            f"at both levels {t_count.wall:.2f} s ({t_count.cpu:.2f} CPU s)"
+            f"  monoculture: tokenise {t_tok.wall:.2f} s ({t_tok.cpu:.2f} CPU s; of it the regex tokeniser on the "
+            f"{len(texts) - n_plain} non-ASCII texts {t_regex.cpu:.2f} CPU s, the {n_plain} ASCII ones are scanned compiled) "
+            f"+ count every order and self-repetition at both levels {t_count.wall:.2f} s ({t_count.cpu:.2f} CPU s); "
+            f"numba kernels loaded (compiled if not cached) once per process: {t_load.wall:.2f} s, not counted"
         )
         met = max(th_w / ours_w, th_c / ours_c) >= TARGET
+        floor, what = max((t_tok.cpu, "tokenising"), (t_count.cpu, "counting"))
         print(
             f"  speed ratio {th_w / ours_w:.1f}x wall, {th_c / ours_c:.1f}x CPU (target >= {TARGET:.0f}x: {'met' if met else 'NOT met'}); "
-            f"floor: our tokeniser alone, {t_tok.cpu:.2f} CPU s, caps it at {th_c / t_tok.cpu:.0f}x CPU"
+            f"floor: our {what} alone, {floor:.2f} CPU s, caps it at {th_c / floor:.0f}x CPU"
         )
         print(
             f"  gzip, which both sides pay: diversity's compression_ratio {gz_theirs.wall:.1f} s ({gz_theirs.cpu:.1f} CPU s), "

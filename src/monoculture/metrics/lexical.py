@@ -4,9 +4,13 @@ Tokens are the word units of :mod:`.segment`: words where a script writes spaces
 characters where it does not (Chinese, Japanese, Thai...), so n-grams mean the same thing in
 every language of the suites.
 
-Texts are tokenised once; every n-gram becomes an integer, and distinct counts per set are
-counts of distinct (set, n-gram) integer pairs, so thousands of sets (one per model and
-prompt, one per model) cost a few sorts instead of a Python set per set and n.
+Texts are tokenised once into token numbers, and every set's n-grams of each order are
+counted in a hash table of its own, by the compiled kernels of :mod:`.lexical_fast`: ASCII
+texts are cut there from their bytes (the same tokens as :func:`.segment.tokenize`, which cuts
+the others), and thousands of sets (one per model and prompt, one per model) cost one pass per
+order over the tokens instead of a Python set per set and n, or the sorts of 5 million
+n-gram keys per order and level that the numpy version made (tests/metrics/lexical_reference.py
+keeps it, and the tests hold the two to the same figures, bit for bit).
 
 A figure that has no defined value is NaN, never 0 or 1: n-gram diversity of a set with no
 n-gram, self-repetition of a set with fewer than two texts (there is no "other text") or
@@ -18,13 +22,14 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 import numpy as np
 import pandas as pd
 
+from .lexical_fast import MAX_ID, count_level, scan_tokens
 from .segment import tokenize
 
 ORDERS = (1, 2, 3, 4)
@@ -38,38 +43,56 @@ def compression_ratio(texts: Sequence[str]) -> float:
     return len(raw) / len(gzip.compress(raw, compresslevel=9, mtime=0))
 
 
-def _tokenize_all(texts: Sequence[str | None], has: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, int]:
-    """Token ids of all texts, concatenated, and tokens per text.
+# Initial sizes of the compiled hash tables (tests shrink them to exercise their growth), and
+# the masks on their hashes (tests set 0 to make every key collide; see lexical_fast).
+_VOCAB_SLOTS = 1 << 16
+_FIRST_GRAMS = 4096
+_WORD_HASH_KEEP = np.uint64(2**64 - 1)
+_SLOT_KEEP = -1
 
-    Strings are numbered chunk by chunk (pandas' hash table, then one dict lookup per distinct
-    word of the chunk) so that a list of every token string of the study never exists at once.
+
+def _token_buffer(texts: Sequence[str | None], has: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bytes :func:`.lexical_fast.scan_tokens` reads: every text one after the other, with
+    its bounds and mode.
+
+    An ASCII text goes as it is (mode 0: lowercased and cut by the scanner); any other text is
+    cut by :func:`.segment.tokenize` and goes as its tokens' UTF-8 joined by NUL bytes (mode 1),
+    so both feed one vocabulary and no Python string per token is made for an ASCII text.
     """
     n = len(texts)
-    lens = np.zeros(n, dtype=np.int64)
-    vocab: dict[str, int] = {}
-    parts = []
-    for lo in range(0, n, chunk):
-        flat: list[str] = []
-        for i in range(lo, min(n, lo + chunk)):
-            if has[i]:
-                toks = tokenize(cast(str, texts[i]))  # has[i]: a non-empty string
-                lens[i] = len(toks)
-                flat.extend(toks)
-        if flat:
-            codes, uniq = pd.factorize(np.asarray(flat, dtype=object))
-            remap = np.fromiter((vocab.setdefault(u, len(vocab)) for u in uniq), dtype=np.int64, count=len(uniq))
-            parts.append(remap[codes])
-    tok = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    return tok, lens, max(len(vocab), 1)
+    modes = np.zeros(n, dtype=np.uint8)
+    parts: list[bytes] = []
+    for i, t in enumerate(texts):
+        if not has[i]:
+            parts.append(b"")
+        elif cast(str, t).isascii():  # has[i]: a string
+            parts.append(cast(str, t).encode("ascii"))
+        else:
+            modes[i] = 1
+            parts.append("\0".join(tokenize(cast(str, t))).encode("utf-8"))
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    bounds[1:] = np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=n))
+    buf = np.frombuffer(bytearray().join(parts), dtype=np.uint8)  # writable: the scanner lowercases in place
+    return buf, bounds, modes
+
+
+def _tokenize_all(texts: Sequence[str | None], has: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Token numbers of all texts, concatenated (numbered in order of first occurrence), tokens
+    per text, and the vocabulary size (at least 1)."""
+    buf, bounds, modes = _token_buffer(texts, has)
+    tok, lens, V, _, _ = scan_tokens(buf, bounds, modes, _VOCAB_SLOTS, _WORD_HASH_KEEP)
+    if V > MAX_ID:
+        raise ValueError(f"{V} distinct tokens: more than the {MAX_ID} that n-gram keys can pack")
+    return tok, lens, max(int(V), 1)
 
 
 def _passes(set_ids: list[np.ndarray], use: list[np.ndarray]) -> list[tuple[np.ndarray, list[int]]]:
     """Text orders under which each level's sets are contiguous runs of texts.
 
-    Sorting the n-grams of one order once, stably, puts them in (n-gram, text) order; for a
-    level whose sets are contiguous in text order, equal (n-gram, set) entries are then
-    adjacent too, and every count becomes a linear scan. Nested levels (model > model and
-    prompt) share one order; a level that does not fit gets its own.
+    The counting kernel takes a set's texts as one run. Nested levels (model > model and
+    prompt) share one order; a level that does not fit gets its own. The order also fixes the
+    order in which self-repetition sums its texts' terms, the same as the numpy version's, so
+    that no figure moves by a rounding.
     """
     perm0 = np.lexsort(tuple(reversed(set_ids))) if set_ids else np.zeros(0, dtype=np.int64)
     shared: list[int] = []
@@ -80,17 +103,6 @@ def _passes(set_ids: list[np.ndarray], use: list[np.ndarray]) -> list[tuple[np.n
         (shared if runs == len(np.unique(s)) else alone).append(L)
     out = [(perm0, shared)] if shared else []
     out += [(np.argsort(set_ids[L], kind="stable"), [L]) for L in alone]
-    return out
-
-
-def _first_of_runs(*keys: np.ndarray) -> np.ndarray:
-    """True where any of the (sorted-order) keys differs from the entry before."""
-    n = keys[0].size
-    out = np.zeros(n, dtype=bool)
-    if n:
-        out[0] = True
-        for k in keys:
-            out[1:] |= k[1:] != k[:-1]
     return out
 
 
@@ -141,90 +153,31 @@ def _members(texts, sid, use, S) -> list[list[str]]:
 
 
 def _count_passes(tok, lens, V, sids, uses, sizes, results) -> None:
-    """n-gram figures of every level into ``results``, one pass per compatible text order."""
+    """n-gram figures of every level into ``results``, one pass per compatible text order.
+
+    The levels of a pass are counted by :func:`.lexical_fast.count_level`, in two threads at
+    most (the kernel releases the GIL). ``V`` is unused since the keys pack token numbers
+    exactly; it stays in the signature the benchmark calls.
+    """
     offsets = np.cumsum(lens) - lens
+    jobs = []
     for perm, levels in _passes(sids, uses):
         texts_p = perm[np.any([uses[L][perm] for L in levels], axis=0)]  # texts of this pass, in order
-        lens_p = lens[texts_p]
-        total_tokens = int(lens_p.sum())
-        starts_p = np.cumsum(lens_p) - lens_p
-        idx = np.repeat(offsets[texts_p] - starts_p, lens_p) + np.arange(total_tokens)
-        tok_p = tok[idx]
-        rank = np.repeat(np.arange(len(texts_p)), lens_p)  # text number in pass order
-        remaining = np.repeat(lens_p + starts_p, lens_p) - np.arange(total_tokens)  # tokens left in the text
-        set_rank = {L: sids[L][texts_p] for L in levels}  # set per text of the pass, -1 if unused
-        for L, figures in _count_ngrams(tok_p, rank, remaining, V, set_rank, sizes).items():
-            results[L].update(figures)
+        for L in levels:
+            sr = np.where(uses[L][texts_p], sids[L][texts_p], -1)  # set per text of the pass, -1 if unused
+            jobs.append((L, texts_p, sr))
 
+    def run(job):
+        L, texts_p, sr = job
+        return L, sr, lens[texts_p] >= 4, count_level(tok, offsets, lens, texts_p, sr, sizes[L], _FIRST_GRAMS, _SLOT_KEEP)
 
-_INT64_MAX = int(np.iinfo(np.int64).max)
-
-
-def _count_ngrams(tok, rank, remaining, V, set_rank, sizes) -> dict[int, dict[str, np.ndarray]]:
-    """n-gram diversity for n = 1..4 and self-repetition for every level of one pass.
-
-    Each order's (n-gram, text) pairs are sorted once, by n-gram and then text; counting is a
-    linear scan of that order. Orders 3 and 4 are keyed by bigram numbers, so only the bigrams
-    have to be numbered (one sort, while order 1 is counted in a second thread) and orders 2-3
-    and 4 are then counted in the two threads at once (numpy releases the GIL while it sorts).
-    """
-    T = max(1, len(next(iter(set_rank.values()))))
-
-    def figures(order: int, g: np.ndarray, r: np.ndarray) -> dict[int, dict[str, np.ndarray]]:
-        out: dict[int, dict[str, np.ndarray]] = {}
-        for L, sr in set_rank.items():
-            gl, rl, s = g, r, sr[r]
-            if not (sr >= 0).all():
-                keep = s >= 0
-                gl, rl, s = g[keep], r[keep], s[keep]
-            total = np.bincount(s, minlength=sizes[L])
-            distinct = np.bincount(s[_first_of_runs(gl, s)], minlength=sizes[L])
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[L] = {f"ngram_div_{order}": np.where(total > 0, distinct / np.maximum(total, 1), np.nan)}
-            if order == 4:
-                out[L]["self_repetition"] = _self_repetition(gl, rl, s, sr, sizes[L])
-        return out
-
-    def order_from(key_of: Callable[[np.ndarray], np.ndarray], order: int) -> dict:
-        pos = np.flatnonzero(remaining >= order)
-        return figures(order, *_sorted_pairs(key_of(pos), rank[pos], T))
-
-    with ThreadPoolExecutor(1) as ex:
-        first = ex.submit(order_from, lambda pos: tok[pos], 1)
-        bigram, second = _number_bigrams(tok, rank, remaining, V)
-        D2 = int(bigram.max()) + 1 if bigram.size else 1
-        futures = [first, ex.submit(figures, 2, *second), ex.submit(order_from, lambda pos: bigram[pos] * V + tok[pos + 2], 3)]
-        parts = [f.result() for f in futures] + [order_from(lambda pos: bigram[pos] * D2 + bigram[pos + 2], 4)]
-    merged: dict[int, dict[str, np.ndarray]] = {L: {} for L in set_rank}
-    for part in parts:
-        for L, figs in part.items():
-            merged[L].update(figs)
-    return merged
-
-
-def _sorted_pairs(key: np.ndarray, minor: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
-    """(key, minor) pairs sorted by key, then minor (0 <= minor < base).
-
-    Both are packed into one int64 and the values sorted, which is about twice as fast as a
-    stable argsort of the keys. Keys too large to pack are renumbered first.
-    """
-    if key.size and int(key.max()) > (_INT64_MAX - base) // base:
-        key = np.unique(key, return_inverse=True)[1].ravel()
-    packed = key * base + minor
-    packed.sort()
-    return np.divmod(packed, base)
-
-
-def _number_bigrams(tok, rank, remaining, V) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Bigram numbers by token position (0 where no bigram starts), and the order-2 pairs
-    sorted by (bigram, text) as :func:`_sorted_pairs` returns them."""
-    pos = np.flatnonzero(remaining >= 2)
-    # Positions grow with the text, so sorting by (bigram, position) also sorts by text.
-    key, pos = _sorted_pairs(tok[pos] * V + tok[pos + 1], pos, len(tok))
-    numbers = np.cumsum(_first_of_runs(key)) - 1
-    bigram = np.zeros(len(tok), dtype=np.int64)
-    bigram[pos] = numbers
-    return bigram, (numbers, rank[pos])
+    with ThreadPoolExecutor(max(1, min(2, len(jobs))), thread_name_prefix="ngrams") as ex:
+        for L, sr, has_gram, (total, distinct, shared) in ex.map(run, jobs):
+            for order in ORDERS:
+                t, d = total[order - 1], distinct[order - 1]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    results[L][f"ngram_div_{order}"] = np.where(t > 0, d / np.maximum(t, 1), np.nan)
+            results[L]["self_repetition"] = _self_repetition(shared, has_gram, sr, sizes[L])
 
 
 def _compression_ratios(members: list[list[str]]) -> np.ndarray:
@@ -244,28 +197,20 @@ def _compression_ratios(members: list[list[str]]) -> np.ndarray:
     return out
 
 
-def _self_repetition(gram: np.ndarray, text: np.ndarray, set_of: np.ndarray, set_of_text: np.ndarray, S: int) -> np.ndarray:
+def _self_repetition(shared: np.ndarray, has_gram: np.ndarray, set_of_text: np.ndarray, S: int) -> np.ndarray:
     """Mean over a set's texts of log(1 + number of the text's distinct 4-grams found in
-    another text of the set).
+    another text of the set), from those numbers (``shared``) per text of a pass.
 
     Only texts with at least one 4-gram count: a shorter text cannot repeat a 4-gram, and
     counting it as 0 would report "no repetition" for ten identical one-word answers. The
-    figure is missing for a set of fewer than two texts or with no 4-gram at all.
-    Inputs are the 4-grams in (gram, text) order with their text and set; each set's texts are
-    contiguous, so equal (gram, set) entries are adjacent.
+    figure is missing for a set of fewer than two texts or with no 4-gram at all. The sums run
+    in the pass's text order, as they always have, so the figures stay the same to the bit.
     """
-    first = _first_of_runs(gram, text)  # each text's distinct 4-grams once
-    g, t, s = gram[first], text[first], set_of[first]
-    group = np.cumsum(_first_of_runs(g, s)) - 1
-    shared = np.bincount(group)[group] >= 2 if group.size else np.zeros(0, dtype=bool)
-    n_text = len(set_of_text)
-    per_text = np.bincount(t, weights=shared, minlength=n_text)
-    has_gram = np.bincount(t, minlength=n_text) > 0
     used = set_of_text >= 0
     n_texts = np.bincount(set_of_text[used], minlength=S)
     scored = used & has_gram
     n_scored = np.bincount(set_of_text[scored], minlength=S)
-    sums = np.bincount(set_of_text[scored], weights=np.log1p(per_text)[scored], minlength=S)
+    sums = np.bincount(set_of_text[scored], weights=np.log1p(shared.astype(np.float64))[scored], minlength=S)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_texts >= 2) & (n_scored > 0), sums / np.maximum(n_scored, 1), np.nan)
 
