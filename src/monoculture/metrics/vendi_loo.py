@@ -150,7 +150,7 @@ def _advance(lam, m, a, psi, dpsi, phi, dphi, curv, st, active):  # pragma: no c
 
 
 @njit(cache=True, nogil=True)
-def _gap_roots(lam, u, m, out, st, active, mids, have_mids):  # pragma: no cover - compiled
+def _gap_roots(lam, u, m, out, st, active, mids, have_mids, count):  # pragma: no cover - compiled
     """The m - 1 roots of sum_i u_i / (lam_i - mu), one between each two poles, into out.
 
     The roots are iterated side by side, one step of each per round: the steps of one root
@@ -158,8 +158,12 @@ def _gap_roots(lam, u, m, out, st, active, mids, have_mids):  # pragma: no cover
     (iterating each root to the end in turn left it waiting on division latency: 15% slower
     here). ``st`` (4, m) holds each root's origin, bracket and iterate; ``active`` (m,).
     With ``have_mids``, ``mids[:, a]`` are _h_parts at the middle of gap a (from
-    :func:`_mid_parts`)."""
+    :func:`_mid_parts`). ``count`` (2,) adds the roots found and the evaluations of h made
+    (the benchmark's floor and the tests' check on convergence read them)."""
     origin, lo, hi, tau = st[0], st[1], st[2], st[3]
+    count[0] += m - 1
+    if not have_mids:
+        count[1] += m - 1
     for a in range(m - 1):
         # At the middle of the gap, with distances from the left pole: which half holds the
         # root decides the origin (distances to the nearer pole are then exact), and the
@@ -188,6 +192,7 @@ def _gap_roots(lam, u, m, out, st, active, mids, have_mids):  # pragma: no cover
         for a in range(m - 1):
             if active[a]:
                 busy = True
+                count[1] += 1
                 psi, dpsi, phi, dphi, curv = _h_parts(lam, u, m, a, origin[a], tau[a])
                 _advance(lam, m, a, psi, dpsi, phi, dphi, curv, st, active)
         if not busy:
@@ -197,11 +202,11 @@ def _gap_roots(lam, u, m, out, st, active, mids, have_mids):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
-def principal_roots(lam, u, out, lam_a, u_a, st, active):  # pragma: no cover - compiled
+def principal_roots(lam, u, out, lam_a, u_a, st, active, count):  # pragma: no cover - compiled
     """Eigenvalues of K without one row and column, from K's ascending eigenvalues ``lam`` and
     the squared entries ``u`` of that row in K's eigenvectors (summing to 1). Writes the
     n - 1 values into ``out`` (unordered); lam_a, u_a (n,), st (4, n) and active (n,) are
-    scratch."""
+    scratch; ``count`` as :func:`_gap_roots`."""
     n = lam.shape[0]
     top = 0.0
     for i in range(n):
@@ -223,7 +228,7 @@ def principal_roots(lam, u, out, lam_a, u_a, st, active):  # pragma: no cover - 
             u_a[m] = u[i]
             m += 1
     if m > 1:
-        _gap_roots(lam_a, u_a, m, out[k:], st, active, st, False)
+        _gap_roots(lam_a, u_a, m, out[k:], st, active, st, False, count)
     return k + max(m - 1, 0)  # n - 1 unless u had no weight at all
 
 
@@ -309,9 +314,9 @@ def _mid_parts(T, u, m, P):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _loo_stack(lam, U, slot, scale, q, out):  # pragma: no cover - compiled
+def _loo_stack(lam, U, slot, scale, q, out, count):  # pragma: no cover - compiled
     """out[b, s] = Vendi of pool b without its row slot[b, s] (-1: left as is), its other
-    weights rescaled by scale[b].
+    weights rescaled by scale[b]; ``count`` as :func:`_gap_roots`.
 
     The poles (K's eigenvalues) are the same for every row of a pool, only their weights
     change: the values at the gaps' middles, where each root's iteration starts, are one
@@ -350,7 +355,7 @@ def _loo_stack(lam, U, slot, scale, q, out):  # pragma: no cover - compiled
             for i in range(m):
                 weighted &= u_a[i] > tol_u
             if not weighted:
-                k = principal_roots(lam[b], u, mu, lam_a, u_a, st, active)
+                k = principal_roots(lam[b], u, mu, lam_a, u_a, st, active, count)
             else:
                 k = 0
                 for i in range(1, n):
@@ -359,13 +364,18 @@ def _loo_stack(lam, U, slot, scale, q, out):  # pragma: no cover - compiled
                         k += 1
                 if m > 1:
                     _mid_parts(T, u_a, m, mids)
-                    _gap_roots(merged, u_a, m, mu[k:], st, active, mids, True)
+                    _gap_roots(merged, u_a, m, mu[k:], st, active, mids, True, count)
                     k += m - 1
             out[b, s] = _vendi_of(mu, k, scale[b], q)
 
 
 def loo_vendi_pools(
-    K: np.ndarray, slot: np.ndarray, scale: np.ndarray, q: float = 1.0, workers: int = 1
+    K: np.ndarray,
+    slot: np.ndarray,
+    scale: np.ndarray,
+    q: float = 1.0,
+    workers: int = 1,
+    count: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vendi of each pool and of each pool without one row.
 
@@ -373,6 +383,7 @@ def loo_vendi_pools(
     S removals per pool (-1: none), ``scale`` (B,) the factor the remaining weights are
     multiplied by. Returns ((B,) full-pool scores, (B, S) leave-one-out scores, NaN where
     slot is -1). ``workers`` threads share the pools (the compiled loops release the GIL).
+    ``count``, an int64 (2,) array, receives the roots found and the evaluations they took.
     """
     q = _check_q(q)
     K = np.asarray(K, dtype=np.float64)
@@ -382,17 +393,21 @@ def loo_vendi_pools(
     full = np.full(B, np.nan)
     out = np.full(slot.shape, np.nan)
 
-    def run(lo: int, hi: int) -> None:
+    counts = np.zeros((max(1, workers), 2), dtype=np.int64)
+
+    def run(part: int, lo: int, hi: int) -> None:
         lam, U = np.linalg.eigh(K[lo:hi])  # LAPACK releases the GIL, as the compiled loops do
         full[lo:hi] = vendi_from_eigenvalues(lam, q)
-        _loo_stack(lam, U, slot[lo:hi], scale[lo:hi], q, out[lo:hi])
+        _loo_stack(lam, U, slot[lo:hi], scale[lo:hi], q, out[lo:hi], counts[part])
 
     if workers <= 1 or B < 2 * workers:
-        run(0, B)
+        run(0, 0, B)
     else:
         cuts = np.linspace(0, B, workers + 1).astype(int)
         with ThreadPoolExecutor(workers) as ex:
-            list(ex.map(run, cuts[:-1], cuts[1:]))
+            list(ex.map(run, range(workers), cuts[:-1], cuts[1:]))
+    if count is not None:
+        count += counts.sum(axis=0)
     return full, out
 
 
