@@ -34,6 +34,7 @@ def one_by_one(tiny):
 def test_batches_by_length_and_puts_vectors_back_in_order(tiny, one_by_one):
     e = get_embedder(f"sentence-transformers:{tiny}?batch_size=2&device=cpu")
     assert e.batch_size == 2 and e.device == "cpu"
+    assert get_embedder(f"sentence-transformers:{tiny}?device=cpu").batch_size == 16  # the CPU default
     np.testing.assert_allclose(e.embed(TEXTS), one_by_one, atol=1e-5)
     np.testing.assert_allclose(e.embed(TEXTS[::-1]), one_by_one[::-1], atol=1e-5)
 
