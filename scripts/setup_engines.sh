@@ -50,6 +50,17 @@ step() { # step NAME COMMAND...: run, time, and record a failure's last lines as
   return $rc
 }
 
+# editable PYTHON: this package, editable, into PYTHON's environment. setuptools writes
+# src/monoculture.egg-info into the source tree, and the two venvs install side by side: one at a
+# time (flock, where there is one), or the two writers can leave each other a half-written file.
+editable() {
+  if command -v flock >/dev/null 2>&1; then
+    flock "$STATUS/editable.lock" "$1" -m pip install -q --disable-pip-version-check -e .
+  else
+    "$1" -m pip install -q --disable-pip-version-check -e .
+  fi
+}
+
 # vLLM's install is mostly download and unpacking, llama.cpp's mostly compiling: the two run side
 # by side (the vLLM one in a background subshell) and the script waits for both.
 install_vllm() {
@@ -58,7 +69,7 @@ install_vllm() {
     step vllm-venv "$PY" -m venv "$VENV" &&
       step vllm-install "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$VLLM_PIN" &&
       step vllm-uninstall-media "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec &&
-      step vllm-monoculture "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e . &&
+      step vllm-monoculture editable "$VENV/bin/python" &&
       step vllm-import "$VENV/bin/python" -c 'import vllm, monoculture; print(vllm.__version__)'
     rc=$?
     if [ $rc -ne 0 ]; then
@@ -85,11 +96,18 @@ install_st_backends() {
     echo "st-backends-venv: $ST_VENV already has the pinned backends and monoculture" | tee -a "$STATUS/times.txt"
     return 0
   fi
+  # Made again from nothing (a half-made venv or other pins must not linger), but only a venv is
+  # removed: MONOCULTURE_ST_VENV may name any folder.
+  if [ -e "$ST_VENV" ] && [ ! -f "$ST_VENV/pyvenv.cfg" ]; then
+    echo "step 'st-backends-venv' refused: $ST_VENV exists and is not a virtual environment (no pyvenv.cfg)" >"$STATUS/st-backends.failed"
+    echo "warning: the ONNX / OpenVINO backends were not installed; their tests will skip ($(head -n 1 "$STATUS/st-backends.failed"))" >&2
+    return 1
+  fi
   rm -rf "$ST_VENV"
   step st-backends-venv "$PY" -m venv "$ST_VENV" &&
     step st-backends-torch "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check "$ST_TORCH" &&
     step st-backends-install "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check "${ST_PINS[@]}" &&
-    step st-backends-monoculture "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check -e . &&
+    step st-backends-monoculture editable "$ST_VENV/bin/python" &&
     step st-backends-import "$ST_VENV/bin/python" -c 'import optimum.onnxruntime, optimum.intel.openvino, monoculture, openvino, onnxruntime, sentence_transformers as s; print(s.__version__, onnxruntime.__version__, openvino.__version__)'
   local rc=$?
   if [ $rc -ne 0 ]; then
