@@ -93,3 +93,27 @@ def test_a_saved_export_leaves_the_folder_version(tmp_path):
     assert model_version(str(tmp_path)) == before
     (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
     assert model_version(str(tmp_path)) != before
+
+
+def test_a_hub_name_is_read_from_the_cache_the_library_loads_from(tmp_path, monkeypatch):
+    """SentenceTransformer loads Hub models from $SENTENCE_TRANSFORMERS_HOME where it is set: the
+    commit in the key and the snapshot loaded offline (ONNX / OpenVINO) come from that cache too,
+    and only at the revision asked for: a commit or branch it does not hold gives no snapshot,
+    never main's."""
+    from monoculture.embedders.sentence_transformers import _cached_snapshot, model_version
+
+    name, main, other = "tiny-org/cached-st", "a" * 40, "b" * 40
+    repo = tmp_path / "models--tiny-org--cached-st"
+    for commit in (main, other):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(main)
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path))
+    assert model_version(name) == main[:12] and model_version(name, other) == other[:12]
+    assert _cached_snapshot(name, None) == str(repo / "snapshots" / main)
+    assert _cached_snapshot(name, other) == str(repo / "snapshots" / other)
+    assert _cached_snapshot(name, "c" * 40) is None and _cached_snapshot(name, "v2") is None
+    assert model_version(name, "v2") == "rev-v2"
+    monkeypatch.delenv("SENTENCE_TRANSFORMERS_HOME")
+    assert _cached_snapshot(name, None) is None and model_version(name) == "unknown-revision"

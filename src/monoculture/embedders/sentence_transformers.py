@@ -8,12 +8,13 @@ the folder's onnx/ or openvino/ it is loaded from there, and those subfolders ar
 the folder's version. They need optimum, which needs an older transformers than the main
 environment's: tests/engines/test_st_backends.py runs them in .venv-st. ``fp16`` halves the weights on a GPU (torch backend). Texts are embedded longest
 first, so a batch pads to lengths close to its own (batch by length), and put back in order.
-Batches default to 64 texts on a GPU and 16 on a CPU, where 16 ran 2-3x faster than 64 on
+Batches default to 64 texts on a GPU and 16 on a CPU, where 16 ran 1.3-3.4x faster than 64 on
 every backend (long batches of long texts spill out of the caches; docs/embedders.md).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -36,6 +37,13 @@ def _e5_prefix(model: str) -> str:
     return "query: " if "e5" in model.lower() else ""
 
 
+def _hub_cache() -> str | None:
+    """The Hub cache the library loads from: ``$SENTENCE_TRANSFORMERS_HOME`` where it is set
+    (SentenceTransformer's own default for ``cache_folder``), else huggingface_hub's. The commit
+    read for the key, and the snapshot loaded offline, must come from that same cache."""
+    return os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
+
+
 def model_version(model: str, revision: str | None = None) -> str:
     """The revision of the model's files: the Hub commit of the cached snapshot for a Hub name,
     a hash of the files for a local folder (a retrained model in the same folder differs).
@@ -47,7 +55,7 @@ def model_version(model: str, revision: str | None = None) -> str:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        hit = try_to_load_from_cache(model, "config.json", revision=revision)
+        hit = try_to_load_from_cache(model, "config.json", cache_dir=_hub_cache(), revision=revision)
     except Exception:  # noqa: BLE001 - an odd name: no cached snapshot to read a commit from
         hit = None
     if isinstance(hit, str):
@@ -58,14 +66,15 @@ def model_version(model: str, revision: str | None = None) -> str:
 
 
 def _cached_snapshot(model: str, revision: str | None) -> str | None:
-    """The folder of a Hub model's cached snapshot, or None where there is none (or ``model``
-    is a folder already)."""
+    """The folder of a Hub model's cached snapshot at ``revision`` (main's where None: a branch
+    or tag through the cache's ref for it, a commit hash as is), or None where the cache has none
+    (or ``model`` is a folder already): never another revision's snapshot."""
     if Path(model).is_dir():
         return None
     try:
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(model, revision=revision, local_files_only=True)
+        return snapshot_download(model, revision=revision, cache_dir=_hub_cache(), local_files_only=True)
     except Exception:  # noqa: BLE001 - not cached, or an odd name: nothing to load locally
         return None
 
