@@ -50,6 +50,7 @@ TEXTS = [
     "the sea " * 100 + "and then the mountain, the moon and the rivers",  # ...and the same text, longer still
 ]
 HUB_NAME, HUB_COMMIT = "tiny-org/tiny-st", "0123456789abcdef0123456789abcdef01234567"
+UNCACHED_COMMIT = "f" * 40  # a revision of HUB_NAME that the cache does not hold
 ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
 
 BUILD = """
@@ -61,11 +62,13 @@ for seed, path in enumerate(sys.argv[2:]):
 """
 
 # Runs in the venv: our registry's embedder on each backend, what it reports, and whether the
-# library exported the model on load (its warning "... Exporting the model to ONNX.").
+# library exported the model on load (its warning "... Exporting the model to ONNX."). The runs
+# listed in job["expect_error"] record their UserError instead of stopping the others.
 PROBE = """
 import json, logging, sys, time
 import numpy as np
 from monoculture.embedders import get_embedder
+from monoculture.errors import UserError
 
 job = json.loads(open(sys.argv[1]).read())
 exports = []
@@ -75,10 +78,16 @@ class Catch(logging.Handler):
             exports.append(record.getMessage())
 logging.getLogger("sentence_transformers").addHandler(Catch())
 out = []
-for i, (model, backend) in enumerate(job["runs"]):
+for i, (model, backend, extra) in enumerate(job["runs"]):
     del exports[:]
     t0 = time.perf_counter()
-    e = get_embedder(f"sentence-transformers:{model}?backend={backend}&device=cpu")
+    try:
+        e = get_embedder(f"sentence-transformers:{model}?backend={backend}&device=cpu{extra}")
+    except UserError as err:
+        if i not in job["expect_error"]:
+            raise
+        out.append({"model": model, "backend": backend, "error": str(err)})
+        continue
     load_s = time.perf_counter() - t0
     np.save(f"{job['out']}/{i}.npy", e.embed(job["texts"]))
     out.append({"model": model, "backend": e.backend, "name": e.name, "key": e.cache_key, "max_len": e.max_len,
@@ -87,6 +96,17 @@ for i, (model, backend) in enumerate(job["runs"]):
     if i in job["save_into"]:  # what the library's warning asks for: save the export into the model's folder
         e.model.save_pretrained(model)
 print(json.dumps(out))
+"""
+
+# Runs in the venv: the CLI's `measure` on each (store, embedder spec) pair, in one process so
+# that torch, optimum and OpenVINO are imported once rather than once a backend.
+MEASURE = """
+import sys
+from monoculture.cli import app
+for path, spec in zip(sys.argv[1::2], sys.argv[2::2]):
+    args = ["measure", path, "--embedder", spec, "-B", "20", "--permutations", "19", "--no-separability", "-q"]
+    rc = app(args, standalone_mode=False)
+    assert rc in (None, 0), (spec, rc)
 """
 
 
@@ -101,6 +121,9 @@ def _venv_python() -> Path:
     if not py.is_file():
         why = FAILED.read_text().strip() if FAILED.is_file() else "run scripts/setup_engines.sh"
         pytest.skip(f"no sentence-transformers backends venv at {VENV} ({why})")
+    if "MONOCULTURE_ST_VENV" not in os.environ and not (VENV / ".pins").is_file():
+        # the script writes .pins last, once every import worked: without it the install was cut short
+        pytest.skip(f"{VENV} is incomplete (no .pins: its install did not finish); run scripts/setup_engines.sh")
     return py
 
 
@@ -133,7 +156,9 @@ def probed(st_env):
     """One venv process, by run index: 0 seed 0 on torch; 1 on ONNX and 2 on OpenVINO, each
     export then saved into the model's folder; 3 ONNX and 4 OpenVINO again; 5 seed 1 on torch;
     6 seed 0 on torch again; 7 torch, 8 ONNX and 9 OpenVINO on the Hub name HUB_NAME, whose
-    cached snapshot is a copy of seed 1, with the Hub offline."""
+    cached snapshot is a copy of seed 1, with the Hub offline; 10 ONNX on HUB_NAME at its cached
+    commit, 11 OpenVINO at UNCACHED_COMMIT and 12 ONNX at a branch the cache has no ref for
+    (11 and 12 are expected to fail)."""
     root, (m0, m1) = st_env["root"], st_env["models"]
     hf_home = root / "hf"
     snapshot = hf_home / "hub" / f"models--{HUB_NAME.replace('/', '--')}" / "snapshots" / HUB_COMMIT
@@ -142,12 +167,20 @@ def probed(st_env):
     (snapshot.parents[1] / "refs" / "main").write_text(HUB_COMMIT)
     runs = [(m0, "torch"), (m0, "onnx"), (m0, "openvino"), (m0, "onnx"), (m0, "openvino"), (m1, "torch"), (m0, "torch")]
     runs += [(HUB_NAME, b) for b in BACKENDS]
-    job = {"runs": [[str(m), b] for m, b in runs], "texts": TEXTS, "out": str(root), "save_into": [1, 2]}
+    pinned = [("onnx", HUB_COMMIT), ("openvino", UNCACHED_COMMIT), ("onnx", "v2")]
+    job = {
+        "runs": [[str(m), b, ""] for m, b in runs] + [[HUB_NAME, b, f"&revision={rev}"] for b, rev in pinned],
+        "texts": TEXTS,
+        "out": str(root),
+        "save_into": [1, 2],
+        "expect_error": [11, 12],
+    }
     (root / "job.json").write_text(json.dumps(job))
     cmd = [str(st_env["py"]), "-c", PROBE, str(root / "job.json")]
     out = json.loads(_run(cmd, root / "probe.log", env={"HF_HOME": str(hf_home)}).splitlines()[-1])
     for i, info in enumerate(out):
-        info["vectors"] = np.load(root / f"{i}.npy")
+        if "error" not in info:
+            info["vectors"] = np.load(root / f"{i}.npy")
     return dict(enumerate(out))
 
 
@@ -189,7 +222,10 @@ def test_export_made_on_each_load_unless_saved_into_the_folder(probed, st_env):
     # torch ignores the exports beside its weights: the same vectors as before they were saved
     np.testing.assert_array_equal(probed[6]["vectors"], probed[0]["vectors"])
     print(
-        "load s: " + ", ".join(f"{p['backend']}{'(export)' if p['exported'] else ''} {p['load_s']:.2f}" for p in probed.values()),
+        "load s: "
+        + ", ".join(
+            f"{p['backend']}{'(export)' if p['exported'] else ''} {p['load_s']:.2f}" for p in probed.values() if "error" not in p
+        ),
         file=sys.stderr,
     )
 
@@ -206,9 +242,10 @@ def test_texts_past_the_window_are_cut_on_every_backend(probed):
 
 
 def test_measure_end_to_end_on_each_backend(st_env):
-    """`monoculture measure --embedder 'sentence-transformers:<model>?backend=...'` in the venv on
-    one store each (filled here): every backend stores the same texts under the same key, with
-    vectors equal to torch's and the same texts counted as truncated."""
+    """`monoculture measure --embedder 'sentence-transformers:<model>?backend=...'` (the CLI's
+    command, the three backends in one venv process) on one store each (filled here): every
+    backend stores the same texts under the same key, with vectors equal to torch's and the same
+    texts counted as truncated."""
     sys.path.insert(0, str(REPO / "tests" / "embedders"))
     try:
         from embedder_data import fill
@@ -216,18 +253,16 @@ def test_measure_end_to_end_on_each_backend(st_env):
         sys.path.remove(str(REPO / "tests" / "embedders"))
     root = st_env["root"]
     model = st_env["models"][1]  # seed 1: no export saved in its folder, so each backend exports on load
-    stored = {}
+    pairs = []
     for backend in BACKENDS:
         path = root / f"{backend}.duckdb"
         with Store(path) as st:
             fill(st, extra={"long": "the sea " * 150})
-        cli = st_env["py"].parent / "monoculture"
-        spec = f"sentence-transformers:{model}?backend={backend}&device=cpu"
-        _run(
-            [str(cli), "measure", str(path), "--embedder", spec, "-B", "20", "--permutations", "19", "--no-separability", "-q"],
-            root / f"measure-{backend}.log",
-        )
-        with Store(path, read_only=True) as st:
+        pairs += [str(path), f"sentence-transformers:{model}?backend={backend}&device=cpu"]
+    _run([str(st_env["py"]), "-c", MEASURE, *pairs], root / "measure.log")
+    stored = {}
+    for backend in BACKENDS:
+        with Store(root / f"{backend}.duckdb", read_only=True) as st:
             df = st.con.execute("SELECT embedder, text_hash, vector, truncated FROM embeddings ORDER BY text_hash").df()
         assert df["embedder"].nunique() == 1
         stored[backend] = df
@@ -254,3 +289,16 @@ def test_a_cached_hub_model_loads_offline_on_every_backend(probed):
         assert got["exported"] == (backend != "torch")
         cos, diff = _close(got["vectors"], ref["vectors"])
         assert cos > MIN_COSINE and diff < MAX_ABS, (backend, cos, diff)
+
+
+def test_the_offline_fallback_loads_only_the_revision_asked_for(probed):
+    """The cached snapshot stands in for the Hub only at the revision asked for: the cached
+    commit named by its hash loads, with the key and vectors of the unpinned load; a commit the
+    cache does not hold, or a branch it has no ref for, is an error naming the model, never the
+    snapshot that main points to."""
+    pinned, unpinned = probed[10], probed[8]
+    assert pinned["backend"] == "onnx" and pinned["key"] == unpinned["key"]
+    np.testing.assert_allclose(pinned["vectors"], unpinned["vectors"], atol=1e-6)
+    for i in (11, 12):
+        assert "vectors" not in probed[i], probed[i]
+        assert probed[i]["error"].startswith(f"cannot load embedding model {HUB_NAME!r}"), probed[i]
