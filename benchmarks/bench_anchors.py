@@ -221,13 +221,13 @@ def lexical_ours_parts(texts, sids, sizes) -> tuple[Clock, Clock, Clock, Clock, 
     uses = [has & (sid >= 0) for sid in sids]
     results: list[dict] = [{} for _ in sids]
     with Clock() as t_tok:
-        tok, lens, V = _tokenize_all(texts, has)
+        tok, lens, _ = _tokenize_all(texts, has)
     with Clock() as t_regex:
         for t in texts:
             if isinstance(t, str) and not t.isascii():
                 tokenize(t)
     with Clock() as t_count:
-        _count_passes(tok, lens, V, sids, uses, sizes, results)
+        _count_passes(tok, lens, sids, uses, sizes, results)
     with Clock() as t_gz:
         for sid, use, S in zip(sids, uses, sizes):
             _compression_ratios(_members(texts, sid, use, S))

@@ -200,6 +200,7 @@ def test_token_counts_in_the_table_are_word_units(text, n_units):
 # number words in order of first occurrence).
 
 MIXED = [
+    "“The” cat — don't café on a mat",  # non-ASCII first: its words are numbered before the ASCII texts'
     "The cat sat on the mat.",
     "the CAT sat on a hat",
     None,
@@ -225,6 +226,7 @@ MIXED = [
     "the them then thee",
     "قبل أن تُدار المنارة آليًا",
     "MiXeD CaSe mixed case MIXED CASE",
+    "the mat, the hat – it's a b c d",  # ASCII words in a non-ASCII text, after the ASCII ones
 ]
 
 
@@ -289,6 +291,10 @@ def test_compiled_tokens_are_the_tokenisers_words():
     assert len(set(words)) == V  # one number per word
     expect = [w for t in texts if isinstance(t, str) for w in tokenize(t)]
     assert [words[i] for i in tok] == expect
+    # Both paths feed one vocabulary: words met in scanned ASCII texts and in tokenised others.
+    scanned = {w for t in texts if isinstance(t, str) and t.isascii() for w in tokenize(t)}
+    others = {w for t in texts if isinstance(t, str) and not t.isascii() for w in tokenize(t)}
+    assert {"the", "cat", "don't", "it's", "a", "b"} <= scanned & others
     assert lens.tolist() == [len(tokenize(t)) if isinstance(t, str) else 0 for t in texts]
 
 
@@ -336,6 +342,34 @@ def test_sets_must_be_contiguous_for_the_kernel():
         count_level(tok, off, lens, np.arange(3), np.array([0, 1, 0]), 2, 16, -1)
     total, distinct, shared = count_level(tok, off, lens, np.arange(3), np.array([0, -1, 0]), 2, 16, -1)
     assert total[0].tolist() == [4, 0] and distinct[1].tolist() == [2, 0]
+    # numba does not check bounds, so a set number >= S must be refused, not written past the end.
+    with pytest.raises(ValueError, match="below the number of sets"):
+        count_level(tok, off, lens, np.arange(3), np.array([0, 0, 2]), 2, 16, -1)
+
+
+def test_set_numbers_must_fit_n_sets():
+    with pytest.raises(ValueError, match="below 2"):
+        lexical_table(["a b", "c d", "e f"], [np.array([0, 1, 2])], [2])
+    with pytest.raises(ValueError, match="per text"):
+        lexical_table(["a b", "c d", "e f"], [np.array([0, 1])], [2])
+
+
+def test_texts_left_out_inside_a_shared_pass():
+    # One level uses every text and a nested one leaves some out (-1): the two share a text
+    # order, so the kernel meets -1 entries before a set's first text and between its texts,
+    # at every n-gram order and in the count of shared 4-grams.
+    rng = np.random.default_rng(5)
+    words = ["a", "b", "c", "d", "e", "ä", "灯"]
+    texts = [" ".join(rng.choice(words, rng.integers(3, 12))) for _ in range(40)]
+    model = np.repeat(np.arange(4), 10)
+    cell = model * 3 + rng.integers(0, 3, 40)
+    cell[rng.random(40) < 0.3] = -1
+    cell[0] = -1
+    from monoculture.metrics.lexical import _passes
+
+    uses = [np.ones(40, dtype=bool), cell >= 0]
+    assert [levels for _, levels in _passes([model, cell], uses)] == [[0, 1]]  # one shared pass
+    _compare_with_reference(texts, [model, cell], [4, 12])
 
 
 @pytest.mark.slow

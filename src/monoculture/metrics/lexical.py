@@ -112,13 +112,18 @@ def lexical_table(
     """Lexical figures for several partitions of the same texts into sets.
 
     ``set_ids`` is a list of (n,) integer arrays (set number per text, -1 to leave a text
-    out); one DataFrame, indexed by set number, is returned per array. Tokenisation and the
-    sorting of n-grams are shared between nested partitions.
+    out); one DataFrame, indexed by set number, is returned per array; with ``n_sets``, every
+    set number must be below it (ValueError otherwise). The texts are tokenised once for all
+    partitions, and nested partitions share one text order (one pass of the counting kernel
+    per partition, no sort of n-grams).
     """
     n = len(texts)
     has = np.fromiter((isinstance(t, str) for t in texts), dtype=bool, count=n)
     sids = [np.asarray(sid, dtype=np.int64) for sid in set_ids]
     sizes = [int(n_sets[L]) if n_sets is not None else (int(sid.max()) + 1 if sid.size else 0) for L, sid in enumerate(sids)]
+    for L, (sid, S) in enumerate(zip(sids, sizes)):
+        if sid.shape != (n,) or (sid.size and int(sid.max()) >= S):
+            raise ValueError(f"set_ids[{L}] must hold one set number below {S} per text (shape {sid.shape}, {n} texts)")
     uses = [has & (sid >= 0) for sid in sids]
     results: list[dict[str, np.ndarray]] = [{} for _ in sids]
     # Compression needs only the texts, and zlib releases the GIL: it runs while the texts are
@@ -126,7 +131,7 @@ def lexical_table(
     with ThreadPoolExecutor(1, thread_name_prefix="gzip") as ex:
         ratios = ex.submit(lambda: [_compression_ratios(_members(texts, sid, use, S)) for sid, use, S in zip(sids, uses, sizes)])
         tok, lens, V = _tokenize_all(texts, has)
-        _count_passes(tok, lens, V, sids, uses, sizes, results)
+        _count_passes(tok, lens, sids, uses, sizes, results)
         for L, ratio in enumerate(ratios.result()):
             results[L]["compression_ratio"] = ratio
 
@@ -152,12 +157,11 @@ def _members(texts, sid, use, S) -> list[list[str]]:
     return members
 
 
-def _count_passes(tok, lens, V, sids, uses, sizes, results) -> None:
+def _count_passes(tok, lens, sids, uses, sizes, results) -> None:
     """n-gram figures of every level into ``results``, one pass per compatible text order.
 
     The levels of a pass are counted by :func:`.lexical_fast.count_level`, in two threads at
-    most (the kernel releases the GIL). ``V`` is unused since the keys pack token numbers
-    exactly; it stays in the signature the benchmark calls.
+    most (the kernel releases the GIL; each call has tables of its own).
     """
     offsets = np.cumsum(lens) - lens
     jobs = []

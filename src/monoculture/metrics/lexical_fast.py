@@ -29,6 +29,12 @@ threads. No numba thread pool is used. The hot loops never reallocate: with the 
 its tables inside it, the word loop measured four times slower (numba then keeps reference
 counts on the reassigned arrays), so a hot loop returns when its table is half full and its
 caller grows the table and resumes (words) or redoes the set's n-grams of that order.
+
+Memory grows with the largest set, not the study: its 4-gram table has 32 bytes a slot and
+fewer than four slots per 4-gram position (a power of two, at most half full), so under 128
+bytes a token. One set of 10 M tokens (33,334 texts of 300 words) peaked at 1.45 GB above its
+texts, with Zipf-distributed words and with all words distinct alike (of it 1 GiB the 2**25
+slots of that table); the numpy version peaked at 1.66 GB on the all-distinct set.
 """
 
 from __future__ import annotations
@@ -270,8 +276,9 @@ def count_level(tok, off, lens, texts, sets, S, first, keep):
 
     ``texts`` lists text numbers (``tok[off[i]:off[i] + lens[i]]`` are text ``i``'s tokens)
     and ``sets`` the set of each entry, -1 for a text this partition leaves out; the entries
-    of a set must be contiguous once the -1 are skipped (``lexical._passes`` orders them so).
-    Returns ``total`` and ``distinct`` of shape (4, S) and ``shared`` per entry. ``keep``
+    of a set must be contiguous once the -1 are skipped (``lexical._passes`` orders them so),
+    and every set number below ``S`` (both are checked: a ValueError, not a write out of
+    bounds). Returns ``total`` and ``distinct`` of shape (4, S) and ``shared`` per entry. ``keep``
     masks the slot numbers: -1 in use; tests pass 0, which sends every n-gram to slot 0 first,
     so that the key comparisons alone must tell them apart.
 
@@ -296,6 +303,8 @@ def count_level(tok, off, lens, texts, sets, S, first, keep):
         if s < 0:
             r += 1
             continue
+        if s >= S:  # numba does not check bounds: this would write past total and distinct
+            raise ValueError("a set number is not below the number of sets")
         if done[s]:
             raise ValueError("the texts of a set are not contiguous in this order")
         done[s] = True
