@@ -57,7 +57,7 @@ def test_principal_roots_are_the_submatrix_eigenvalues(rng, case, n):
         keep = np.arange(n) != j
         expect = np.linalg.eigvalsh(K[np.ix_(keep, keep)])
         # 450 eps * lambda_max: the stopping thresholds leave up to ~100 (module docstring);
-        # a cubic threshold of 1e-3 instead of 1e-4 gives up to 1e-11 on these kernels.
+        # a cubic threshold of 1e-3 instead of 1e-5 gives up to 1e-11 on these kernels.
         assert np.abs(roots_of(K, j) - expect).max() <= 1e-13 * scale, (case, n, j)
 
 
@@ -141,7 +141,7 @@ def test_voices_analysis_is_the_same_with_and_without_the_fast_path(rng, monkeyp
 
 def test_roots_take_a_few_evaluations_each(rng):
     # The cost of the path is evaluations of h (one division per pole each): from the middle
-    # of each gap, cubic steps finish in 2-3 (2.35 on AlpacaEval's pools). Bisection alone
+    # of each gap, cubic steps finish in 2-3 (2.5 on AlpacaEval's pools). Bisection alone
     # would take about 50.
     n = 28
     X = unit(rng.standard_normal((60, n, 64)) + 0.5 * rng.standard_normal((60, 1, 64)))

@@ -18,15 +18,13 @@ by c + s1 / (lam_a - mu) + s2 / (lam_{a+1} - mu) and takes the model's root: Gra
 matching h, h' and h'' (cubic convergence), or where its weights come out negative, dlaed4's
 "middle way", matching the terms left and right of the root separately in value and slope
 (quadratic). Every step stays inside a bisection bracket, so no iterate leaves its gap. An
-iteration stops when its step is below 1e-4 (cubic) or 1e-7 (quadratic) of the distance to the
-origin pole. Against 35-digit eigenvalues of the leave-one-out kernels, the roots are then as
-close as eigvalsh's on a sample of AlpacaEval's pools (3.2 eps * lambda_max at most, eigvalsh 4.4), but
-on well-spread random spectra up to 100 eps * lambda_max (eigvalsh 5), 3.6e-15 relative on
-Vendi (eigvalsh 1.2e-15): a cubic threshold of 1e-5 would close that gap for 8% more
-evaluations, which no Vendi figure needs. Against decomposing every leave-one-out kernel in
-float64, Vendi differs by 4e-13 at most over 111,000 random, duplicated, nearly duplicated and
-low-rank pools (the tests check it, to 1e-9, on fewer). From the middle of each gap, 2.35
-evaluations per root follow on AlpacaEval (2.5 with the 1e-5 threshold). The middle values
+iteration stops when its step is below 1e-5 (cubic) or 1e-7 (quadratic) of the distance to the
+origin pole: the roots are then as close to 35-digit eigenvalues of the leave-one-out kernels as
+iterating to the end gets them (12 eps * lambda_max at most on well-spread random spectra; eigvalsh
+5; a threshold of 1e-4 left up to 100 and saved 8% of the evaluations). Against decomposing every
+leave-one-out kernel in float64, Vendi differs by 4e-13 at most over 111,000 random, duplicated,
+nearly duplicated and low-rank pools (the tests check it, to 1e-9, on fewer). From the middle of
+each gap, about 2.5 evaluations per root follow on AlpacaEval. The middle values
 themselves are a table per pool (the poles are the same for every row), so they cost
 multiply-adds, not divisions.
 
@@ -56,7 +54,7 @@ _EPS = float(np.finfo(np.float64).eps)
 _STACK_BYTES = 32 * 2**20
 _MAX_ITER = 80
 #: Relative step after which an iterate is final, by order of convergence of the step.
-_CONVERGED = (0.0, 0.0, 1e-7, 1e-4)
+_CONVERGED = (0.0, 0.0, 1e-7, 1e-5)
 
 
 @njit(cache=True, nogil=True)
@@ -144,8 +142,8 @@ def _advance(lam, m, a, psi, dpsi, phi, dphi, curv, st, active):  # pragma: no c
     if lo[a] < new < hi[a]:
         tau[a] = new
         # Convergence is cubic (or quadratic) in the distance to the origin pole: after a
-        # step of 1e-4 (1e-7) of it the error left is of the order of 1e-12 (1e-14) of that
-        # distance: up to ~100 eps * lambda_max as measured (module docstring).
+        # step of 1e-5 (1e-7) of it the error left is at the rounding of h itself (module
+        # docstring: as close to the exact roots as iterating to the end).
         if abs(new - t) <= _CONVERGED[order] * abs(new):
             active[a] = False
     else:
