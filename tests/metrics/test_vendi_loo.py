@@ -6,7 +6,7 @@ import pytest
 from metrics_helpers import synthetic_study, unit
 
 from monoculture.metrics import index_cells
-from monoculture.metrics import voices as voices_mod
+from monoculture.metrics import vendi_loo as vendi_loo_mod
 from monoculture.metrics.vendi import vendi_from_eigenvalues
 from monoculture.metrics.vendi_loo import loo_vendi, loo_vendi_pools, principal_roots, single_answer_models
 from monoculture.metrics.voices import scenario_vendi, voices_analysis
@@ -129,7 +129,7 @@ def test_voices_analysis_is_the_same_with_and_without_the_fast_path(rng, monkeyp
     idx = index_cells(rs.model, rs.prompt, 8, 40, rs.sample)
     groups = {"a": np.arange(8) < 3, "b": np.arange(8) % 2 == 0}
     fast = voices_analysis(rs.X, idx, groups, n_random=10)
-    monkeypatch.setattr(voices_mod, "single_answer_models", lambda index: np.zeros(index.n_models, dtype=bool))
+    monkeypatch.setattr(vendi_loo_mod, "single_answer_models", lambda index: np.zeros(index.n_models, dtype=bool))
     slow = voices_analysis(rs.X, idx, groups, n_random=10)
     np.testing.assert_allclose(fast.voices, slow.voices, atol=1e-10)
     np.testing.assert_allclose(fast.loo, slow.loo, atol=1e-10)

@@ -29,7 +29,6 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from .lexical_fast import MAX_ID, count_level, scan_tokens
 from .segment import tokenize
 
 ORDERS = (1, 2, 3, 4)
@@ -79,6 +78,8 @@ def _token_buffer(texts: Sequence[str | None], has: np.ndarray) -> tuple[np.ndar
 def _tokenize_all(texts: Sequence[str | None], has: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Token numbers of all texts, concatenated (numbered in order of first occurrence), tokens
     per text, and the vocabulary size (at least 1)."""
+    from .lexical_fast import MAX_ID, scan_tokens  # numba only when counting (metrics/voices.py says why)
+
     buf, bounds, modes = _token_buffer(texts, has)
     tok, lens, V, _, _ = scan_tokens(buf, bounds, modes, _VOCAB_SLOTS, _WORD_HASH_KEEP)
     if V > MAX_ID:
@@ -163,6 +164,8 @@ def _count_passes(tok, lens, sids, uses, sizes, results) -> None:
     The levels of a pass are counted by :func:`.lexical_fast.count_level`, in two threads at
     most (the kernel releases the GIL; each call has tables of its own).
     """
+    from .lexical_fast import count_level
+
     offsets = np.cumsum(lens) - lens
     jobs = []
     for perm, levels in _passes(sids, uses):

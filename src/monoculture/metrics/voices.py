@@ -28,7 +28,6 @@ import numpy as np
 
 from .responses import CellIndex
 from .vendi import vendi_from_eigenvalues, vendi_pools
-from .vendi_loo import loo_vendi, single_answer_models
 
 _WEIGHT_BYTES = 32 * 2**20
 
@@ -262,7 +261,11 @@ def voices_analysis(
     multi = present.sum(axis=1) >= 2
 
     # Models with one answer per prompt are left out by one eigendecomposition per prompt
-    # (vendi_loo); the others, and every group, are decomposed scenario by scenario.
+    # (vendi_loo); the others, and every group, are decomposed scenario by scenario. numba is
+    # imported here, not with the package: vLLM's CPU workers, which import the `monoculture`
+    # entry point, crash scanning modules once llvmlite is loaded (tests/test_import_light.py).
+    from .vendi_loo import loo_vendi, single_answer_models
+
     fast = single_answer_models(index)
     slow = np.flatnonzero(~fast)
     head = 0 if fast.any() else 1  # the full pool, when vendi_loo does not give it
