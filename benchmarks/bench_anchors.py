@@ -319,7 +319,7 @@ def main() -> int:
         dv = max(float(np.nanmax(np.abs(vr.voices - V_t))), float(np.nanmax(np.abs(vr.loo - loo_t))))
         same_nan = np.array_equal(np.isnan(vr.loo), np.isnan(loo_t)) and np.array_equal(np.isnan(vr.voices), np.isnan(V_t))
         ratio, c_ratio = theirs.wall / ours.wall, theirs.cpu / ours.cpu
-        print("Vendi per prompt + leave-one-out for every model (one BLAS thread each; ours in 2 threads):")
+        print(f"Vendi per prompt + leave-one-out for every model (one BLAS thread each; ours in up to {min(4, cores)} threads):")
         print(f"  vendi-score score_K, one call per pool ({n_calls} calls): {theirs.wall:7.2f} s ({theirs.cpu:.2f} CPU s)")
         print(f"  vendi-score score_dual, same pools (from {args.dual_prompts} prompts):  {dual:7.1f} s")
         print(
