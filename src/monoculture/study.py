@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from monoculture.errors import UserError
+from monoculture.fields import embedder_name, names, no_bool
 from monoculture.files import read_utf8
 from monoculture.loops.spec import LoopsSection
 from monoculture.urls import redact, server_identity
@@ -30,14 +31,6 @@ MAX_SAMPLES = 10_000
 MAX_TOKENS = 1_048_576
 MAX_BATCH = 100_000
 MAX_SEED = 2**62  # seed + sample index must stay a 64-bit integer for every engine
-
-
-def _no_bool(v: Any) -> Any:
-    """YAML reads ``yes``/``true`` as a boolean, which pydantic would take as 1 for a number:
-    ``samples: yes`` is a mistake to report, not one sample."""
-    if isinstance(v, bool):
-        raise ValueError(f"must be a number, not {str(v).lower()}")  # noqa: TRY004 - pydantic reports ValueError only
-    return v
 
 
 class Sampling(BaseModel):
@@ -53,7 +46,7 @@ class Sampling(BaseModel):
     system_prompt: str | None = None
     stop: list[str] = Field(default_factory=list, max_length=64)
 
-    _numbers = field_validator("temperature", "top_p", "max_tokens", "seed", mode="before")(_no_bool)
+    _numbers = field_validator("temperature", "top_p", "max_tokens", "seed", mode="before")(no_bool)
 
     def key_params(self) -> dict[str, Any]:
         """The parameters that enter a generation's key (the system prompt enters through the
@@ -200,14 +193,7 @@ class SuiteRef(BaseModel):
     limit: int | None = Field(None, ge=1)
     languages: list[str] | None = None
 
-    _numbers = field_validator("limit", mode="before")(_no_bool)
-
-
-def _names(v: Any) -> Any:
-    """A list of names, written as a YAML list or as one comma-separated string."""
-    if isinstance(v, str):
-        return [x.strip() for x in v.split(",") if x.strip()]
-    return v
+    _numbers = field_validator("limit", mode="before")(no_bool)
 
 
 class ProbesSection(BaseModel):
@@ -223,8 +209,8 @@ class ProbesSection(BaseModel):
     samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="k answers per item for method 'sample'")
     steer: list[str] = Field(default_factory=list, max_length=1000)
 
-    _numbers = field_validator("samples", mode="before")(_no_bool)
-    _lists = field_validator("languages", mode="before")(_names)
+    _numbers = field_validator("samples", mode="before")(no_bool)
+    _lists = field_validator("languages", mode="before")(names)
 
     @field_validator("method")
     @classmethod
@@ -265,20 +251,10 @@ class MeasureSection(BaseModel):
     n_boot: int = Field(1000, ge=1, le=1_000_000, validation_alias=AliasChoices("n_boot", "B", "bootstrap"))
     seed: int = Field(0, ge=-MAX_SEED, le=MAX_SEED)
 
-    _numbers = field_validator("tau", "n_boot", "seed", mode="before")(_no_bool)
-    _lists = field_validator("groups", "what_if_removed", mode="before")(_names)
+    _numbers = field_validator("tau", "n_boot", "seed", mode="before")(no_bool)
+    _lists = field_validator("groups", "what_if_removed", mode="before")(names)
 
-    @field_validator("embedder")
-    @classmethod
-    def _known_embedder(cls, v: str | None) -> str | None:
-        if v is not None:
-            from monoculture.embed import check_embedder_name
-
-            try:
-                check_embedder_name(v)  # the name only: loading a model is for the measure phase
-            except UserError as e:
-                raise ValueError(str(e)) from None
-        return v
+    _embedder = field_validator("embedder")(embedder_name)
 
 
 class ReportSection(BaseModel):
@@ -291,7 +267,7 @@ class ReportSection(BaseModel):
     max_prompts: int = Field(100, ge=0, le=1_000_000)
     figures: str | None = Field(None, min_length=1, description="folder: also write each figure as PNG and SVG")
 
-    _numbers = field_validator("max_prompts", mode="before")(_no_bool)
+    _numbers = field_validator("max_prompts", mode="before")(no_bool)
 
 
 #: Sections a study may name that no version of monoculture runs yet: refused with this reason
@@ -314,7 +290,7 @@ class ExecutorSection(BaseModel):
     batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="rows per Ray batch, and so per Parquet shard")
     shards: str | None = Field(None, description="the shards folder (default: STORE.shards beside the store)")
 
-    _numbers = field_validator("concurrency", "batch_size", mode="before")(_no_bool)
+    _numbers = field_validator("concurrency", "batch_size", mode="before")(no_bool)
 
 
 class Study(BaseModel):
@@ -336,7 +312,7 @@ class Study(BaseModel):
 
     path: Path | None = Field(None, exclude=True)
 
-    _numbers = field_validator("samples", "batch_size", mode="before")(_no_bool)
+    _numbers = field_validator("samples", "batch_size", mode="before")(no_bool)
 
     @model_validator(mode="before")
     @classmethod

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from monoculture.fields import no_bool
 from monoculture.hashing import digest
-from monoculture.loops.spec import _no_bool
 from monoculture.loops.tables import Chain, chain_progress, read_steps, register_chains, step_key, write_steps
 from monoculture.store import Store
 
@@ -105,7 +105,7 @@ class TextToImageParams(BaseModel):
     width: int | None = Field(None, ge=8, le=MAX_PIXELS)
     negative_prompt: str | None = None
 
-    _numbers = field_validator("steps", "guidance", "height", "width", mode="before")(_no_bool)
+    _numbers = field_validator("steps", "guidance", "height", "width", mode="before")(no_bool)
 
     @field_validator("height", "width")
     @classmethod
@@ -139,7 +139,7 @@ class CaptionerParams(BaseModel):
     temperature: float = Field(1.0, gt=0.0, le=5.0)
     prompt: str | None = None
 
-    _numbers = field_validator("max_new_tokens", "num_beams", "temperature", mode="before")(_no_bool)
+    _numbers = field_validator("max_new_tokens", "num_beams", "temperature", mode="before")(no_bool)
 
 
 class CaptionerSpec(_Stage):
@@ -159,7 +159,7 @@ class ImageEmbedderSpec(BaseModel):
     revision: str | None = None
     batch_size: int = Field(16, ge=1, le=4096)
 
-    _numbers = field_validator("batch_size", mode="before")(_no_bool)
+    _numbers = field_validator("batch_size", mode="before")(no_bool)
 
 
 class ImageSeed(BaseModel):
@@ -186,7 +186,7 @@ class ImageLoopSpec(BaseModel):
     device: str | None = Field(None, description="cuda, cuda:1, cpu, mps; None: cuda when available")
     batch_size: int = Field(8, ge=1, le=1024, description="chains drawn and captioned together in one round")
 
-    _numbers = field_validator("rounds", "chains", "seed", "batch_size", mode="before")(_no_bool)
+    _numbers = field_validator("rounds", "chains", "seed", "batch_size", mode="before")(no_bool)
 
     @field_validator("text_to_image", "captioner", mode="before")
     @classmethod

@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from monoculture.fields import embedder_name, names, no_bool
+
 #: Bounds that turn a typo into an error naming the field.
 MAX_STEPS = 10_000
 MAX_CHAINS = 1_000
@@ -41,18 +43,6 @@ MAX_CHAINS = 1_000
 SEED_STRIDE = MAX_STEPS + 1
 MAX_TOKENS = 1_048_576
 
-
-def _no_bool(v: Any) -> Any:
-    """YAML reads ``yes`` as a boolean, which pydantic would take as 1 for a number."""
-    if isinstance(v, bool):
-        raise ValueError(f"must be a number, not {str(v).lower()}")  # noqa: TRY004 - pydantic reports ValueError only
-    return v
-
-
-def _names(v: Any) -> Any:
-    if isinstance(v, str):
-        return [x.strip() for x in v.split(",") if x.strip()]
-    return v
 
 
 class TaskSpec(BaseModel):
@@ -95,26 +85,15 @@ class SummarySpec(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     permutations: int = Field(999, ge=0, le=1_000_000)
 
-    _numbers = field_validator("bootstrap", "seed", "permutations", mode="before")(_no_bool)
-    _lists = field_validator("scorers", mode="before")(_names)
+    _numbers = field_validator("bootstrap", "seed", "permutations", mode="before")(no_bool)
+    _lists = field_validator("scorers", mode="before")(names)
 
     @field_validator("embedder", mode="before")
     @classmethod
     def _none(cls, v: Any) -> Any:
         return None if v is None or (isinstance(v, str) and v.strip().lower() == "none") else v
 
-    @field_validator("embedder")
-    @classmethod
-    def _known_embedder(cls, v: str | None) -> str | None:
-        if v is not None:
-            from monoculture.embed import check_embedder_name
-            from monoculture.errors import UserError
-
-            try:
-                check_embedder_name(v)  # the name only: a model loads when the summary is computed
-            except UserError as e:
-                raise ValueError(str(e)) from None
-        return v
+    _embedder = field_validator("embedder")(embedder_name)
 
     @field_validator("scorers")
     @classmethod
@@ -168,13 +147,13 @@ class LoopsSection(BaseModel):
     images: dict[str, Any] | None = Field(None, description="an image loop: monoculture.loops.images.ImageLoopSpec")
     summary: SummarySpec = Field(default_factory=SummarySpec, description="how the chains are summarised")
 
-    _numbers = field_validator("steps", "chains", "temperature", "max_tokens", mode="before")(_no_bool)
-    _lists = field_validator("seed_ids", "models", mode="before")(_names)
+    _numbers = field_validator("steps", "chains", "temperature", "max_tokens", mode="before")(no_bool)
+    _lists = field_validator("seed_ids", "models", mode="before")(names)
 
     @field_validator("tasks", mode="before")
     @classmethod
     def _task_list(cls, v: Any) -> Any:
-        return _names(v)
+        return names(v)
 
     @field_validator("tasks")
     @classmethod

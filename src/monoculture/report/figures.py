@@ -100,6 +100,18 @@ def rgba(colour: str, alpha: float) -> str:
     return f"rgba({int(colour[1:3], 16)}, {int(colour[3:5], 16)}, {int(colour[5:7], 16)}, {alpha})"
 
 
+def interval_band(xs, lo, hi, colour: str, alpha: float, **kw) -> list:
+    """An interval as a translucent band: the upper edge, then the lower one filled up to it,
+    both without lines, hover or legend entry (``kw``, e.g. legendgroup, goes to both)."""
+    import plotly.graph_objects as go
+
+    edge = {"mode": "lines", "line": {"width": 0}, "hoverinfo": "skip", "showlegend": False, **kw}
+    return [
+        go.Scatter(x=xs, y=hi, **edge),
+        go.Scatter(x=xs, y=lo, fill="tonexty", fillcolor=rgba(colour, alpha), **edge),
+    ]
+
+
 def _finite(a) -> np.ndarray:
     return np.isfinite(np.asarray(a, dtype=float))
 

@@ -171,28 +171,8 @@ def curves_by_task(
             hi = [c[1] for c in ci]
             col = colour[g]
             if any(v is not None for v in lo):
-                fig.add_trace(
-                    go.Scatter(
-                        x=xs, y=hi, mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=str(g)
-                    ),
-                    row=r_,
-                    col=c_,
-                )
-                fig.add_trace(
-                    go.Scatter(
-                        x=xs,
-                        y=lo,
-                        mode="lines",
-                        line={"width": 0},
-                        fill="tonexty",
-                        fillcolor=F.rgba(col, 0.16),
-                        hoverinfo="skip",
-                        showlegend=False,
-                        legendgroup=str(g),
-                    ),
-                    row=r_,
-                    col=c_,
-                )
+                for band in F.interval_band(xs, lo, hi, col, 0.16, legendgroup=str(g)):
+                    fig.add_trace(band, row=r_, col=c_)
             hover = [
                 F.label(f"{g} · {task} · step {x}: {F.fmt(y)}" + (f" [{F.fmt(a)}, {F.fmt(b)}]" if a is not None else ""))
                 for x, y, a, b in zip(xs, ys, lo, hi)

@@ -102,17 +102,7 @@ def _band_traces(points: list[dict], name: str, colour: str, *, dash: str | None
             )
         ]
     return [
-        go.Scatter(x=xs, y=hi, mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False),
-        go.Scatter(
-            x=xs,
-            y=lo,
-            mode="lines",
-            line={"width": 0},
-            fill="tonexty",
-            fillcolor=F.rgba(colour, 0.18),
-            hoverinfo="skip",
-            showlegend=False,
-        ),
+        *F.interval_band(xs, lo, hi, colour, 0.18),
         go.Scatter(
             x=xs,
             y=ys,
