@@ -28,6 +28,7 @@ from monoculture.study import ModelSpec, Sampling, load_study
 
 pytest.importorskip("transformers", reason="the tiny model is built with transformers")
 
+from engine_rows import stored_rows  # noqa: E402
 from tiny_gguf import write_tiny_gguf  # noqa: E402
 
 from tiny_models import cached_tiny_model  # noqa: E402
@@ -80,17 +81,6 @@ def _study(root: Path, model: Path, gguf: Path, temperature: float, name: str):
     return load_study(f)
 
 
-def _rows(study, model: str) -> dict[tuple[str, int], dict]:
-    with Store(study.store_path(), read_only=True) as st:
-        df = st.con.execute(
-            "SELECT key, prompt_key, sample_index, text, finish_reason, completion_tokens, error, logprobs "
-            "FROM generations WHERE model = ?",
-            [model],
-        ).df()
-    assert df["key"].is_unique
-    return {(r.prompt_key, int(r.sample_index)): r._asdict() for r in df.itertuples(index=False)}
-
-
 @pytest.mark.parametrize("temperature", [0.8, 0.0], ids=["sampled", "greedy"])
 def test_llamacpp_study_against_transformers(tiny, temperature):
     model, gguf, root = tiny
@@ -100,7 +90,7 @@ def test_llamacpp_study_against_transformers(tiny, temperature):
         stats = run_study(study, st, show_progress=False)
     took = time.perf_counter() - t0
     assert stats.generated == 2 * N_PROMPTS * K and stats.failed == 0
-    ref, got = _rows(study, "tf"), _rows(study, "ll")
+    ref, got = stored_rows(study, "tf"), stored_rows(study, "ll")
     assert set(got) == set(ref) and len(got) == N_PROMPTS * K
     for pair, r in got.items():
         assert r["error"] is None and isinstance(r["text"], str), (pair, r["error"])

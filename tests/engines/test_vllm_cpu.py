@@ -36,6 +36,8 @@ from monoculture.study import load_study
 
 pytest.importorskip("transformers", reason="the tiny model is built with transformers")
 
+from engine_rows import stored_rows  # noqa: E402
+
 from tiny_models import cached_tiny_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -118,20 +120,9 @@ def engines_study(tmp_path_factory):
     return {"py": py, "file": study_file, "study": study, "model": model, "port": port, "root": root}
 
 
-def _rows(study, model: str) -> dict[tuple[str, int], dict]:
-    with Store(study.store_path(), read_only=True) as st:
-        df = st.con.execute(
-            "SELECT key, prompt_key, sample_index, text, finish_reason, completion_tokens, error, n_mode, logprobs "
-            "FROM generations WHERE model = ?",
-            [model],
-        ).df()
-    assert df["key"].is_unique
-    return {(r.prompt_key, int(r.sample_index)): r._asdict() for r in df.itertuples(index=False)}
-
-
 def _compare_with_transformers(study, model: str, *, n_mode: str) -> dict[tuple[str, int], dict]:
     """The engine's rows against the transformers rows of the same study; returns the engine's."""
-    ref, got = _rows(study, "tf"), _rows(study, model)
+    ref, got = stored_rows(study, "tf", ("n_mode",)), stored_rows(study, model, ("n_mode",))
     assert len(ref) == N_PROMPTS * K
     assert set(got) == set(ref), "the same (prompt, sample index) pairs as the transformers backend"
     for pair, r in got.items():

@@ -55,6 +55,8 @@ _STACK_BYTES = 32 * 2**20
 _MAX_ITER = 80
 #: Relative step after which an iterate is final, by order of convergence of the step.
 _CONVERGED = (0.0, 0.0, 1e-7, 1e-5)
+#: A pole weight at or below this is rounding: its eigenvector has no weight on the row.
+_TOL_U = _EPS * _EPS
 
 
 @njit(cache=True, nogil=True)
@@ -206,21 +208,26 @@ def _gap_roots(lam, u, m, out, st, active, mids, have_mids, count):  # pragma: n
 
 
 @njit(cache=True, nogil=True)
+def _merge_tol(lam):  # pragma: no cover - compiled
+    """Eigenvalues closer than this are one pole: rounding of a backward-stable eigensolver."""
+    top = 0.0
+    for i in range(lam.shape[0]):
+        top = max(top, abs(lam[i]))
+    return 8.0 * lam.shape[0] * _EPS * top
+
+
+@njit(cache=True, nogil=True)
 def principal_roots(lam, u, out, lam_a, u_a, st, active, count):  # pragma: no cover - compiled
     """Eigenvalues of K without one row and column, from K's ascending eigenvalues ``lam`` and
     the squared entries ``u`` of that row in K's eigenvectors (summing to 1). Writes the
     n - 1 values into ``out`` (unordered); lam_a, u_a (n,), st (4, n) and active (n,) are
     scratch; ``count`` as :func:`_gap_roots`."""
     n = lam.shape[0]
-    top = 0.0
-    for i in range(n):
-        top = max(top, abs(lam[i]))
-    tol_lam = 8.0 * n * _EPS * top
-    tol_u = _EPS * _EPS
+    tol_lam = _merge_tol(lam)
     m = 0
     k = 0
     for i in range(n):
-        if u[i] <= tol_u:
+        if u[i] <= _TOL_U:
             out[k] = lam[i]  # an eigenvector without weight on the row: unchanged
             k += 1
         elif m > 0 and lam[i] - lam_a[m - 1] <= tol_lam:
@@ -269,13 +276,9 @@ def _vendi_of(mu, n, scale, q):  # pragma: no cover - compiled
 def _merge_poles(lam, merged, group):  # pragma: no cover - compiled
     """Eigenvalues closer than rounding merged (as principal_roots merges them); returns their
     number, with group[i] the merged pole of lam[i]."""
-    n = lam.shape[0]
-    top = 0.0
-    for i in range(n):
-        top = max(top, abs(lam[i]))
-    tol = 8.0 * n * _EPS * top
+    tol = _merge_tol(lam)
     m = 0
-    for i in range(n):
+    for i in range(lam.shape[0]):
         if m > 0 and lam[i] - merged[m - 1] <= tol:
             group[i] = m - 1
         else:
@@ -338,7 +341,6 @@ def _loo_stack(lam, U, slot, scale, q, out, count):  # pragma: no cover - compil
     group = np.empty(n, dtype=np.int64)
     T = np.empty((n, n))
     mids = np.empty((5, n))
-    tol_u = _EPS * _EPS
     for b in range(B):
         m = _merge_poles(lam[b], merged, group)
         _mid_table(merged, m, T)
@@ -357,7 +359,7 @@ def _loo_stack(lam, U, slot, scale, q, out, count):  # pragma: no cover - compil
                 u_a[group[i]] += u[i]
             weighted = True
             for i in range(m):
-                weighted &= u_a[i] > tol_u
+                weighted &= u_a[i] > _TOL_U
             if not weighted:
                 k = principal_roots(lam[b], u, mu, lam_a, u_a, st, active, count)
             else:
