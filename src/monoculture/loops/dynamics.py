@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
+from monoculture.jsonsafe import jsonable
 from monoculture.metrics.lexical import ORDERS, lexical_table
 from monoculture.metrics.stats import percentile_ci, resample_counts
 from monoculture.metrics.vendi import vendi_pools
@@ -393,16 +394,8 @@ def frame_records(df: pd.DataFrame) -> list[dict]:
         for key, v in rec.items():
             if any(key in (p + "ci_low", p + "ci_high") for p in pairs):
                 continue
-            row[key] = _json(v)
+            row[key] = jsonable(v)
         for p in pairs:
-            row[p + "ci"] = [_json(rec[p + "ci_low"]), _json(rec[p + "ci_high"])]
+            row[p + "ci"] = [jsonable(rec[p + "ci_low"]), jsonable(rec[p + "ci_high"])]
         out.append(row)
     return out
-
-
-def _json(v):
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v) if np.isfinite(v) else None
-    return v

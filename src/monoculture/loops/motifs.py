@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from monoculture.jsonsafe import jsonable
 from monoculture.metrics.segment import tokenize
 
 K_RANGE = (2, 8)
@@ -112,7 +113,7 @@ class MotifResult:
                 for r in self.shares.itertuples(index=False)
             ],
             "shares_by_task": self.shares_by_task(),
-            "overlap": _json(self.overlap),
+            "overlap": jsonable(self.overlap),
             "method": METHOD,
         }
 
@@ -128,20 +129,6 @@ METHOD = (
 
 def _num(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
-
-
-def _json(v):
-    if isinstance(v, dict):
-        return {str(k): _json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json(x) for x in v]
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return _num(v)
-    return v
 
 
 def _prepare(frame: pd.DataFrame, X: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:

@@ -44,7 +44,6 @@ SEED_STRIDE = MAX_STEPS + 1
 MAX_TOKENS = 1_048_576
 
 
-
 class TaskSpec(BaseModel):
     """A task: its name (how it is reported) and the instruction the model reads before the
     text. Shipped names (rephrase, inspiration, continue) may leave the instruction out."""

@@ -19,7 +19,6 @@ that grows, a step retried, other settings or another release: another digest, a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from monoculture.errors import UserError
+from monoculture.jsonsafe import jsonable
 from monoculture.loops import dynamics
 from monoculture.loops.attractors import X_FROM, _rng, attractor_table, cluster_weights, paired_table
 from monoculture.loops.image_measures import image_summary
@@ -55,30 +55,13 @@ SUMMARY_DEFAULTS: dict[str, Any] = {
 _SUMMARY_PACKAGES = ("monoculture", "numpy", "scipy", "scikit-learn", "vaderSentiment", "textstat", "pyphen", "detoxify")
 
 
-def _json(v: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
-    if isinstance(v, dict):
-        return {str(k): _json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return [_json(x) for x in v.tolist()]
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(float(v)) else None
-    return v
-
-
 def _records(df: pd.DataFrame | None) -> list[dict]:
     """Row dicts of a dynamics frame, each ``<x>ci_low``/``<x>ci_high`` pair as ``<x>ci``."""
     if df is None or len(df) == 0:
         return []
     from monoculture.loops.dynamics import frame_records
 
-    return _json(frame_records(df))
+    return jsonable(frame_records(df))
 
 
 def trajectories(scored: pd.DataFrame, properties: Sequence[str], *, bootstrap: int = 1000, seed: int = 0) -> list[dict]:
@@ -118,7 +101,7 @@ def trajectories(scored: pd.DataFrame, properties: Sequence[str], *, bootstrap: 
                         "chains": int(count[j]),
                     }
                 )
-    return _json(rows)
+    return jsonable(rows)
 
 
 def _read_only(store: Store) -> bool:
@@ -257,9 +240,9 @@ def loop_summary(
         rows, att_notes = attractor_table(
             scored, props, x_from=x_from, steps=("final", EARLY_STEP), bootstrap=bootstrap, seed=seed
         )
-        out["attractors"] = _json(rows)
+        out["attractors"] = jsonable(rows)
         notes.extend(att_notes)
-        out["paired"] = _json(
+        out["paired"] = jsonable(
             paired_table(scored, list(props), x_from=x_from, bootstrap=bootstrap, permutations=permutations, seed=seed)
         )
         out["trajectories"] = trajectories(scored, list(props), bootstrap=bootstrap, seed=seed)
@@ -270,7 +253,7 @@ def loop_summary(
     out["images"] = _images(store, study, seed, notes)
     out["notes"] = list(dict.fromkeys(notes))
     out["methods"] = _methods(x_from, scorer_objs, out["embedder"], bootstrap, permutations)
-    return _json(out)
+    return jsonable(out)
 
 
 def _embedding_measures(
@@ -301,7 +284,7 @@ def _embedding_measures(
         return
     try:
         res = find_motifs(final, X_final, seed=seed, permutations=permutations)
-        out["motifs"] = _json(res.to_dict())
+        out["motifs"] = jsonable(res.to_dict())
     except (UserError, ValueError) as e:
         notes.append(f"motifs left out: {e}")
 
@@ -309,7 +292,7 @@ def _embedding_measures(
 def _images(store: Store, study: str | None, seed: int, notes: list[str]) -> dict | None:
     """The image loop's summary (None when there are no image chains)."""
     try:
-        return _json(image_summary(store, study, seed=seed))
+        return jsonable(image_summary(store, study, seed=seed))
     except (UserError, ValueError) as e:
         notes.append(f"image loops left out: {e}")
         return None
