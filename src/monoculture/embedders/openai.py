@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from monoculture.embedders.base import Embedder, param_int
+from monoculture.embedders.base import Embedder, param_int, refuse_unknown
 from monoculture.errors import UserError
 from monoculture.retry import Again, Backoff, retry
 
@@ -30,9 +30,7 @@ class OpenAIEmbedder(Embedder):
     def check_spec(cls, arg: str, params: dict[str, str]) -> None:
         if not arg:
             raise UserError("embedder openai needs a model name: openai:<model>")
-        unknown = set(params) - {"max_tokens"}
-        if unknown:
-            raise UserError(f"embedder openai: unknown parameter {', '.join(sorted(unknown))} (it takes max_tokens)")
+        refuse_unknown("openai", params, ("max_tokens",))
 
     def __init__(self, model: str, max_tokens: str | int = 8191):
         from openai import OpenAI

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from monoculture.embedders.base import Embedder, files_fingerprint, param_bool, param_int, sort_by_length
+from monoculture.embedders.base import Embedder, files_fingerprint, param_bool, param_int, refuse_unknown, sort_by_length
 from monoculture.errors import UserError
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
@@ -88,11 +88,7 @@ class SentenceTransformersEmbedder(Embedder):
 
     @classmethod
     def check_spec(cls, arg: str, params: dict[str, str]) -> None:
-        unknown = set(params) - set(PARAMS)
-        if unknown:
-            raise UserError(
-                f"embedder sentence-transformers: unknown parameter {', '.join(sorted(unknown))} (it takes {', '.join(PARAMS)})"
-            )
+        refuse_unknown("sentence-transformers", params, PARAMS)
         backend = params.get("backend", "torch")
         if backend not in BACKENDS:
             raise UserError(f"embedder sentence-transformers: backend={backend!r}; use one of {', '.join(BACKENDS)}")

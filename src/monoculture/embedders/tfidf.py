@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from monoculture.embedders.base import Embedder, param_int
+from monoculture.embedders.base import Embedder, param_int, refuse_unknown
 from monoculture.errors import UserError
 from monoculture.hashing import text_hash
 
@@ -36,9 +36,7 @@ class TfidfEmbedder(Embedder):
     def check_spec(cls, arg: str, params: dict[str, str]) -> None:
         if arg and not (arg.isdigit() and int(arg) >= 1):
             raise UserError(f"embedder tfidf:{arg}: tfidf:<dim> takes a whole number of dimensions, such as tfidf:256")
-        unknown = set(params) - {"dim", "seed"}
-        if unknown:
-            raise UserError(f"embedder tfidf: unknown parameter {', '.join(sorted(unknown))} (it takes dim and seed)")
+        refuse_unknown("tfidf", params, ("dim", "seed"))
 
     @classmethod
     def from_spec(cls, arg: str, params: dict[str, str]) -> TfidfEmbedder:

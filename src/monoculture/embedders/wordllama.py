@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from monoculture.embedders.base import Embedder, files_fingerprint, param_int
+from monoculture.embedders.base import Embedder, files_fingerprint, param_int, refuse_unknown
 from monoculture.errors import UserError
 
 CONFIG = "l2_supercat"
@@ -77,9 +77,7 @@ class WordLlamaEmbedder(Embedder):
             raise UserError(
                 f"embedder wordllama:{arg}: wordllama takes no model name (its model is bundled); use wordllama?dim=128"
             )
-        unknown = set(params) - {"dim"}
-        if unknown:
-            raise UserError(f"embedder wordllama: unknown parameter {', '.join(sorted(unknown))} (it takes dim)")
+        refuse_unknown("wordllama", params, ("dim",))
         if "dim" in params and param_int("dim", params["dim"]) not in DIMS:
             raise UserError(f"embedder wordllama: dim={params['dim']}; use one of {', '.join(map(str, DIMS))}")
 
